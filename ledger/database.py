@@ -1,0 +1,95 @@
+"""Opening Warden's database: one place that knows the URL rules and each backend's settings.
+
+- URL: `--db` on the command line, else `WARDEN_DATABASE_URL`, else
+  `sqlite:///warden-data/warden.db` (relative to the working directory; the folder is created).
+- SQLite is the embedded default. It runs in WAL mode with `synchronous=FULL`: every commit
+  fsyncs the write-ahead log, so a committed decision survives a power cut, not only a crash of
+  the process (`NORMAL` in WAL mode may lose the last commits on power loss, which an audit log
+  must not). Every transaction starts with `BEGIN IMMEDIATE`, taking SQLite's single write lock up
+  front: a deferred transaction that read the log head and then tried to write could fail with
+  SQLITE_BUSY instead of waiting. Read-only work (export, verify) asks for a plain deferred `BEGIN`
+  with `read_only(conn)` so it never blocks writers (WAL readers see a snapshot).
+- PostgreSQL goes through psycopg 3: `postgresql+psycopg://user@host:port/db`
+  (`postgresql://` is accepted and mapped to psycopg).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+DEFAULT_DATABASE_URL = "sqlite:///warden-data/warden.db"
+DATABASE_URL_ENV = "WARDEN_DATABASE_URL"
+_READ_ONLY = "warden_read_only"
+_SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
+class DatabaseURLError(ValueError):
+    """The database URL cannot be used (unknown backend, malformed)."""
+
+
+def database_url(explicit: str | None = None) -> str:
+    """The URL to use: the explicit one, else the environment, else the embedded default."""
+    return explicit or os.environ.get(DATABASE_URL_ENV) or DEFAULT_DATABASE_URL
+
+
+def make_engine(url: str | None = None, **engine_options: Any) -> Engine:
+    """An engine with Warden's per-backend settings (see the module docstring)."""
+    raw = database_url(url)
+    try:
+        parsed = make_url(raw)
+    except ArgumentError as exc:
+        raise DatabaseURLError(f"not a database URL: {raw!r}") from exc
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(parsed.render_as_string(hide_password=False), parsed.database, engine_options)
+    if backend == "postgresql":
+        if parsed.drivername in ("postgresql", "postgres"):
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        elif parsed.drivername != "postgresql+psycopg":
+            raise DatabaseURLError(
+                f"PostgreSQL is supported through psycopg 3 (postgresql+psycopg://), not {parsed.drivername}"
+            )
+        return create_engine(parsed, pool_pre_ping=True, **engine_options)
+    raise DatabaseURLError(f"unsupported database {backend!r}: use sqlite:/// or postgresql+psycopg://")
+
+
+def _sqlite_engine(url: str, database: str | None, options: dict[str, Any]) -> Engine:
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_S}, **options)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let us emit BEGIN ourselves (pysqlite would otherwise issue a deferred BEGIN lazily).
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = "BEGIN" if conn.get_execution_options().get(_READ_ONLY) else "BEGIN IMMEDIATE"
+        conn.exec_driver_sql(mode)
+
+    return engine
+
+
+def read_only(conn: Connection) -> Connection:
+    """Mark a connection (before its first statement) as a reader: one consistent snapshot that
+    does not take SQLite's write lock; on PostgreSQL a REPEATABLE READ, read-only transaction."""
+    if conn.dialect.name == "postgresql":
+        return conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+    return conn.execution_options(**{_READ_ONLY: True})
+
+
+def describe(engine: Engine) -> str:
+    """The engine's URL with any password hidden, for messages."""
+    return engine.url.render_as_string(hide_password=True)
