@@ -8,8 +8,9 @@ Two passes over the tokens of one source:
    well formed. It walks the tokens with a stack of bracket frames; a frame opened by a
    comprehension macro (`list.all(x, ...)`) binds its first argument until the frame closes.
    Every other bare identifier must be one of the five roots Warden provides. The engine's own
-   `variables()` and `functions()` lists are then cross-checked, so a name the tokenizer missed
-   still cannot slip through (it is reported at the start of the source instead).
+   `functions()` list is checked first (a macro written with the wrong arguments shows up there
+   as a call to a function named `all`, `map`, ...), and its `variables()` list last, so a name
+   the tokenizer missed still cannot slip through (it is reported at the start of the source).
 """
 
 from __future__ import annotations
@@ -69,15 +70,13 @@ def check_references(
     tokens: list[Token], variables: Iterable[str], functions: Iterable[str], limits: Limits
 ) -> frozenset[str]:
     """Check names and comprehension nesting; return the root variables the source reads."""
-    roots, binders = _walk(tokens, limits)
-    for name in sorted(set(variables)):
-        if name not in ROOT_VARIABLES and name not in TYPE_NAMES and name not in binders:
-            raise CelCompileError(_unknown_variable(name), 1, 1)
     for name in sorted(set(functions)):
         if not _NAME.match(name) or name in FUNCTIONS:
             continue  # operators (`_+_`, `@in`, ...) and known functions
-        line, column = _call_position(tokens, name)
-        if name in COMPREHENSIONS:
+        line, column, namespace = _call_position(tokens, name)
+        if namespace and name not in COMPREHENSIONS:
+            message = f"unknown function '{namespace}.{name}' (extension libraries are not available)"
+        elif name in COMPREHENSIONS:
             message = (
                 f"{name}() takes a variable name and an expression, "
                 f"as in params.items.{name}(item, item.amount > 0)"
@@ -85,6 +84,10 @@ def check_references(
         else:
             message = f"unknown function '{name}'{_suggest(name, FUNCTIONS)}"
         raise CelCompileError(message, line, column)
+    roots, binders = _walk(tokens, limits)
+    for name in sorted(set(variables)):
+        if name not in ROOT_VARIABLES and name not in TYPE_NAMES and name not in binders:
+            raise CelCompileError(_unknown_variable(name), 1, 1)
     return roots
 
 
@@ -144,11 +147,17 @@ def _macro_binding(tokens: list[Token], i: int) -> str | None:
     return None
 
 
-def _call_position(tokens: list[Token], name: str) -> tuple[int, int]:
+def _call_position(tokens: list[Token], name: str) -> tuple[int, int, str]:
+    """Where `name(` is first called, and its namespace when written `ns.name(` on a non-root."""
     for i, token in enumerate(tokens[:-1]):
         if token.kind == "ident" and token.text == name and tokens[i + 1].text == "(":
-            return token.line, token.column
-    return 1, 1
+            if i >= 2 and tokens[i - 1].kind == "dot" and tokens[i - 2].kind == "ident":
+                receiver = tokens[i - 2]
+                bare = i == 2 or tokens[i - 3].kind != "dot"
+                if bare and receiver.text not in ROOT_VARIABLES and receiver.text not in TYPE_NAMES:
+                    return receiver.line, receiver.column, receiver.text
+            return token.line, token.column, ""
+    return 1, 1, ""
 
 
 def _unknown_variable(name: str) -> str:
