@@ -45,6 +45,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 
 COMPONENT = "ledger"
 _ADVISORY_LOCK_ID = 0x5741_5244_454E  # "WARDEN": serialises migrations across processes
@@ -171,6 +172,12 @@ def require_current(conn: Connection) -> None:
             else f"the ledger schema is version {found}, expected {LATEST_VERSION}; "
             "run `warden db upgrade`"
         )
+
+
+def is_missing_table(exc: DBAPIError) -> bool:
+    """Whether a database error means "this table does not exist" (schema never created)."""
+    code = getattr(exc.orig, "sqlstate", None)
+    return code == "42P01" or "no such table" in str(exc.orig)
 
 
 class SchemaError(Exception):

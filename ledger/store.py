@@ -13,15 +13,17 @@ Errors: `LedgerError` (bad request: unknown seq, impossible sizes, unencodable d
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.exc import DBAPIError
 
 from ledger import merkle
 from ledger.entry import encode_entry
-from ledger.schema import HEAD_ID, checkpoints, entries, head, nodes, require_current
+from ledger.schema import HEAD_ID, SchemaError, checkpoints, entries, head, is_missing_table, nodes
 from ledger.compact import MerkleAccumulator
 from ledger.subtrees import SubtreeReader, pack_frontier, push_leaf, unpack_frontier
 
@@ -89,6 +91,17 @@ class ConsistencyReceipt:
     checkpoint2: str | None
 
 
+@contextmanager
+def _schema_required() -> Iterator[None]:
+    """Turn "no such table" into a message saying what to run."""
+    try:
+        yield
+    except DBAPIError as exc:
+        if is_missing_table(exc):
+            raise SchemaError("the database has no audit ledger yet; run `warden db upgrade`") from exc
+        raise
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -105,7 +118,8 @@ class Ledger:
         """Read the head holding the log's write lock until the caller's transaction ends."""
         if conn.dialect.name == "sqlite":
             # Take SQLite's write lock now (a no-op update), in case the transaction began deferred.
-            conn.execute(update(head).where(head.c.id == HEAD_ID).values(size=head.c.size))
+            with _schema_required():
+                conn.execute(update(head).where(head.c.id == HEAD_ID).values(size=head.c.size))
             return self._read_head(conn, for_update=False)
         return self._read_head(conn, for_update=True)
 
@@ -117,9 +131,9 @@ class Ledger:
         query = select(head.c.size, head.c.last_leaf, head.c.frontier).where(head.c.id == HEAD_ID)
         if for_update:
             query = query.with_for_update()
-        row = conn.execute(query).one_or_none()
+        with _schema_required():
+            row = conn.execute(query).one_or_none()
         if row is None:
-            require_current(conn)
             raise LedgerCorruptError("the ledger head row is missing")
         size = int(row.size)
         try:
