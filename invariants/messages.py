@@ -33,12 +33,22 @@ _FIXED = {
 }
 
 
-def describe_parse_error(text: str, tokens: list[Token]) -> tuple[str, int, int]:
-    """(message, line, column) for the engine's parse error `text`."""
-    match = _DIAGNOSTIC.search(text)
-    if match is None:
+def describe_parse_error(text: str, source: str, tokens: list[Token]) -> tuple[str, int, int]:
+    """(message, line, column) for the engine's parse error `text` about `source`.
+
+    The engine may list several diagnostics; a syntax error is the cause of any macro error
+    that follows it, and a macro error on malformed input can come without a position (0:0),
+    so the first located syntax error wins, then the first located one.
+    """
+    found = [(int(m[1]), int(m[2]), m[3].strip()) for m in _DIAGNOSTIC.finditer(text)]
+    if not found:
         return "cannot parse the expression", 1, 1
-    line, column, detail = int(match.group(1)), int(match.group(2)), match.group(3).strip()
+    located = [d for d in found if d[0] >= 1 and d[1] >= 1]
+    syntax = [d for d in located if d[2].startswith("Syntax error: ")]
+    line, column, detail = (syntax or located or found)[0]
+    lines = source.split("\n")
+    line = min(max(line, 1), len(lines))
+    column = min(max(column, 1), len(lines[line - 1]) + 1)
     detail = detail.removeprefix("Syntax error: ")
     return _explain(detail, line, column, tokens), line, column
 

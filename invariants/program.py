@@ -136,7 +136,7 @@ def compile_expression(source: str, limits: Limits = DEFAULT_LIMITS) -> Program:
     try:
         compiled = cel.compile(source)
     except Exception as exc:
-        message, line, column = describe_parse_error(str(exc), tokens)
+        message, line, column = describe_parse_error(str(exc), source, tokens)
         raise CelCompileError(message, line, column) from None
     # (4) names, functions and comprehension nesting
     roots = check_references(tokens, compiled.variables(), compiled.functions(), limits)
