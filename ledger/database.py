@@ -38,8 +38,9 @@ def database_url(explicit: str | None = None) -> str:
     return explicit or os.environ.get(DATABASE_URL_ENV) or DEFAULT_DATABASE_URL
 
 
-def make_engine(url: str | None = None, **engine_options: Any) -> Engine:
-    """An engine with Warden's per-backend settings (see the module docstring)."""
+def make_engine(url: str | None = None, *, create: bool = True, **engine_options: Any) -> Engine:
+    """An engine with Warden's per-backend settings (see the module docstring). With
+    `create=False` a missing SQLite file is an error instead of a new empty database."""
     raw = database_url(url)
     try:
         parsed = make_url(raw)
@@ -47,6 +48,8 @@ def make_engine(url: str | None = None, **engine_options: Any) -> Engine:
         raise DatabaseURLError(f"not a database URL: {raw!r}") from exc
     backend = parsed.get_backend_name()
     if backend == "sqlite":
+        if not create and not _sqlite_file_exists(parsed.database):
+            raise DatabaseURLError(f"database file {parsed.database} does not exist")
         return _sqlite_engine(parsed.render_as_string(hide_password=False), parsed.database, engine_options)
     if backend == "postgresql":
         if parsed.drivername in ("postgresql", "postgres"):
@@ -57,6 +60,12 @@ def make_engine(url: str | None = None, **engine_options: Any) -> Engine:
             )
         return create_engine(parsed, pool_pre_ping=True, **engine_options)
     raise DatabaseURLError(f"unsupported database {backend!r}: use sqlite:/// or postgresql+psycopg://")
+
+
+def _sqlite_file_exists(database: str | None) -> bool:
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return True
+    return Path(database).is_file()
 
 
 def _sqlite_engine(url: str, database: str | None, options: dict[str, Any]) -> Engine:
