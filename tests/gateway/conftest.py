@@ -42,8 +42,14 @@ class Build:
 
     now = NOW
 
+    def __init__(self) -> None:
+        self._programs: dict[str, Any] = {}  # compiled programs are immutable: share them
+
     def expr(self, source: str) -> Expr:
-        return Expr(source=source, span=SPAN, program=compile_expression(source))
+        program = self._programs.get(source)
+        if program is None:
+            program = self._programs[source] = compile_expression(source)
+        return Expr(source=source, span=SPAN, program=program)
 
     def policy(
         self,
