@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import rfc8785
@@ -29,20 +29,39 @@ __all__ = [
     "GENESIS_PREV",
     "Entry",
     "EntryError",
+    "canonical_object",
     "decode_entry",
     "encode_entry",
     "format_time",
+    "is_valid_time",
     "parse_time",
+    "quick_decode",
 ]
 
 GENESIS_PREV = "0" * 64
 ENTRY_FIELDS = frozenset({"seq", "time", "kind", "actor", "subject", "data", "prev"})
 
-_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
+_TIME = re.compile(
+    r"([0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01]))"
+    r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{6}Z"
+)
 _PREV = re.compile(r"[0-9a-f]{64}")
-# Where Python's json output may differ from RFC 8785: long integers (outside +-2**53, which
-# RFC 8785 refuses) and astral-plane characters (RFC 8785 sorts keys by UTF-16 code units).
-_RISKY = re.compile(rb"[0-9]{16}|[\xf0-\xf4]")
+# Characters outside the Basic Multilingual Plane (4-byte UTF-8): RFC 8785 sorts object keys by
+# UTF-16 code units, Python by code points; the two orders differ only around these.
+_ASTRAL = re.compile(rb"[\xf0-\xf4]")
+# A canonical JSON string's body: no raw control characters, only the escapes RFC 8785 emits
+# (written as an unrolled loop so the regex engine never backtracks inside a string).
+_STR = rb'[^"\\\x00-\x1f]*(?:\\(?:["\\bfnrt]|u00(?:0[0-7bef]|1[0-9a-f]))[^"\\\x00-\x1f]*)*'
+_LAYOUT = re.compile(
+    rb'\{"actor":"(' + _STR + rb')","data":(\{.*\}),"kind":"(' + _STR + rb')",'
+    rb'"prev":"([0-9a-f]{64})","seq":(0|[1-9][0-9]{0,14}),"subject":"(' + _STR + rb')",'
+    rb'"time":"([0-9]{4}-[0-9]{2}-[0-9]{2})T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]'
+    rb'\.[0-9]{6}Z"\}',
+    re.DOTALL,
+)
+_TIME_TAIL = "T00:00:00.000000Z"
+_MAX_INT = 2**53 - 1  # RFC 8785 numbers are IEEE doubles: larger integers have no exact form
+_valid_days: set[str] = set()
 
 
 class EntryError(ValueError):
@@ -57,15 +76,50 @@ def _float_found(_: str) -> float:
     raise _Float
 
 
+def _checked_int(text: str) -> int:
+    """Integers beyond 15 digits must lie in RFC 8785's exact (double) range."""
+    value = int(text)
+    if len(text) > 15 and not -_MAX_INT <= value <= _MAX_INT:
+        raise EntryError(f"integer {text} is outside the range RFC 8785 can represent")
+    return value
+
+
 def _no_constants(name: str) -> Any:
     raise EntryError(f"{name} is not allowed in canonical JSON")
 
 
-_FAST = json.JSONDecoder(parse_float=_float_found, parse_constant=_no_constants)
-_SLOW = json.JSONDecoder(parse_constant=_no_constants)
-_ENCODER = json.JSONEncoder(
-    ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+_FAST = json.JSONDecoder(
+    parse_float=_float_found, parse_int=_checked_int, parse_constant=_no_constants
 )
+_SLOW = json.JSONDecoder(parse_constant=_no_constants)
+_scan = _FAST.scan_once
+# The C encoder itself (what json.dumps uses underneath), built once: compact, sorted keys,
+# UTF-8 kept as is. For JSON free of floats and astral characters its output is RFC 8785's.
+_encode = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+    None, _refuse, json.encoder.c_encode_basestring, None, ":", ",", True, False, False  # type: ignore[attr-defined]
+)
+
+
+def is_valid_time(text: str) -> bool:
+    """True for ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` naming a real instant (cheap; dates cached)."""
+    match = _TIME.fullmatch(text)
+    if match is None:
+        return False
+    day = match.group(1)
+    if day in _valid_days:
+        return True
+    try:
+        date.fromisoformat(day)
+    except ValueError:
+        return False
+    if len(_valid_days) > 100_000:
+        _valid_days.clear()
+    _valid_days.add(day)
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,12 +150,9 @@ def format_time(moment: datetime) -> str:
 
 def parse_time(text: str) -> datetime:
     """Inverse of :func:`format_time`; anything but that exact shape is an error."""
-    if not isinstance(text, str) or not _TIME.fullmatch(text):
-        raise EntryError(f"entry time {text!r} is not YYYY-MM-DDTHH:MM:SS.ffffffZ")
-    try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-    except ValueError as exc:
-        raise EntryError(f"entry time {text!r} is not a real date and time") from exc
+    if not isinstance(text, str) or not is_valid_time(text):
+        raise EntryError(f"entry time {text!r} is not a real YYYY-MM-DDTHH:MM:SS.ffffffZ time")
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
 def _check_fields(obj: Any) -> None:
@@ -115,7 +166,8 @@ def _check_fields(obj: Any) -> None:
     seq = obj["seq"]
     if type(seq) is not int or seq < 0:
         raise EntryError("entry seq must be a non-negative integer")
-    parse_time(obj["time"])
+    if type(obj["time"]) is not str or not is_valid_time(obj["time"]):
+        raise EntryError(f"entry time {obj['time']!r} is not a real YYYY-MM-DDTHH:MM:SS.ffffffZ time")
     for name in ("kind", "actor", "subject"):
         if type(obj[name]) is not str:
             raise EntryError(f"entry {name} must be a string")
@@ -128,33 +180,37 @@ def _check_fields(obj: Any) -> None:
         raise EntryError("entry prev must be 64 lowercase hex digits")
 
 
-def canonical_object(raw: bytes) -> dict[str, Any]:
-    """Parse ``raw`` as JSON and insist it is exactly its RFC 8785 form; return the object."""
+def canonical_object(raw: bytes) -> Any:
+    """Parse ``raw`` as JSON and insist it is exactly its RFC 8785 form; return the value."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise EntryError("entry is not valid UTF-8") from exc
     try:
         try:
-            obj = _FAST.decode(text)
-            slow = _RISKY.search(raw) is not None
+            value, end = _scan(text, 0)
+            exact = not _ASTRAL.search(raw) if not raw.isascii() else True
         except _Float:
-            obj = _SLOW.decode(text)
-            slow = True
+            value, end = _SLOW.raw_decode(text)
+            exact = False
+    except StopIteration as exc:
+        raise EntryError("entry is not valid JSON (nothing to parse at column 1)") from exc
     except json.JSONDecodeError as exc:
         raise EntryError(f"entry is not valid JSON ({exc.msg} at column {exc.colno})") from exc
     except RecursionError as exc:
         raise EntryError("entry JSON is nested too deeply") from exc
+    if end != len(text):
+        raise EntryError(f"entry has trailing data after column {end}")
     try:
-        if slow:
-            canon = rfc8785.dumps(obj)
+        if exact:
+            same = "".join(_encode(value, 0)) == text
         else:
-            canon = _ENCODER.encode(obj).encode("utf-8")
-    except (rfc8785.CanonicalizationError, UnicodeEncodeError, RecursionError) as exc:
+            same = rfc8785.dumps(value) == raw
+    except (rfc8785.CanonicalizationError, TypeError, ValueError, RecursionError) as exc:
         raise EntryError(f"entry cannot be canonicalised: {exc}") from exc
-    if canon != raw:
+    if not same:
         raise EntryError("entry is not in RFC 8785 canonical form")
-    return obj  # type: ignore[no-any-return]
+    return value
 
 
 def decode_entry(raw: bytes) -> Entry:
@@ -190,3 +246,37 @@ def encode_entry(
         return rfc8785.dumps(obj)
     except rfc8785.CanonicalizationError as exc:
         raise EntryError(f"entry data cannot be canonicalised: {exc}") from exc
+
+
+def quick_decode(raw: bytes) -> tuple[int, str, str, dict[str, Any]] | None:
+    """``(seq, kind, prev, data)`` of a canonical, well-typed entry, or None to mean "ask
+    :func:`decode_entry`" (which either accepts it or says what is wrong).
+
+    The verifier's hot path. A canonical entry is the fixed key order actor, data, kind, prev,
+    seq, subject, time; :data:`_LAYOUT` checks that frame and its canonical strings and
+    numbers, so only ``data`` needs parsing and re-encoding. Sound because any split of the
+    line that passes both checks is a canonical encoding of one well-typed entry. Returning
+    None is never a verdict by itself.
+    """
+    m = _LAYOUT.fullmatch(raw)
+    if m is None:
+        return None
+    actor, body, kind, prev, seq, subject, day = m.groups()
+    if not kind:
+        return None
+    day_text = day.decode("ascii")
+    if day_text not in _valid_days and not is_valid_time(day_text + _TIME_TAIL):
+        return None
+    try:
+        text = body.decode("utf-8")
+        data, end = _scan(text, 0)
+        if type(data) is not dict or "".join(_encode(data, 0)) != text:
+            return None
+        if not raw.isascii():
+            raw.decode("utf-8")  # the strings outside data must be UTF-8 too
+            if _ASTRAL.search(body):
+                return None
+    except Exception:  # any parse problem: decode_entry explains it  # noqa: BLE001
+        return None
+    kind_text = kind.decode() if b"\\" not in kind else _SLOW.decode('"' + kind.decode() + '"')
+    return int(seq), kind_text, prev.decode("ascii"), data
