@@ -29,6 +29,9 @@ class Mistake:
     code: str
     message: str  # may use {token}: the unexpected word or character
     examples: tuple[str, ...]
+    #: Something is missing: point just after the last word written, not at the next one
+    #: (which may be lines further down).
+    missing: bool = False
 
 
 #: Recognised by what went wrong (checked first): see `_by_kind`.
@@ -41,10 +44,11 @@ MISSING_CLOSING_BRACE = Mistake(
     "missing_closing_brace",
     "missing `}`: the policy block before this point is never closed",
     (_P + '  risk L1\n', _P + 'policy q {\n  applies to tool "u"\n}\n', 'policy p {\n'),
+    missing=True,
 )
 OUTSIDE_POLICY = Mistake(
     "statement_outside_policy",
-    "`{token}` must be inside a policy block: policy NAME { ... }",
+    "{token} must be inside a policy block: policy NAME { ... }",
     (
         'deny when params.x > 1 because "no"\n',
         'role finance\nrisk L1\n',
@@ -58,7 +62,7 @@ UNMATCHED_CLOSING_BRACE = Mistake(
 )
 BAD_NAME_CHARACTER = Mistake(
     "bad_name_character",
-    "names may only contain letters, digits and `_` (found `{token}`)",
+    "names may only contain letters, digits and `_` (found {token})",
     ("policy margin-floor {\n}\n", _P + "  invariant ok-now : true\n}\n"),
 )
 
@@ -74,6 +78,7 @@ SYNTAX_MISTAKES: tuple[Mistake, ...] = (
             _P + "  escalate L2 when params.x > 1\n}\n",
             _P + "  escalate big L2 when params.x > 1\n}\n",
         ),
+        missing=True,
     ),
     Mistake(
         "reason_not_quoted",
@@ -97,11 +102,13 @@ SYNTAX_MISTAKES: tuple[Mistake, ...] = (
             _P + '  require approval from role "approver" when expires in 4h\n}\n',
             _P + "  min_autonomy A3 when\n}\n",
         ),
+        missing=True,
     ),
     Mistake(
         "missing_invariant_condition",
         "expected a condition (a CEL expression) after the invariant's `:`",
         (_P + "  invariant ok :\n}\n", _P + '  invariant ok "fine" :\n}\n'),
+        missing=True,
     ),
     Mistake(
         "deny_missing_when",
@@ -228,11 +235,13 @@ SYNTAX_MISTAKES: tuple[Mistake, ...] = (
         "missing_mode",
         "expected the mode: `enforce` (the default) or `shadow`",
         (_P + "  mode\n}\n", 'policy p mode {\n}\n'),
+        missing=True,
     ),
     Mistake(
         "missing_risk",
         "expected the risk tier: L0, L1, L2 or L3",
         (_P + "  risk\n}\n",),
+        missing=True,
     ),
 )
 
@@ -329,8 +338,9 @@ def _by_kind(err: UnexpectedInput, text: str, offset: int) -> Mistake | None:
     return None
 
 
-def explain(err: UnexpectedInput, text: str, offset: int) -> tuple[str, str]:
-    """(code, message) for a syntax error, from the known mistakes or else a plain description."""
+def explain(err: UnexpectedInput, text: str, offset: int) -> tuple[str, str, bool]:
+    """(code, message, missing) for a syntax error, from the known mistakes or else a plain
+    description; `missing` says the error is about something left out before `offset`."""
     token = _describe_unexpected(err, text, offset)
     mistake = _by_kind(err, text, offset)
     if mistake is None:
@@ -339,17 +349,17 @@ def explain(err: UnexpectedInput, text: str, offset: int) -> tuple[str, str]:
         state = _state_key(err)
         mistake = exact.get((state, token_type)) or by_state.get(state)
     if mistake is not None:
-        return mistake.code, mistake.message.replace("{token}", token)
-    return "syntax_error", f"unexpected {token}; expected {_expected(err)}"
+        return mistake.code, mistake.message.replace("{token}", token), mistake.missing
+    return "syntax_error", f"unexpected {token}; expected {_expected(err)}", False
 
 
 def _describe_unexpected(err: UnexpectedInput, text: str, offset: int) -> str:
     if isinstance(err, UnexpectedCharacters):
-        return text[offset] if offset < len(text) else "end of file"
+        return f"`{text[offset]}`" if offset < len(text) else "end of file"
     if isinstance(err, UnexpectedToken) and err.token.type != "$END":
         if err.token.type == "CEL":
             return "a condition"
-        return str(err.token)
+        return f"`{err.token}`"
     return "end of file"
 
 

@@ -104,6 +104,10 @@ def parse_file(text: str) -> ParsedFile:
     scanned: ScannedSource = scan(text)
     problems = [SyntaxProblem(p.offset, p.code, p.message) for p in scanned.problems]
     masked = scanned.masked
+    # A condition cut short by an unclosed bracket makes its statement fail where the next one
+    # starts; that error is an echo of the bracket's and is not reported again.
+    echoes = {_next_statement_line(masked, p.offset) for p in scanned.problems}
+    seen: set[int] = set()
     tree: Tree | None = None
     for _ in range(MAX_SYNTAX_ERRORS_PER_FILE):
         try:
@@ -111,10 +115,13 @@ def parse_file(text: str) -> ParsedFile:
             break
         except UnexpectedInput as err:
             offset = _error_offset(err, masked)
-            code, message = explain(err, masked, offset)
-            if any(p.offset == offset for p in problems):
+            code, message, missing = explain(err, masked, offset)
+            shown = _after_previous_word(masked, offset) if missing else offset
+            if any(p.offset == shown for p in problems) or offset in seen:
                 break  # no progress: the same error again
-            problems.append(SyntaxProblem(offset, code, message))
+            seen.add(offset)
+            if _line_start(masked, offset) not in echoes:
+                problems.append(SyntaxProblem(shown, code, message))
             recovered = _skip_statement(masked, err, offset)
             if recovered is None:
                 break
@@ -129,6 +136,36 @@ def _error_offset(err: UnexpectedInput, text: str) -> int:
     if isinstance(err, UnexpectedCharacters):
         return int(err.pos_in_stream or 0)
     return len(text.rstrip())
+
+
+def _after_previous_word(text: str, offset: int) -> int:
+    """Just after the last thing written before `offset`, skipping blanks and `#` comments."""
+    j = offset
+    while j > 0:
+        line_start = _line_start(text, j - 1)
+        body = _without_comment(text[line_start:j])
+        stripped = body.rstrip(" \t\r\f\n")
+        if stripped:
+            return line_start + len(stripped)
+        j = line_start
+    return offset
+
+
+def _without_comment(line: str) -> str:
+    """`line` up to a `#` that is not inside a quoted string."""
+    quoted = False
+    i = 0
+    while i < len(line):
+        c = line[i]
+        if c == "\\" and quoted:
+            i += 2
+            continue
+        if c == '"':
+            quoted = not quoted
+        elif c == "#" and not quoted:
+            return line[:i]
+        i += 1
+    return line
 
 
 def _token_text(err: UnexpectedInput) -> str | None:
