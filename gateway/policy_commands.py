@@ -16,16 +16,25 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from pydantic import ValidationError
 
+from dsl import PolicyCompileError, builtin_policy_dir, compile_policy_dir
+from dsl.model import Diagnostic, PolicySet
+from gateway.agents import Agent
 from gateway.cli import EXIT_CHECK_FAILED, EXIT_COMPILE_ERROR, EXIT_OK, EXIT_USAGE
+from gateway.engine import Engine
+from gateway.models import Decision, Packet
+from gateway.policy_cases import CaseFileError, first_error, load_cases, run_case
+
+Handler = Callable[[argparse.Namespace], int]
 
 #: The policies shipped with Warden (the repository's `policies/`, beside this package).
-SHIPPED_POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
+SHIPPED_POLICY_DIR = builtin_policy_dir()
 
 
 class CommandError(Exception):
@@ -36,7 +45,7 @@ class CommandError(Exception):
         self.code = code
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Add `warden policy ...` to the `warden` command."""
     policy = subparsers.add_parser("policy", help="check, test and explain policies",
                                    description=__doc__.split("\n\n")[0])
@@ -65,13 +74,12 @@ def register(subparsers: Any) -> None:
     explain.set_defaults(handler=_guarded(explain_command))
 
 
-def _guarded(command: Any) -> Any:
+def _guarded(command: Handler) -> Handler:
     """Turn CommandError into its one-line message and exit code."""
 
     def handler(args: argparse.Namespace) -> int:
         try:
-            result: int = command(args)
-            return result
+            return command(args)
         except CommandError as exc:
             print(f"warden policy: {exc}", file=sys.stderr)
             return exc.code
@@ -79,16 +87,14 @@ def _guarded(command: Any) -> Any:
     return handler
 
 
-def compile_dir(directory: Path) -> Any:
+def compile_dir(directory: Path) -> PolicySet:
     """The compiled PolicySet of `directory`; compile errors are printed and exit 3."""
-    from dsl import PolicyCompileError, compile_policy_dir
-
     if not directory.is_dir():
         raise CommandError(f"{directory}: no such policy directory", EXIT_USAGE)
     try:
         return compile_policy_dir(directory)
     except PolicyCompileError as exc:
-        _print_diagnostics(exc.diagnostics)
+        _print_diagnostics(exc.diagnostics, stream=sys.stderr)
         errors = sum(1 for d in exc.diagnostics if d.severity == "error")
         raise CommandError(f"{directory}: {errors} error(s); the policies do not compile",
                            EXIT_COMPILE_ERROR) from None
@@ -96,9 +102,9 @@ def compile_dir(directory: Path) -> Any:
         raise CommandError(f"{directory}: cannot read: {exc}", EXIT_USAGE) from None
 
 
-def _print_diagnostics(diagnostics: Any) -> None:
+def _print_diagnostics(diagnostics: Iterable[Diagnostic], *, stream: TextIO | None = None) -> None:
     for diagnostic in diagnostics:
-        print(diagnostic.render(), file=sys.stderr if diagnostic.severity == "error" else sys.stdout)
+        print(diagnostic.render(), file=stream or sys.stdout)
 
 
 def check_command(args: argparse.Namespace) -> int:
@@ -110,9 +116,6 @@ def check_command(args: argparse.Namespace) -> int:
 
 
 def test_command(args: argparse.Namespace) -> int:
-    from gateway.engine import Engine
-    from gateway.policy_cases import CaseFileError, load_cases, run_case
-
     policy_set = compile_dir(args.dir)
     try:
         cases = load_cases(args.dir / "tests")
@@ -146,11 +149,6 @@ def test_command(args: argparse.Namespace) -> int:
 
 
 def explain_command(args: argparse.Namespace) -> int:
-    from gateway.agents import Agent
-    from gateway.engine import Engine
-    from gateway.models import Packet
-    from gateway.policy_cases import first_error
-
     data = _read_json(args.packet)
     try:
         packet = Packet.model_validate(data)
@@ -201,7 +199,7 @@ _STATUS_WORDS = {
 }
 
 
-def render_decision(decision: Any, packet: Any, policy_set: Any) -> str:
+def render_decision(decision: Decision, packet: Packet, policy_set: PolicySet) -> str:
     """The decision as a policy author reads it: outcome, risk vs autonomy, then every why."""
     tool = packet.action.tool
     base = [p.risk for p in policy_set.policies_for(tool) if p.enforced and p.risk is not None]

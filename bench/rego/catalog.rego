@@ -74,16 +74,18 @@ violations contains "discounts.deep_discount" if {
 
 # ---- listings: L1 ------------------------------------------------------------------------------
 
-banned_claims := `(?i)\b(cures?|guaranteed\s+results|risk[-\s]?free)\b`
+# Case-insensitive by lowering the copy: rego-cpp's regex engine rejects the `(?i)` flag that
+# the CEL pattern uses (OPA's RE2 would accept it; the result is the same).
+banned_claims := `\b(cures?|guaranteed\s+results|risk[-\s]?free)\b`
 
 banned_copy if {
 	is_string(params.title)
-	regex.match(banned_claims, params.title)
+	regex.match(banned_claims, lower(params.title))
 }
 
 banned_copy if {
 	is_string(params.body_html)
-	regex.match(banned_claims, params.body_html)
+	regex.match(banned_claims, lower(params.body_html))
 }
 
 copy_readable if {
