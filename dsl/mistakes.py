@@ -44,7 +44,6 @@ MISSING_CLOSING_BRACE = Mistake(
     "missing_closing_brace",
     "missing `}`: the policy block before this point is never closed",
     (_P + '  risk L1\n', _P + 'policy q {\n  applies to tool "u"\n}\n', 'policy p {\n'),
-    missing=True,
 )
 OUTSIDE_POLICY = Mistake(
     "statement_outside_policy",
@@ -59,6 +58,11 @@ UNMATCHED_CLOSING_BRACE = Mistake(
     "unmatched_closing_brace",
     "this `}` closes nothing: is there one `}` too many?",
     (_P + "}\n}\n",),
+)
+RESERVED_WORD = Mistake(
+    "reserved_word",
+    "{token} is a reserved word and cannot be used as a name",
+    ('policy deny {\n}\n', _P + "  invariant risk : params.x > 1\n}\n", "role policy\n"),
 )
 BAD_NAME_CHARACTER = Mistake(
     "bad_name_character",
@@ -264,22 +268,7 @@ def _failure(example: str) -> _Example | None:
     return None
 
 
-@functools.cache
-def _keywords() -> frozenset[str]:
-    """The grammar's reserved words (`policy`, `when`, ...)."""
-    return frozenset(
-        str(t.pattern.value)
-        for t in policy_parser().terminals
-        if t.pattern.type == "str" and str(t.pattern.value).isidentifier()
-    )
-
-
 def _token_key(err: UnexpectedToken) -> str:
-    """The unexpected token's kind. A keyword the state cannot take is lexed as a NAME (every
-    state accepts names, see `dsl.parser`), so keywords are told apart by their text."""
-    value = str(err.token)
-    if err.token.type == "NAME" and value in _keywords():
-        return "KEYWORD:" + value
     return str(err.token.type)
 
 
@@ -338,6 +327,13 @@ def _by_kind(err: UnexpectedInput, text: str, offset: int) -> Mistake | None:
     return None
 
 
+def _is_reserved_word_for_name(err: UnexpectedInput) -> bool:
+    """A keyword where the parser wanted a name (`policy deny {`)."""
+    if not isinstance(err, UnexpectedToken) or err.token.type in ("$END", "NAME"):
+        return False
+    return str(err.token).isidentifier() and "NAME" in expected_terminals(err)
+
+
 def explain(err: UnexpectedInput, text: str, offset: int) -> tuple[str, str, bool]:
     """(code, message, missing) for a syntax error, from the known mistakes or else a plain
     description; `missing` says the error is about something left out before `offset`."""
@@ -347,7 +343,10 @@ def explain(err: UnexpectedInput, text: str, offset: int) -> tuple[str, str, boo
         exact, by_state = _index()
         token_type = _token_key(err) if isinstance(err, UnexpectedToken) else "<char>"
         state = _state_key(err)
-        mistake = exact.get((state, token_type)) or by_state.get(state)
+        mistake = exact.get((state, token_type))
+        if mistake is None and _is_reserved_word_for_name(err):
+            mistake = RESERVED_WORD
+        mistake = mistake or by_state.get(state)
     if mistake is not None:
         return mistake.code, mistake.message.replace("{token}", token), mistake.missing
     return "syntax_error", f"unexpected {token}; expected {_expected(err)}", False
@@ -397,7 +396,6 @@ VALUE_MESSAGES: dict[str, str] = {
     "bad_duration": "bad duration `{value}`: write a whole number and a unit, "
     "30s, 15m, 4h or 7d",
     "bad_count": "count must be a whole number from 1 to 10, not {value}",
-    "reserved_word": "`{value}` is a reserved word and cannot be used as a name",
     "bad_escape": "unknown escape `{value}` in a string: only \\\" and \\\\ are allowed",
 }
 

@@ -60,27 +60,42 @@ def grammar_bytes() -> bytes:
 @functools.cache
 def policy_parser() -> Lark:
     """The Lark parser, built once per process."""
-    return Lark(
+    whole_words = _WholeWords()
+    parser = Lark(
         grammar_bytes().decode("utf-8"),
         parser="lalr",
         lexer="contextual",
         propagate_positions=True,
         maybe_placeholders=True,
-        postlex=_WholeWords(),
+        postlex=whole_words,
     )
+    whole_words.keywords = {
+        str(t.pattern.value): t.name
+        for t in parser.terminals
+        if t.pattern.type == "str" and str(t.pattern.value).isidentifier()
+    }
+    return parser
 
 
 class _WholeWords(PostLex):
-    """Accept NAME in every lexer state so that keywords are whole words.
+    """Make keywords whole, reserved words.
 
-    Without it the contextual lexer reads `tools` as the keyword `tool` followed by `s`, and
-    `policyfoo` as `policy foo`. Tokens pass through unchanged.
+    NAME is accepted in every lexer state: without it the contextual lexer reads `tools` as the
+    keyword `tool` followed by `s`, and `policyfoo` as `policy foo`. A NAME that spells a
+    keyword is then given the keyword's type, so `when` is never a name, wherever it appears.
     """
 
     always_accept = ("NAME",)
 
+    def __init__(self) -> None:
+        self.keywords: dict[str, str] = {}
+
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
-        return stream
+        keywords = self.keywords
+        for token in stream:
+            if token.type == "NAME" and token.value in keywords:
+                token.type = keywords[token.value]
+            yield token
 
 
 def parse_masked(masked: str) -> Tree:
@@ -135,7 +150,7 @@ def _error_offset(err: UnexpectedInput, text: str) -> int:
         return int(err.token.start_pos or 0)
     if isinstance(err, UnexpectedCharacters):
         return int(err.pos_in_stream or 0)
-    return len(text.rstrip())
+    return _after_previous_word(text, len(text))
 
 
 def _after_previous_word(text: str, offset: int) -> int:

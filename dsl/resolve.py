@@ -19,17 +19,9 @@ from dsl.model import (
     BUILTIN_ROLES, ApprovalRule, Autonomy, AutonomyRule, DenyRule, Escalation, Expr, Invariant,
     Policy, Risk, Span, ToolSelector,
 )
-from dsl.parser import policy_parser
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 MAX_APPROVAL_COUNT = 10
-
-
-def _reserved() -> frozenset[str]:
-    return frozenset(
-        str(t.pattern.value) for t in policy_parser().terminals
-        if t.pattern.type == "str" and str(t.pattern.value).isidentifier()
-    )
 
 
 def resolve_roles(files: list[ast.PolicyFile], bag: DiagnosticBag) -> frozenset[str]:
@@ -38,7 +30,6 @@ def resolve_roles(files: list[ast.PolicyFile], bag: DiagnosticBag) -> frozenset[
     for file in files:
         for decl in file.roles:
             name = decl.name
-            _check_name(name, bag)
             if name.text in BUILTIN_ROLES:
                 bag.error("builtin_role", f"role `{name.text}` is built in; do not declare it",
                           name.span)
@@ -59,7 +50,6 @@ def resolve_policies(files: list[ast.PolicyFile], roles: frozenset[str], bag: Di
     for file in files:
         for block in file.policies:
             name = block.name
-            _check_name(name, bag)
             if name.text in seen:
                 bag.error("duplicate_policy",
                           f"policy `{name.text}` is already defined at {seen[name.text]}",
@@ -70,11 +60,6 @@ def resolve_policies(files: list[ast.PolicyFile], roles: frozenset[str], bag: Di
             if policy is not None:
                 policies.append(policy)
     return policies
-
-
-def _check_name(name: ast.Word, bag: DiagnosticBag) -> None:
-    if name.text in _reserved():
-        bag.error("reserved_word", value_message("reserved_word", name.text), name.span)
 
 
 class _PolicyResolver:
@@ -157,7 +142,6 @@ class _PolicyResolver:
         return ToolSelector(applies.kind, tuple(p.text for p in applies.patterns))
 
     def _claim(self, name: ast.Word) -> None:
-        _check_name(name, self.bag)
         if name.text in self.names:
             self.bag.error("duplicate_name",
                            f"`{name.text}` is already used in policy `{self.block.name.text}` "

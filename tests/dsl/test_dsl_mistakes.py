@@ -8,12 +8,12 @@ import pytest
 
 from dsl import PolicyCompileError, compile_sources
 from dsl.mistakes import (
-    BAD_NAME_CHARACTER, MISSING_CLOSING_BRACE, OUTSIDE_POLICY, SYNTAX_MISTAKES,
+    BAD_NAME_CHARACTER, MISSING_CLOSING_BRACE, OUTSIDE_POLICY, RESERVED_WORD, SYNTAX_MISTAKES,
     UNMATCHED_CLOSING_BRACE, UNTERMINATED_STRING, VALUE_MESSAGES, Mistake,
 )
 
 ALL = (UNTERMINATED_STRING, MISSING_CLOSING_BRACE, OUTSIDE_POLICY, UNMATCHED_CLOSING_BRACE,
-       BAD_NAME_CHARACTER, *SYNTAX_MISTAKES)
+       RESERVED_WORD, BAD_NAME_CHARACTER, *SYNTAX_MISTAKES)
 CASES = [(m, i, ex) for m in ALL for i, ex in enumerate(m.examples)]
 
 
@@ -142,5 +142,5 @@ def test_reserved_word_as_a_name() -> None:
 def test_every_value_message_is_used_by_a_test_above() -> None:
     # Keeps this file honest: a new value message needs a test here.
     tested = {"unknown_risk_tier", "unknown_autonomy", "unknown_mode", "bad_duration",
-              "bad_count", "reserved_word", "bad_escape"}
+              "bad_count", "bad_escape"}
     assert set(VALUE_MESSAGES) == tested
