@@ -304,15 +304,7 @@ class _LogVerifier:
         self.keys.append(str(self.key))
 
     def finish(self, n: int) -> list[str]:
-        """Checks that need the whole log: leftovers past its end, truncation (6)."""
-        for size in sorted(self.pending):
-            p = self.pending[size][0]
-            raise VerificationFailure(
-                4, f"checkpoint of size {size} but the log holds only {n} entries "
-                "(entries were removed)", checkpoint=p.name,
-            )
-        if not self.count:
-            raise VerificationFailure(4, "no checkpoints: nothing in the log is signed")
+        """Checks that need the whole log: truncation (6), checkpoints past its end (4)."""
         if self.trusted is not None and self.trusted.checkpoint.size > n:
             verifiers = [Verifier.from_string(k) for k in self.keys]
             try:
@@ -327,6 +319,14 @@ class _LogVerifier:
                 f"{self.trusted.checkpoint.size} but the log holds only {n} entries",
                 checkpoint="trusted",
             )
+        for size in sorted(self.pending):
+            p = self.pending[size][0]
+            raise VerificationFailure(
+                4, f"checkpoint of size {size} but the log holds only {n} entries "
+                "(entries were removed)", checkpoint=p.name,
+            )
+        if not self.count:
+            raise VerificationFailure(4, "no checkpoints: nothing in the log is signed")
         warnings = []
         tail = n - self.sizes[-1]
         if tail > 0:
