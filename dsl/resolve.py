@@ -103,7 +103,8 @@ class _PolicyResolver:
             elif isinstance(stmt, ast.EscalateStmt):
                 tier = self._risk(stmt.tier)
                 escalations.append(Escalation(self._rule_name(stmt.name, "escalate", stmt.span),
-                                              tier or Risk.L3, _expr(stmt.condition),
+                                              Risk.L3 if tier is None else tier,
+                                              _expr(stmt.condition),
                                               stmt.because, stmt.span))
             elif isinstance(stmt, ast.DenyStmt):
                 denies.append(DenyRule(self._rule_name(stmt.name, "deny", stmt.span),
@@ -113,7 +114,8 @@ class _PolicyResolver:
             elif isinstance(stmt, ast.MinAutonomyStmt):
                 level = self._autonomy(stmt.level)
                 autonomy.append(AutonomyRule(
-                    self._rule_name(stmt.name, "min_autonomy", stmt.span), level or Autonomy.A4,
+                    self._rule_name(stmt.name, "min_autonomy", stmt.span),
+                    Autonomy.A4 if level is None else level,
                     _expr(stmt.condition) if stmt.condition else None, stmt.because, stmt.span))
         if applies is None:
             return None

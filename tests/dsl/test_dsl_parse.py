@@ -138,6 +138,16 @@ def test_min_autonomy(full: PolicySet) -> None:
     assert named.because == "only A4 agents may propose"
 
 
+def test_lowest_tier_and_level_are_kept() -> None:
+    # L0 and A0 are the enums' zero values: they must not be mistaken for "missing".
+    text = ('policy p {\n applies to tool "a.b"\n risk L0\n'
+            ' escalate L0 when params.x > 1 because "r"\n min_autonomy A0\n}')
+    policy = compile_sources({"z.policy": text}).policies[0]
+    assert policy.risk is Risk.L0
+    assert policy.escalations[0].tier is Risk.L0
+    assert policy.autonomy_rules[0].level is Autonomy.A0
+
+
 def test_durations_in_seconds() -> None:
     text = 'policy p {\n applies to tool "a.b"\n require approval from role "approver" expires in 30s\n}'
     rule = compile_sources({"d.policy": text}).policies[0].approvals[0]
