@@ -19,6 +19,7 @@ compiler.
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_right
 from dataclasses import dataclass, field
 
@@ -72,15 +73,18 @@ class ScannedSource:
     problems: list[ScanProblem] = field(default_factory=list)
 
 
+_WORD = re.compile(r"[A-Za-z0-9_]*")
+#: What the structure scan stops at: a comment, a policy string, `:` or the word `when`.
+_STRUCTURE = re.compile(r'[#":]|(?<![A-Za-z0-9_])when(?![A-Za-z0-9_])')
+
+
 def _is_word_char(c: str) -> bool:
     return c.isascii() and (c.isalnum() or c == "_")
 
 
 def _word_at(text: str, i: int) -> str:
-    j = i
-    while j < len(text) and _is_word_char(text[j]):
-        j += 1
-    return text[i:j]
+    match = _WORD.match(text, i)
+    return match.group() if match else ""
 
 
 def _line_end(text: str, i: int) -> int:
@@ -214,7 +218,7 @@ class _ConditionReader:
 
 def line_starts(text: str) -> list[int]:
     """Offsets at which each line begins, for turning offsets into line and column."""
-    return [0] + [i + 1 for i, c in enumerate(text) if c == "\n"]
+    return [0] + [m.end() for m in re.finditer("\n", text)]
 
 
 def line_column(starts: list[int], offset: int) -> tuple[int, int]:
@@ -228,22 +232,17 @@ def scan(text: str) -> ScannedSource:
     out = list(text)
     starts = line_starts(text)
     result = ScannedSource(masked="")
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
+    i = 0
+    while (found := _STRUCTURE.search(text, i)) is not None:
+        c, i = found.group(), found.start()
         if c == "#":
             i = _line_end(text, i)
         elif c == '"':
             i = _skip_policy_string(text, i)
-        elif _is_word_char(c):
-            word = _word_at(text, i)
-            i += len(word)
-            if word == "when":
-                i = _read_condition(text, i, out, result, starts)
         elif c == ":":
             i = _read_condition(text, i + 1, out, result, starts)
         else:
-            i += 1
+            i = _read_condition(text, i + 4, out, result, starts)
     result.masked = "".join(out)
     return result
 

@@ -112,10 +112,14 @@ def _lint_selector(policy: Policy, known_tools: Collection[str] | None,
 
 def _lint_base_risk(policies: list[Policy], bag: DiagnosticBag) -> None:
     rated = [p for p in policies if p.enforced and p.risk is not None]
+    rated_tools = {t for p in rated for t in p.applies_to.exact_tools}
+    rated_globs = [g for p in rated for g in p.applies_to.globs]
     warned: set[str] = set()
     for policy in policies:
         for tool in policy.applies_to.exact_tools:
-            if tool in warned or any(p.applies_to.matches(tool) for p in rated):
+            if tool in warned or tool in rated_tools:
+                continue
+            if any(fnmatch.fnmatchcase(tool, g) for g in rated_globs):
                 continue
             warned.add(tool)
             bag.warning("tool_without_risk",
