@@ -31,13 +31,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from dsl.model import Autonomy, Risk
 from gateway.agents import Agent
 from gateway.models import Decision, Packet
+
+if TYPE_CHECKING:
+    from gateway.engine import Engine
 
 #: Keys a case may have; anything else is a typo the author should hear about.
 _CASE_KEYS = frozenset({"name", "about", "autonomy", "agent", "owner", "kill_switch", "now",
@@ -118,9 +121,9 @@ def load_cases(directory: Path) -> list[PolicyCase]:
     return cases
 
 
-def run_case(engine: Any, case: PolicyCase) -> CaseResult:
+def run_case(engine: Engine, case: PolicyCase) -> CaseResult:
     """Decide the case's packet (dry run) and compare the decision with the expectation."""
-    decision: Decision = engine.decide(case.packet, case.agent, now=case.now,
+    decision = engine.decide(case.packet, case.agent, now=case.now,
                                        kill_switch=case.kill_switch, dry_run=True)
     return CaseResult(case, decision, tuple(compare(case.expect, decision, case.now)))
 

@@ -19,22 +19,19 @@ import sys
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from pydantic import ValidationError
-
-from dsl import PolicyCompileError, builtin_policy_dir, compile_policy_dir
-from dsl.model import Diagnostic, PolicySet
-from gateway.agents import Agent
 from gateway.cli import EXIT_CHECK_FAILED, EXIT_COMPILE_ERROR, EXIT_OK, EXIT_USAGE
-from gateway.engine import Engine
-from gateway.models import Decision, Packet
-from gateway.policy_cases import CaseFileError, first_error, load_cases, run_case
+
+if TYPE_CHECKING:  # the compiler and the engine load the CEL engine: only when a command runs
+    from dsl.model import Diagnostic, PolicySet
+    from gateway.models import Decision, Packet
 
 Handler = Callable[[argparse.Namespace], int]
 
-#: The policies shipped with Warden (the repository's `policies/`, beside this package).
-SHIPPED_POLICY_DIR = builtin_policy_dir()
+#: The policies shipped with Warden (the repository's `policies/`, beside `policies.lark`);
+#: the same directory as `dsl.builtin_policy_dir()`, named here without importing the compiler.
+SHIPPED_POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
 
 
 class CommandError(Exception):
@@ -89,6 +86,8 @@ def _guarded(command: Handler) -> Handler:
 
 def compile_dir(directory: Path) -> PolicySet:
     """The compiled PolicySet of `directory`; compile errors are printed and exit 3."""
+    from dsl import PolicyCompileError, compile_policy_dir
+
     if not directory.is_dir():
         raise CommandError(f"{directory}: no such policy directory", EXIT_USAGE)
     try:
@@ -116,6 +115,9 @@ def check_command(args: argparse.Namespace) -> int:
 
 
 def test_command(args: argparse.Namespace) -> int:
+    from gateway.engine import Engine
+    from gateway.policy_cases import CaseFileError, load_cases, run_case
+
     policy_set = compile_dir(args.dir)
     try:
         cases = load_cases(args.dir / "tests")
@@ -149,6 +151,13 @@ def test_command(args: argparse.Namespace) -> int:
 
 
 def explain_command(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from gateway.agents import Agent
+    from gateway.engine import Engine
+    from gateway.models import Packet
+    from gateway.policy_cases import first_error
+
     data = _read_json(args.packet)
     try:
         packet = Packet.model_validate(data)
@@ -179,6 +188,8 @@ def _read_json(path: Path) -> Any:
     except json.JSONDecodeError as exc:
         raise CommandError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: "
                            f"{exc.msg}", EXIT_USAGE) from None
+    except RecursionError:
+        raise CommandError(f"{path}: JSON nested too deeply to be a packet", EXIT_USAGE) from None
 
 
 def _parse_now(text: str | None) -> datetime | None:

@@ -37,6 +37,13 @@ def _no_traceback(result: object) -> None:
     assert "Traceback" not in getattr(result, "stderr", "")
 
 
+def test_the_default_directory_is_the_shipped_one() -> None:
+    from dsl import builtin_policy_dir
+    from gateway.policy_commands import SHIPPED_POLICY_DIR
+
+    assert SHIPPED_POLICY_DIR == builtin_policy_dir()
+
+
 # ---- check -------------------------------------------------------------------------------------
 
 
@@ -219,8 +226,11 @@ def test_explain_with_another_policy_dir(
         ({**REFUND, "action": {"tool": "Stripe Refund!"}}, "not a valid packet: action.tool"),
         ({**REFUND, "surprise": 1}, "not a valid packet: surprise"),
         ([1, 2], "not a valid packet"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ({**REFUND, "evidence": {"amount": 2**60}}, "not a valid packet: evidence"),
     ],
-    ids=["missing", "invalid_json", "bad_tool", "unknown_field", "not_an_object"],
+    ids=["missing", "invalid_json", "bad_tool", "unknown_field", "not_an_object", "too_deep",
+         "unsafe_integer"],
 )
 def test_explain_bad_input_is_one_line_and_exit_2(
     warden: WardenRun, tmp_path: Path, content: object, message: str
