@@ -69,7 +69,7 @@ class EntryError(ValueError):
 
 
 class _Float(Exception):
-    """Raised by the fast decoder on the first float literal: use the slow path."""
+    """Raised by the fast decoder on a float or huge integer literal: use the slow path."""
 
 
 def _float_found(_: str) -> float:
@@ -77,11 +77,17 @@ def _float_found(_: str) -> float:
 
 
 def _checked_int(text: str) -> int:
-    """Integers beyond 15 digits must lie in RFC 8785's exact (double) range."""
+    """Fast path: integers outside +-(2**53 - 1) are really doubles; send them the slow way."""
     value = int(text)
     if len(text) > 15 and not -_MAX_INT <= value <= _MAX_INT:
-        raise EntryError(f"integer {text} is outside the range RFC 8785 can represent")
+        raise _Float
     return value
+
+
+def _jcs_number(text: str) -> int | float:
+    """Slow path: RFC 8785 numbers are IEEE doubles, so a big integer literal is a double."""
+    value = int(text)
+    return value if -_MAX_INT <= value <= _MAX_INT else float(value)
 
 
 def _no_constants(name: str) -> Any:
@@ -95,7 +101,7 @@ def _refuse(value: Any) -> Any:
 _FAST = json.JSONDecoder(
     parse_float=_float_found, parse_int=_checked_int, parse_constant=_no_constants
 )
-_SLOW = json.JSONDecoder(parse_constant=_no_constants)
+_SLOW = json.JSONDecoder(parse_int=_jcs_number, parse_constant=_no_constants)
 _scan = _FAST.scan_once
 # The C encoder itself (what json.dumps uses underneath), built once: compact, sorted keys,
 # UTF-8 kept as is. For JSON free of floats and astral characters its output is RFC 8785's.

@@ -1,0 +1,169 @@
+"""Canonical entries: RFC 8785 bytes in, the same bytes out; the fast path never disagrees."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ledger.entry import (
+    GENESIS_PREV,
+    EntryError,
+    decode_entry,
+    encode_entry,
+    format_time,
+    parse_time,
+    quick_decode,
+)
+
+TIME = "2025-03-04T05:06:07.123456Z"
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53) + 1, 2**53 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
+datas = st.dictionaries(st.text(max_size=8), json_values, max_size=5)
+
+
+def _jcs_loads(raw: bytes) -> Any:
+    """The oracle's reading: every JSON number is a double, as RFC 8785 says."""
+    return json.loads(raw, parse_int=lambda t: int(t) if abs(int(t)) < 2**53 else float(t))
+
+
+def _fields(raw: bytes) -> tuple[int, str, str, dict[str, Any]]:
+    e = decode_entry(raw)
+    return e.seq, e.kind, e.prev, e.data
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=datas,
+    seq=st.integers(0, 2**53 - 1),
+    kind=st.text(min_size=1, max_size=12),
+    actor=st.text(max_size=12),
+    subject=st.text(max_size=12),
+)
+def test_encoded_entries_decode_to_themselves(
+    data: dict[str, Any], seq: int, kind: str, actor: str, subject: str
+) -> None:
+    raw = encode_entry(seq, TIME, kind, actor, subject, data, GENESIS_PREV)
+    assert raw == rfc8785.dumps(_jcs_loads(raw))
+    entry = decode_entry(raw)
+    assert (entry.seq, entry.kind, entry.actor, entry.subject, entry.prev) == (
+        seq, kind, actor, subject, GENESIS_PREV,
+    )
+    assert entry.raw == raw
+    fast = quick_decode(raw)
+    assert fast is None or fast == _fields(raw)
+
+
+@settings(max_examples=500, deadline=None)
+@given(data=datas, pos=st.integers(0, 10**6), byte=st.integers(0, 255))
+def test_fast_path_never_accepts_what_decode_entry_refuses(
+    data: dict[str, Any], pos: int, byte: int
+) -> None:
+    raw = bytearray(encode_entry(7, TIME, "decision", "a", "s", data, GENESIS_PREV))
+    raw[pos % len(raw)] = byte
+    mutated = bytes(raw)
+    try:
+        expected: Any = _fields(mutated)
+    except EntryError:
+        expected = None
+    fast = quick_decode(mutated)
+    if fast is not None:
+        assert fast == expected
+        # and the oracle agrees that these bytes are canonical
+        assert rfc8785.dumps(_jcs_loads(mutated)) == mutated
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"", "not valid JSON"),
+        (b"\xff", "not valid UTF-8"),
+        (b"[1]", "not a JSON object"),
+        (b'{"a":1} ', "trailing data"),
+        (b'{"b":1,"a":2}', "canonical"),
+        (b'{"a":1.0}', "canonical"),
+        (b'{"a":1e2}', "canonical"),
+        (b'{"a":"\\u0041"}', "canonical"),
+        (b'{"a": 1}', "canonical"),
+        (b'{"a":1,"a":1}', "canonical"),
+        (b'{"a":NaN}', "NaN"),
+        (b'{"a":123456789012345678}', "canonical"),  # as a double it is ...680
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    ],
+)
+def test_malformed_or_non_canonical_bytes_are_refused(raw: bytes, message: str) -> None:
+    with pytest.raises(EntryError, match=message):
+        decode_entry(raw)
+    assert quick_decode(raw) is None
+
+
+def _obj(**changes: Any) -> bytes:
+    base: dict[str, Any] = {
+        "seq": 1, "time": TIME, "kind": "decision", "actor": "a", "subject": "s", "data": {},
+        "prev": GENESIS_PREV,
+    }
+    base.update(changes)
+    for k in [k for k, v in changes.items() if v is KeyError]:
+        del base[k]
+    return rfc8785.dumps(base)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (_obj(seq=-1), "seq must be a non-negative integer"),
+        (_obj(seq=True), "seq must be a non-negative integer"),
+        (_obj(seq="1"), "seq must be a non-negative integer"),
+        (_obj(time="2025-02-30T00:00:00.000000Z"), "real"),
+        (_obj(time="2025-01-01T00:00:00Z"), "real"),
+        (_obj(time="2025-01-01T24:00:00.000000Z"), "real"),
+        (_obj(kind=""), "kind must not be empty"),
+        (_obj(actor=1), "actor must be a string"),
+        (_obj(data=[]), "data must be a JSON object"),
+        (_obj(prev="ABC" + GENESIS_PREV[3:]), "prev must be 64 lowercase hex"),
+        (_obj(prev=GENESIS_PREV[1:]), "prev must be 64 lowercase hex"),
+        (_obj(extra=1), "unexpected \\['extra'\\]"),
+        (_obj(subject=KeyError), "missing \\['subject'\\]"),
+    ],
+)
+def test_ill_typed_entries_are_refused(raw: bytes, message: str) -> None:
+    with pytest.raises(EntryError, match=message):
+        decode_entry(raw)
+    assert quick_decode(raw) is None
+
+
+def test_integral_doubles_beyond_2_53_round_trip() -> None:
+    raw = encode_entry(1, TIME, "decision", "a", "s", {"big": 2.0**60}, GENESIS_PREV)
+    assert b'"big":1152921504606847000' in raw  # ECMAScript's shortest form
+    assert decode_entry(raw).data == {"big": 2.0**60}
+
+
+def test_time_formatting() -> None:
+    moment = datetime(2025, 3, 4, 6, 6, 7, 123456, tzinfo=timezone(timedelta(hours=1)))
+    assert format_time(moment) == TIME
+    assert parse_time(TIME) == moment.astimezone(UTC)
+    with pytest.raises(EntryError, match="timezone-aware"):
+        format_time(datetime(2025, 1, 1))
+    raw = encode_entry(0, moment, "decision", "a", "s", {}, bytes(32))
+    assert decode_entry(raw).time == TIME and decode_entry(raw).prev == GENESIS_PREV
+
+
+def test_escapes_and_astral_characters_take_the_exact_path() -> None:
+    data = {"\ue000": 1, "\U0001f600": 2, "ctl": "\x01\n\t\"\\", "f": 0.5}
+    raw = encode_entry(3, TIME, "decision", "\u00e9", "s\n", data, GENESIS_PREV)
+    entry = decode_entry(raw)
+    assert entry.data == data and entry.actor == "\u00e9" and entry.subject == "s\n"
+    assert list(json.loads(raw)["data"]) == ["ctl", "f", "\U0001f600", "\ue000"]  # UTF-16 order
