@@ -19,7 +19,7 @@ from lark import Lark, Token, Tree
 from lark.lark import PostLex
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from dsl.cel_regions import CEL_MARK, STATEMENT_WORDS, Region, ScannedSource, scan
+from dsl.cel_regions import STATEMENT_WORDS, Region, ScannedSource, scan
 
 GRAMMAR_PATH = Path(__file__).resolve().parent.parent / "policies.lark"
 
@@ -46,7 +46,7 @@ class SyntaxProblem:
 class ParsedFile:
     """A file's tree (None when it has syntax errors), its conditions and its problems."""
 
-    tree: Tree | None
+    tree: Tree[Token] | None
     regions: dict[int, Region]
     problems: list[SyntaxProblem]
 
@@ -98,12 +98,12 @@ class _WholeWords(PostLex):
             yield token
 
 
-def parse_masked(masked: str) -> Tree:
+def parse_masked(masked: str) -> Tree[Token]:
     """Parse text whose conditions are already masked; raises Lark's UnexpectedInput."""
     return policy_parser().parse(masked)
 
 
-def parse_example(text: str) -> Tree:
+def parse_example(text: str) -> Tree[Token]:
     """Scan and parse `text` the way files are parsed (used to learn the known mistakes)."""
     return parse_masked(scan(text).masked)
 
@@ -123,7 +123,7 @@ def parse_file(text: str) -> ParsedFile:
     # starts; that error is an echo of the bracket's and is not reported again.
     echoes = {_next_statement_line(masked, p.offset) for p in scanned.problems}
     seen: set[int] = set()
-    tree: Tree | None = None
+    tree: Tree[Token] | None = None
     for _ in range(MAX_SYNTAX_ERRORS_PER_FILE):
         try:
             tree = parse_masked(masked)
@@ -244,7 +244,3 @@ def _next_statement_line(masked: str, offset: int) -> int | None:
             return nl + 1
         nl = masked.find("\n", nl + 1)
     return None
-
-
-def is_condition_token(value: str) -> bool:
-    return value.startswith(CEL_MARK)
