@@ -44,7 +44,8 @@ class VerificationFailure(Exception):
 
 @dataclass(frozen=True)
 class StepResult:
-    """One numbered step: ``status`` is ``passed``, ``failed``, ``skipped`` or ``not reached``."""
+    """One numbered step: ``passed``, ``failed``, ``skipped``, or ``not reached`` (verification
+    stops at the first failure, so the other steps were not carried to the end)."""
 
     number: int
     title: str

@@ -20,6 +20,7 @@ or checkpoint where it happened.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -54,8 +55,6 @@ class VerifyError(ValueError):
 
 
 def _b64(root: bytes) -> str:
-    import base64
-
     return base64.b64encode(root).decode()
 
 
@@ -319,11 +318,11 @@ class _LogVerifier:
                 f"{self.trusted.checkpoint.size} but the log holds only {n} entries",
                 checkpoint="trusted",
             )
-        for size in sorted(self.pending):
-            p = self.pending[size][0]
+        if self.pending:  # every checkpoint the stream reached was checked and removed
+            size = min(self.pending)
             raise VerificationFailure(
                 4, f"checkpoint of size {size} but the log holds only {n} entries "
-                "(entries were removed)", checkpoint=p.name,
+                "(entries were removed)", checkpoint=self.pending[size][0].name,
             )
         if not self.count:
             raise VerificationFailure(4, "no checkpoints: nothing in the log is signed")
@@ -339,7 +338,7 @@ def _report(v: _LogVerifier, n: int, failure: VerificationFailure | None,
     steps = []
     for number, title in STEPS.items():
         if failure is not None:
-            status = "failed" if number == failure.step else "not completed"
+            status = "failed" if number == failure.step else "not reached"
         elif number == 5 and len([s for s in v.sizes if s > 0]) < 2:
             status = "skipped"
         elif number == 6 and v.trusted is None:
