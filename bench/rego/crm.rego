@@ -8,7 +8,7 @@ import rego.v1
 violations contains "crm_notes.card_number_in_note" if {
 	tool == "crm.log_note"
 	is_string(params.body)
-	regex.match(`\b(?:\d[ -]?){12,15}\d\b`, params.body)
+	regex.match(`\b(?:[0-9][ -]?){12,15}[0-9]\b`, params.body)
 }
 
 violations contains "crm_notes.card_number_in_note" if {
