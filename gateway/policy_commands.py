@@ -139,6 +139,8 @@ def test_command(args: argparse.Namespace) -> int:
                 print(f"{where}: PASS")
             continue
         print(f"{where}: FAIL")
+        if result.case.about:
+            print(f"    ({result.case.about})")
         for failure in result.failures:
             print(f"    {failure}")
     passed = sum(1 for r in results if r.passed)
