@@ -9,8 +9,8 @@ the write lock taken by `BEGIN IMMEDIATE`). Running it again is a no-op.
 Tables:
 
 - `ledger_entries`   seq → the exact entry bytes (RFC 8785 JSON) and their RFC 6962 leaf hash.
-- `ledger_nodes`     (level, index) → hash of the complete, aligned subtree covering leaves
-                     [index·2^level, (index+1)·2^level), for level ≥ 1 (level 0 is the leaf hash
+- `ledger_nodes`     node_key(level, index) = level·2^48 + index → hash of the complete, aligned
+                     subtree covering leaves [index·2^level, (index+1)·2^level), for level ≥ 1 (level 0 is the leaf hash
                      in `ledger_entries`). Proofs and old roots are read from here, never recomputed.
 - `ledger_head`      one row: tree size, last leaf hash, the compact range ("frontier": the roots
                      of the perfect subtrees that make up the tree, left to right). Every append
@@ -35,7 +35,6 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
-    PrimaryKeyConstraint,
     SmallInteger,
     String,
     Table,
@@ -70,11 +69,17 @@ entries = Table(
 nodes = Table(
     "ledger_nodes",
     metadata,
-    Column("level", SmallInteger, nullable=False),
-    Column("idx", BigInteger, nullable=False),
+    Column("node", BigInteger, primary_key=True, autoincrement=False),  # node_key(level, index)
     Column("hash", LargeBinary(32), nullable=False),
-    PrimaryKeyConstraint("level", "idx"),
 )
+
+NODE_LEVEL_SHIFT = 48  # room for 2**48 subtrees per level; levels stay below 64
+
+
+def node_key(level: int, index: int) -> int:
+    """The `ledger_nodes` key of subtree (level, index): one integer, so a proof's nodes are
+    fetched with a single `node IN (...)` on the primary key."""
+    return (level << NODE_LEVEL_SHIFT) | index
 
 head = Table(
     "ledger_head",

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.exc import DBAPIError
 
 from ledger import merkle
@@ -28,6 +28,11 @@ from ledger.compact import MerkleAccumulator
 from ledger.subtrees import SubtreeReader, pack_frontier, push_leaf, unpack_frontier
 
 Clock = Callable[[], datetime]
+
+_HEAD = select(head.c.size, head.c.last_leaf, head.c.frontier).where(head.c.id == HEAD_ID)
+_HEAD_FOR_UPDATE = _HEAD.with_for_update()
+_TAKE_WRITE_LOCK = update(head).where(head.c.id == HEAD_ID).values(size=head.c.size)
+_CHECKPOINT_NOTE = select(checkpoints.c.note).where(checkpoints.c.size == bindparam("size"))
 
 
 class LedgerError(Exception):
@@ -119,7 +124,7 @@ class Ledger:
         if conn.dialect.name == "sqlite":
             # Take SQLite's write lock now (a no-op update), in case the transaction began deferred.
             with _schema_required():
-                conn.execute(update(head).where(head.c.id == HEAD_ID).values(size=head.c.size))
+                conn.execute(_TAKE_WRITE_LOCK)
             return self._read_head(conn, for_update=False)
         return self._read_head(conn, for_update=True)
 
@@ -128,11 +133,8 @@ class Ledger:
         return self._read_head(conn, for_update=False)
 
     def _read_head(self, conn: Connection, *, for_update: bool) -> Head:
-        query = select(head.c.size, head.c.last_leaf, head.c.frontier).where(head.c.id == HEAD_ID)
-        if for_update:
-            query = query.with_for_update()
         with _schema_required():
-            row = conn.execute(query).one_or_none()
+            row = conn.execute(_HEAD_FOR_UPDATE if for_update else _HEAD).one_or_none()
         if row is None:
             raise LedgerCorruptError("the ledger head row is missing")
         size = int(row.size)
@@ -158,7 +160,7 @@ class Ledger:
             return []
         conn.execute(insert(entries), rows)
         if completed:
-            conn.execute(insert(nodes), [{"level": l, "idx": i, "hash": h} for l, i, h in completed])
+            conn.execute(insert(nodes), completed)
         conn.execute(
             update(head)
             .where(head.c.id == HEAD_ID)
@@ -168,10 +170,10 @@ class Ledger:
 
     def _encode(
         self, current: Head, items: Iterable[NewEntry]
-    ) -> tuple[list[AppendResult], list[dict[str, Any]], list[tuple[int, int, bytes]], MerkleAccumulator]:
+    ) -> tuple[list[AppendResult], list[dict[str, Any]], list[dict[str, object]], MerkleAccumulator]:
         results: list[AppendResult] = []
         rows: list[dict[str, Any]] = []
-        completed: list[tuple[int, int, bytes]] = []
+        completed: list[dict[str, object]] = []
         frontier = current.frontier.copy()
         prev = current.last_leaf
         for item in items:
@@ -277,9 +279,7 @@ class Ledger:
             position = int(rows[-1][0]) + 1
 
     def checkpoint_note(self, conn: Connection, size: int) -> str | None:
-        return conn.execute(
-            select(checkpoints.c.note).where(checkpoints.c.size == size)
-        ).scalar_one_or_none()
+        return conn.execute(_CHECKPOINT_NOTE, {"size": size}).scalar_one_or_none()
 
     def latest_checkpoint(self, conn: Connection) -> tuple[int, str] | None:
         row = conn.execute(

@@ -16,15 +16,20 @@ Two pieces:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from sqlalchemy import Connection, select, tuple_
+from sqlalchemy import Connection, bindparam, select
 
 from ledger.compact import MerkleAccumulator
 from ledger.merkle import EMPTY_ROOT, node_hash
-from ledger.schema import entries, nodes
+from ledger.schema import NODE_LEVEL_SHIFT, entries, node_key, nodes
 
 HASH_SIZE = 32
 
 NodeKey = tuple[int, int]  # (level, index): leaves [index << level, (index + 1) << level)
+
+# Built once: statements with an expanding IN are compiled once and cached, so a proof costs two
+# indexed queries and no per-call SQL construction.
+_LEAVES = select(entries.c.seq, entries.c.leaf_hash).where(entries.c.seq.in_(bindparam("seqs", expanding=True)))
+_NODES = select(nodes.c.node, nodes.c.hash).where(nodes.c.node.in_(bindparam("nodes", expanding=True)))
 
 
 def unpack_frontier(size: int, packed: bytes) -> MerkleAccumulator:
@@ -38,13 +43,13 @@ def pack_frontier(frontier: MerkleAccumulator) -> bytes:
     return b"".join(frontier.hashes)
 
 
-def push_leaf(frontier: MerkleAccumulator, leaf: bytes, completed: list[tuple[int, int, bytes]]) -> None:
+def push_leaf(frontier: MerkleAccumulator, leaf: bytes, completed: list[dict[str, object]]) -> None:
     """Append `leaf` to `frontier`, adding every inner subtree it completes to `completed` as
-    (level, index, hash) rows for `ledger_nodes`."""
+    `ledger_nodes` rows."""
     done = frontier.append_collect(leaf)
     size = frontier.size
     for level in range(1, len(done)):
-        completed.append((level, (size >> level) - 1, done[level]))
+        completed.append({"node": node_key(level, (size >> level) - 1), "hash": done[level]})
 
 
 def _largest_power_of_two_below(n: int) -> int:
@@ -85,19 +90,14 @@ class SubtreeReader:
         wanted = set(keys)
         found: dict[NodeKey, bytes] = {}
         leaves = sorted(index for level, index in wanted if level == 0)
-        inner = sorted(key for key in wanted if key[0] > 0)
+        inner = sorted(node_key(level, index) for level, index in wanted if level > 0)
         if leaves:
-            rows = self._conn.execute(
-                select(entries.c.seq, entries.c.leaf_hash).where(entries.c.seq.in_(leaves))
-            )
+            rows = self._conn.execute(_LEAVES, {"seqs": leaves})
             found.update(((0, int(seq)), bytes(h)) for seq, h in rows)
         if inner:
-            rows = self._conn.execute(
-                select(nodes.c.level, nodes.c.idx, nodes.c.hash).where(
-                    tuple_(nodes.c.level, nodes.c.idx).in_(inner)
-                )
-            )
-            found.update(((int(level), int(idx)), bytes(h)) for level, idx, h in rows)
+            mask = (1 << NODE_LEVEL_SHIFT) - 1
+            rows = self._conn.execute(_NODES, {"nodes": inner})
+            found.update(((int(n) >> NODE_LEVEL_SHIFT, int(n) & mask), bytes(h)) for n, h in rows)
         missing = wanted - found.keys()
         if missing:
             raise LookupError(f"ledger tree is missing stored subtree hashes {sorted(missing)[:5]}")
