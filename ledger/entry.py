@@ -267,7 +267,7 @@ def quick_decode(raw: bytes) -> tuple[int, str, str, dict[str, Any]] | None:
     m = _LAYOUT.fullmatch(raw)
     if m is None:
         return None
-    actor, body, kind, prev, seq, subject, day = m.groups()
+    body, kind, prev, seq, day = m.group(2, 3, 4, 5, 7)
     if not kind:
         return None
     day_text = day.decode("ascii")

@@ -405,15 +405,24 @@ def verify_log(
 
 
 def _lines(path: Path) -> Iterator[bytes]:
-    """``entries.jsonl`` line by line, without the newline every line must end with."""
+    """``entries.jsonl`` line by line, without the newline every line must end with.
+
+    Read in large blocks and split in C: iterating a file object line by line costs a
+    noticeable share of the per-entry budget.
+    """
+    count = 0
+    tail = b""
     with path.open("rb") as f:
-        for number, line in enumerate(f, 1):
-            if line[-1:] != b"\n":
-                raise VerificationFailure(
-                    1, "the last line does not end with a newline (file cut short?)",
-                    seq=number - 1, line=number,
-                )
-            yield line[:-1]
+        while block := f.read(1 << 22):
+            lines = (tail + block).split(b"\n")
+            tail = lines.pop()
+            count += len(lines)
+            yield from lines
+    if tail:
+        raise VerificationFailure(
+            1, "the last line does not end with a newline (file cut short?)",
+            seq=count, line=count + 1,
+        )
 
 
 def verify_export(
