@@ -74,8 +74,11 @@ class ScannedSource:
 
 
 _WORD = re.compile(r"[A-Za-z0-9_]*")
-#: What the structure scan stops at: a comment, a policy string, `:` or the word `when`.
-_STRUCTURE = re.compile(r'[#":]|(?<![A-Za-z0-9_])when(?![A-Za-z0-9_])')
+#: What the structure scan stops at: a comment, a policy string, `:`, the word `when`, or a
+#: statement word (an invariant's `:` starts a condition; a `:` anywhere else does not).
+_STRUCTURE = re.compile(
+    r'[#":]|(?<![A-Za-z0-9_])(when|' + "|".join(sorted(STATEMENT_WORDS)) + r")(?![A-Za-z0-9_])"
+)
 
 
 def _is_word_char(c: str) -> bool:
@@ -233,6 +236,7 @@ def scan(text: str) -> ScannedSource:
     starts = line_starts(text)
     result = ScannedSource(masked="")
     i = 0
+    statement = ""
     while (found := _STRUCTURE.search(text, i)) is not None:
         c, i = found.group(), found.start()
         if c == "#":
@@ -240,9 +244,14 @@ def scan(text: str) -> ScannedSource:
         elif c == '"':
             i = _skip_policy_string(text, i)
         elif c == ":":
-            i = _read_condition(text, i + 1, out, result, starts)
-        else:
+            i = _read_condition(text, i + 1, out, result, starts) if statement == "invariant" \
+                else i + 1
+            statement = ""
+        elif c == "when":
             i = _read_condition(text, i + 4, out, result, starts)
+        else:
+            statement = c
+            i += len(c)
     result.masked = "".join(out)
     return result
 

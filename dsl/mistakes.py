@@ -13,6 +13,7 @@ and tested in one place.
 
 from __future__ import annotations
 
+import difflib
 import functools
 from dataclasses import dataclass
 
@@ -349,7 +350,30 @@ def explain(err: UnexpectedInput, text: str, offset: int) -> tuple[str, str, boo
         mistake = mistake or by_state.get(state)
     if mistake is not None:
         return mistake.code, mistake.message.replace("{token}", token), mistake.missing
-    return "syntax_error", f"unexpected {token}; expected {_expected(err)}", False
+    return "syntax_error", f"unexpected {token}{_did_you_mean(err)}; expected {_expected(err)}", \
+        False
+
+
+def _did_you_mean(err: UnexpectedInput) -> str:
+    """` (did you mean `escalate`?)` for a word close to a keyword the parser could take."""
+    if not isinstance(err, UnexpectedToken) or err.token.type != "NAME":
+        return ""
+    words = [w.strip("`") for w in _expected_words(err)]
+    close = difflib.get_close_matches(str(err.token), words, n=1, cutoff=0.75)
+    return f" (did you mean `{close[0]}`?)" if close else ""
+
+
+def _expected_words(err: UnexpectedInput) -> list[str]:
+    terminals = policy_parser().get_terminal
+    words = []
+    for name in expected_terminals(err):
+        try:
+            value = str(terminals(name).pattern.value)
+        except KeyError:
+            continue
+        if value.isidentifier():
+            words.append(value)
+    return words
 
 
 def _describe_unexpected(err: UnexpectedInput, text: str, offset: int) -> str:

@@ -131,7 +131,10 @@ def parse_file(text: str) -> ParsedFile:
         except UnexpectedInput as err:
             offset = _error_offset(err, masked)
             code, message, missing = explain(err, masked, offset)
-            shown = _after_previous_word(masked, offset) if missing else offset
+            if missing or (code not in _TOKEN_IS_THE_PROBLEM and _opens_line(masked, err, offset)):
+                shown = _after_previous_word(masked, offset)
+            else:
+                shown = offset
             if any(p.offset == shown for p in problems) or offset in seen:
                 break  # no progress: the same error again
             seen.add(offset)
@@ -142,6 +145,21 @@ def parse_file(text: str) -> ParsedFile:
                 break
             masked = recovered
     return ParsedFile(None if problems else tree, scanned.regions, problems)
+
+
+#: Mistakes where the unexpected word itself is wrong, so the error points at it.
+_TOKEN_IS_THE_PROBLEM = frozenset(
+    {"statement_outside_policy", "unmatched_closing_brace", "missing_closing_brace"}
+)
+
+
+def _opens_line(masked: str, err: UnexpectedInput, offset: int) -> bool:
+    """The unexpected token starts a new statement (or closes the block) on a line of its own:
+    what is wrong is what is missing before it, at the end of the previous line."""
+    token = _token_text(err)
+    if token not in _RULE_WORDS and token != "}":
+        return False
+    return not masked[_line_start(masked, offset):offset].strip(" \t\r\f")
 
 
 def _error_offset(err: UnexpectedInput, text: str) -> int:

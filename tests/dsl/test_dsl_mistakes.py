@@ -144,3 +144,22 @@ def test_every_value_message_is_used_by_a_test_above() -> None:
     tested = {"unknown_risk_tier", "unknown_autonomy", "unknown_mode", "bad_duration",
               "bad_count", "bad_escape"}
     assert set(VALUE_MESSAGES) == tested
+
+
+def test_a_misspelt_keyword_gets_a_suggestion() -> None:
+    with pytest.raises(PolicyCompileError, match=r"3:3: error: unexpected `escalte` \(did you "
+                       r"mean `escalate`\?\)"):
+        _compile('  escalte L2 when params.x > 1 because "big"')
+
+
+def test_a_colon_outside_an_invariant_starts_no_condition() -> None:
+    with pytest.raises(PolicyCompileError, match=r"1:9: error: expected `{` to open the policy "
+                       r"block") as caught:
+        compile_sources({"v.policy": 'policy p: {\n  applies to tool "a.b"\n}\n'})
+    assert len(caught.value.diagnostics) == 1
+
+
+def test_what_is_missing_is_pointed_at_the_end_of_the_line_before() -> None:
+    with pytest.raises(PolicyCompileError, match=r"3:26: error: the reason after `because` is a "
+                       r"quoted string"):
+        _compile("  min_autonomy A3 because\n  # note\n")
