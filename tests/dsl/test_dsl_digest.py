@@ -7,7 +7,9 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dsl import compile_policy_dir, compile_sources, grammar_bytes, policy_digest
+from dsl import (
+    PolicyCompileError, compile_policy_dir, compile_sources, grammar_bytes, policy_digest,
+)
 
 POLICY = 'policy p {\n  applies to tool "a.b"\n  risk L1\n}\n'
 
@@ -85,3 +87,26 @@ def test_digest_format() -> None:
     assert digest.startswith("sha256:")
     int(digest.removeprefix("sha256:"), 16)
     assert len(digest) == len("sha256:") + 64
+
+
+SECOND = 'role finance "F"\npolicy q {\n  applies to tool "c.d"\n  risk L2\n}\n'
+
+
+def test_compiled_digest_is_independent_of_file_order() -> None:
+    one = compile_sources({"a.policy": POLICY, "b.policy": SECOND})
+    two = compile_sources({"b.policy": SECOND, "a.policy": POLICY})
+    assert one.digest == two.digest and one.files == two.files == ("a.policy", "b.policy")
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_any_byte_change_that_still_compiles_changes_the_digest(data: st.DataObject) -> None:
+    original = SECOND.encode()
+    i = data.draw(st.integers(0, len(original) - 1))
+    new = data.draw(st.sampled_from(b" \n#abcLAq0123\"{}").filter(lambda b: b != original[i]))
+    mutated = original[:i] + bytes([new]) + original[i + 1:]
+    try:
+        changed = compile_sources({"b.policy": mutated})
+    except PolicyCompileError:
+        return
+    assert changed.digest != compile_sources({"b.policy": original}).digest

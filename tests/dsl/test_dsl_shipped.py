@@ -5,8 +5,10 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import dsl
-from dsl import builtin_policy_dir, compile_policy_dir, load_builtin_policies
+from dsl import PolicyCompileError, builtin_policy_dir, compile_policy_dir, load_builtin_policies
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -57,3 +59,15 @@ def test_no_eval_or_exec_and_no_gateway_imports() -> None:
                 assert not (node.module or "").startswith("gateway"), path.name
             if isinstance(node, ast.Import):
                 assert not any(a.name.startswith("gateway") for a in node.names), path.name
+
+
+def test_policy_dir_problems_are_compile_errors(tmp_path: Path) -> None:
+    with pytest.raises(PolicyCompileError, match="is not a directory"):
+        compile_policy_dir(tmp_path / "missing")
+    with pytest.raises(PolicyCompileError, match=r"no \.policy files in"):
+        compile_policy_dir(tmp_path)
+    (tmp_path / "notes.txt").write_text("policy ignored {")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "nested.policy").write_text("policy ignored {")
+    (tmp_path / "p.policy").write_text('policy p {\n  applies to tool "a.b"\n  risk L0\n}\n')
+    assert compile_policy_dir(tmp_path).files == ("p.policy",)
