@@ -26,6 +26,7 @@ from sqlalchemy.exc import ArgumentError
 DEFAULT_DATABASE_URL = "sqlite:///warden-data/warden.db"
 DATABASE_URL_ENV = "WARDEN_DATABASE_URL"
 _READ_ONLY = "warden_read_only"
+WRITE_LOCKED = "warden_write_locked"  # conn.info flag: this transaction began IMMEDIATE
 _SQLITE_BUSY_TIMEOUT_S = 30.0
 
 
@@ -85,8 +86,9 @@ def _sqlite_engine(url: str, database: str | None, options: dict[str, Any]) -> E
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        mode = "BEGIN" if conn.get_execution_options().get(_READ_ONLY) else "BEGIN IMMEDIATE"
-        conn.exec_driver_sql(mode)
+        immediate = not conn.get_execution_options().get(_READ_ONLY)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        conn.info[WRITE_LOCKED] = immediate
 
     return engine
 

@@ -22,6 +22,7 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.exc import DBAPIError
 
 from ledger import merkle
+from ledger.database import WRITE_LOCKED
 from ledger.entry import encode_entry
 from ledger.schema import HEAD_ID, SchemaError, checkpoints, entries, head, is_missing_table, nodes
 from ledger.compact import MerkleAccumulator
@@ -122,9 +123,10 @@ class Ledger:
     def lock_head(self, conn: Connection) -> Head:
         """Read the head holding the log's write lock until the caller's transaction ends."""
         if conn.dialect.name == "sqlite":
-            # Take SQLite's write lock now (a no-op update), in case the transaction began deferred.
-            with _schema_required():
-                conn.execute(_TAKE_WRITE_LOCK)
+            if not conn.info.get(WRITE_LOCKED):
+                # Take SQLite's write lock now (a no-op update): the transaction began deferred.
+                with _schema_required():
+                    conn.execute(_TAKE_WRITE_LOCK)
             return self._read_head(conn, for_update=False)
         return self._read_head(conn, for_update=True)
 
