@@ -99,7 +99,7 @@ def _skip_policy_string(text: str, i: int) -> int:
     """From an opening `"` to just after its closing quote (or the end of the line)."""
     j = i + 1
     while j < len(text) and text[j] not in '"\n':
-        j += 2 if text[j] == "\\" else 1
+        j += 2 if text.startswith("\\", j) and not text.startswith("\\\n", j) else 1
     return min(j + 1, len(text)) if j < len(text) and text[j] == '"' else j
 
 
@@ -188,7 +188,7 @@ class _ConditionReader:
             return
         j = quote_at + 1
         while j < len(text) and text[j] not in (q, "\n"):
-            j += 2 if (text[j] == "\\" and not raw) else 1
+            j += 2 if (text[j] == "\\" and not raw and not text.startswith("\\\n", j)) else 1
         self._take(min(j + 1, len(text)) if j < len(text) and text[j] == q else j, "string")
 
     def _continues_after_newline(self) -> bool:

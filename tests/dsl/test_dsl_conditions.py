@@ -83,3 +83,10 @@ def test_masking_keeps_every_offset_and_line() -> None:
 
 def test_when_inside_a_policy_string_starts_nothing() -> None:
     assert _conditions('policy p "when it rains: pour" {\n}') == []
+
+
+def test_a_backslash_at_the_end_of_a_line_does_not_swallow_the_next_line() -> None:
+    text = 'deny x because "ab\\\ndeny when params.x > 1 because "y"'
+    assert _conditions(text) == ["params.x > 1"]
+    text = 'deny when params.s == "ab\\\n  deny when params.y > 1 because "y"'
+    assert _conditions(text) == ['params.s == "ab\\', "params.y > 1"]
