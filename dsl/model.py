@@ -195,7 +195,9 @@ class Diagnostic:
         head = f"{self.span}: {self.severity}: {self.message} [{self.code}]"
         if not self.source_line:
             return head
-        caret = " " * (self.span.column - 1) + "^"
+        # keep the line's tabs so the caret lands under the column in any editor
+        pad = "".join(c if c == "\t" else " " for c in self.source_line[: self.span.column - 1])
+        caret = pad + "^"
         return f"{head}\n    {self.source_line}\n    {caret}"
 
 
