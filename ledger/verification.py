@@ -2,7 +2,8 @@
 
 The checks themselves live in `ledger.verify` (numbered steps, first failure wins); this module
 gathers the inputs (key string or key file, trusted checkpoint file, export folder or one
-read-only snapshot of the database), reports progress on stderr for large logs, and prints the
+read-only snapshot of the database, plus step (7) for a database: its head row matches the
+verified entries), reports progress on stderr for large logs, and prints the
 numbered steps with ✓/✗, the first bad entry and the failed step. Exit 0 when the log verifies,
 1 when it does not, 2 when it cannot be checked at all (unreadable key, folder or database).
 """
@@ -11,17 +12,20 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
 from ledger.database import describe, make_engine, read_only
 from ledger.keys import read_verifier_key
-from ledger.report import Report
-from ledger.store import Ledger
+from ledger.report import Report, StepResult
+from ledger.store import Head, Ledger
 from ledger.verify import VerifyError, verify_export, verify_log
 
+HEAD_STEP = 7  # after the verifier's six steps; only for a live database
 MARKS = {"passed": "✓", "failed": "✗", "skipped": "–", "not reached": "·"}
-ASCII_MARKS = {"passed": "ok", "failed": "FAIL", "skipped": "-", "not reached": "."}
+ASCII_HEAD_STEP = 7  # after the verifier's six steps; only for a live database
+MARKS = {"passed": "ok", "failed": "FAIL", "skipped": "-", "not reached": "."}
 
 
 class ProgressPrinter:
@@ -87,14 +91,32 @@ def _verify_database(url: str, key: str, trusted: str | None) -> tuple[str, Repo
         with engine.connect() as conn:
             read_only(conn)
             with conn.begin():
-                size = ledger.head(conn).size
+                head = ledger.head(conn)
                 notes = [note for _size, note in ledger.checkpoint_notes(conn)]
                 # All rows, not only those below the head: a row inserted behind the head's back
                 # must show up as an unsigned tail or a broken sequence, not be skipped.
-                report = verify_log(ledger.iter_entries(conn), notes, key, trusted, ProgressPrinter(total=size))
+                report = verify_log(ledger.iter_entries(conn), notes, key, trusted, ProgressPrinter(total=head.size))
     finally:
         engine.dispose()
-    return f"database {describe(engine)}", report
+    return f"database {describe(engine)}", _check_head(report, head)
+
+
+def _check_head(report: Report, head: Head) -> Report:
+    """(7) The database's own head (what the next append chains to and what new checkpoints
+    sign) must be the tree of the entries just verified."""
+    title = "the database head matches the verified entries"
+    if not report.ok:
+        return replace(report, steps=[*report.steps, StepResult(HEAD_STEP, title, "not reached")])
+    if head.size != report.tree_size or head.root != report.root:
+        detail = f"head says {head.size} entries with another tree head; the entries give {report.tree_size}"
+        return replace(
+            report,
+            ok=False,
+            failed_step=HEAD_STEP,
+            failure=detail,
+            steps=[*report.steps, StepResult(HEAD_STEP, title, "failed", detail)],
+        )
+    return replace(report, steps=[*report.steps, StepResult(HEAD_STEP, title, "passed")])
 
 
 def _marks() -> dict[str, str]:

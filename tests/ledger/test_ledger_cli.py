@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from ledger.database import make_engine
 from ledger.keys import write_signer_key
@@ -137,3 +138,27 @@ def test_bad_inputs_get_one_clear_line_and_exit_2(tmp_path: Path, args: list[str
     assert done.returncode == EXIT_USAGE, done.stdout + done.stderr
     assert message in done.stderr
     _no_secrets_or_tracebacks(done)
+
+
+def test_verify_db_checks_that_the_head_row_matches_the_entries(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ledger.checkpointer import Checkpointer
+    from ledger.schema import head, upgrade
+    from ledger.verification import run_verification
+
+    engine = make_engine(db_url)
+    upgrade(engine)
+    signer = generate_key("warden.test/log")
+    _append(db_url, 9)
+    with engine.begin() as conn:
+        Checkpointer(signer).sign_now(conn)
+    assert run_verification(None, db_url, signer.verifier_key, None) == EXIT_OK
+    assert re.search(r"\(7\) (✓|ok) the database head matches the verified entries", capsys.readouterr().out)
+    with engine.begin() as conn:
+        frontier = bytes(conn.execute(select(head.c.frontier)).scalar_one())
+        conn.execute(update(head).values(frontier=bytes(32) + frontier[32:]))
+    engine.dispose()
+    assert run_verification(None, db_url, signer.verifier_key, None) == EXIT_CHECK_FAILED
+    out = capsys.readouterr().out
+    assert re.search(r"\(7\) (✗|FAIL) the database head", out) and "FAILED at step (7)" in out
