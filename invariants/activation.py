@@ -13,8 +13,9 @@ The check walks the data once and refuses, with the path of the offending value:
   anything larger into a lossy double), NaN and infinities, strings with lone surrogates;
 - nesting deeper than `max_data_depth`, any list or object with more than
   `max_collection_items` entries (this bounds comprehension loops), and more than
-  `max_data_bytes` in total, measured as compact JSON would be (UTF-8 strings plus quotes,
-  separators and number digits; escapes are not counted, so this slightly underestimates).
+  `max_data_bytes` in total, measured about as compact JSON would be: UTF-8 strings plus
+  quotes, separators, 5 bytes for small numbers, booleans and null, 20 for larger ints and 24
+  for doubles (escapes are not counted).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from invariants.errors import PacketLimitError
 from invariants.limits import DEFAULT_LIMITS, Limits
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_isfinite = math.isfinite
 _PLAIN_KEY = re.compile(r"[_a-zA-Z][_a-zA-Z0-9]*\Z")
 _ROOTS = ("params", "evidence", "agent", "context")
 
@@ -101,7 +103,11 @@ class _Refusal(Exception):
 
 
 class _Budget:
-    """One walk's running totals against the limits."""
+    """One walk's running totals against the limits.
+
+    The walk is the only per-packet cost on our side of the engine, so scalars are handled
+    inline in the container loops (a method call per value would double its cost).
+    """
 
     __slots__ = ("remaining", "max_depth", "max_items", "limit")
 
@@ -111,53 +117,47 @@ class _Budget:
         self.max_depth = limits.max_data_depth
         self.max_items = limits.max_collection_items
 
-    def spend(self, size: int) -> None:
-        self.remaining -= size
-        if self.remaining < 0:
-            raise _Refusal(f"packet data is larger than {self.limit} bytes")
-
-    def walk(self, value: Any, depth: int) -> None:
-        kind = type(value)
-        if kind is str:
-            self.spend(_string_size(value))
-        elif kind is bool or value is None:
-            self.spend(5)
-        elif kind is int:
-            if not _INT64_MIN <= value <= _INT64_MAX:
-                raise _Refusal("integer out of the signed 64-bit range")
-            self.spend(len(str(value)) if -(10**15) < value < 10**15 else 20)
-        elif kind is float:
-            if not math.isfinite(value):
-                raise _Refusal(f"{value!r} is not a JSON number")
-            self.spend(24)
-        elif kind is dict or kind is list:
-            self._container(value, depth)
-        else:
-            raise _Refusal(f"{_kind(value)} is not a JSON value")
-
-    def _container(self, value: dict[Any, Any] | list[Any], depth: int) -> None:
+    def walk(self, value: dict[Any, Any] | list[Any], depth: int) -> None:
+        """Check one container and everything in it; `depth` counts the container itself."""
         if depth > self.max_depth:
             raise _Refusal(f"nested more than {self.max_depth} levels deep")
-        if len(value) > self.max_items:
-            raise _Refusal(f"has {len(value)} entries; the limit is {self.max_items}")
-        self.spend(2 + max(len(value) - 1, 0))
-        if type(value) is list:
-            for index, item in enumerate(value):
-                try:
-                    self.walk(item, depth + 1)
-                except _Refusal as refusal:
-                    refusal.path.append(index)
-                    raise
-            return
-        for key, item in value.items():
-            if type(key) is not str:
+        count = len(value)
+        if count > self.max_items:
+            raise _Refusal(f"has {count} entries; the limit is {self.max_items}")
+        is_list = type(value) is list
+        items = enumerate(value) if is_list else value.items()  # type: ignore[union-attr]
+        remaining = self.remaining - 1 - count  # brackets and separators
+        for key, item in items:
+            if not is_list and type(key) is not str:
                 raise _Refusal(f"object key {key!r} is not a string")
             try:
-                self.spend(_string_size(key) + 1)
-                self.walk(item, depth + 1)
+                if not is_list:
+                    remaining -= len(key) + 3 if key.isascii() else _string_size(key) + 1
+                kind = type(item)
+                if kind is str:
+                    remaining -= len(item) + 2 if item.isascii() else _string_size(item)
+                elif kind is int:
+                    if not _INT64_MIN <= item <= _INT64_MAX:
+                        raise _Refusal("integer out of the signed 64-bit range")
+                    remaining -= 20 if item > 99999 or item < -9999 else 5
+                elif kind is bool or item is None:
+                    remaining -= 5
+                elif kind is float:
+                    if not _isfinite(item):
+                        raise _Refusal(f"{item!r} is not a JSON number")
+                    remaining -= 24
+                elif kind is dict or kind is list:
+                    self.remaining = remaining
+                    self.walk(item, depth + 1)
+                    remaining = self.remaining
+                else:
+                    raise _Refusal(f"{_kind(item)} is not a JSON value")
+                if remaining < 0:
+                    raise _Refusal(f"packet data is larger than {self.limit} bytes")
             except _Refusal as refusal:
                 refusal.path.append(key)
                 raise
+        self.remaining = remaining
 
 
 def _string_size(text: str) -> int:

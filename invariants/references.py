@@ -73,8 +73,8 @@ def check_references(
     for name in sorted(set(functions)):
         if not _NAME.match(name) or name in FUNCTIONS:
             continue  # operators (`_+_`, `@in`, ...) and known functions
-        line, column, namespace = _call_position(tokens, name)
-        if namespace and name not in COMPREHENSIONS:
+        line, column, namespace = _call_position(tokens, name, name not in COMPREHENSIONS)
+        if namespace:
             message = f"unknown function '{namespace}.{name}' (extension libraries are not available)"
         elif name in COMPREHENSIONS:
             message = (
@@ -147,11 +147,12 @@ def _macro_binding(tokens: list[Token], i: int) -> str | None:
     return None
 
 
-def _call_position(tokens: list[Token], name: str) -> tuple[int, int, str]:
-    """Where `name(` is first called, and its namespace when written `ns.name(` on a non-root."""
+def _call_position(tokens: list[Token], name: str, namespaced: bool) -> tuple[int, int, str]:
+    """Where `name(` is first called; with `namespaced`, also the namespace of `ns.name(`
+    written on a bare name that is not a root (`math.abs(...)`), positioned at the namespace."""
     for i, token in enumerate(tokens[:-1]):
         if token.kind == "ident" and token.text == name and tokens[i + 1].text == "(":
-            if i >= 2 and tokens[i - 1].kind == "dot" and tokens[i - 2].kind == "ident":
+            if namespaced and i >= 2 and tokens[i - 1].kind == "dot" and tokens[i - 2].kind == "ident":
                 receiver = tokens[i - 2]
                 bare = i == 2 or tokens[i - 3].kind != "dot"
                 if bare and receiver.text not in ROOT_VARIABLES and receiver.text not in TYPE_NAMES:

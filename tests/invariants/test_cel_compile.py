@@ -75,6 +75,8 @@ NAME_ERRORS = [
     ("params.items.all(x)", 1, 14, "all() takes a variable name and an expression"),
     ("params.m.all(k, v, v > 0)", 1, 10, "all() takes a variable name and an expression"),
     ("exists(params.items, x, x)", 1, 1, "exists() takes a variable name"),
+    ("x.all(y)", 1, 3, "all() takes a variable name"),
+    (".params.amount > 1", 1, 1, "unknown variable '.params'"),  # found by the engine's list
 ]
 
 
