@@ -1,10 +1,11 @@
 """Audit ledger benchmark: durable appends, export + verification, proofs at a million entries.
 
-    python bench/ledger.py [--size 1000000] [--no-postgres] [--workdir DIR]
+    python bench/ledger.py [--size 1000000] [--no-postgres] [--postgres-size N] [--workdir DIR]
 
 Prints, in one run:
   - the disk's fsync latency (what bounds one-transaction-per-append rates),
-  - durable appends/s on SQLite (WAL, synchronous=FULL): one entry per transaction, and batched,
+  - durable appends/s on SQLite (WAL, synchronous=FULL): one entry per transaction, batched, and
+    through group commit (16 threads, one entry per unit of work),
   - durable appends/s on PostgreSQL (fsync on, synchronous_commit on; a throwaway server started
     like the test suite's, tests/postgres.py) with 1 and 4 writer processes, single and batched,
   - on a `--size`-entry log: export and verification throughput (entries/s) for the export folder
@@ -25,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +38,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from ledger.checkpointer import Checkpointer, CheckpointPolicy  # noqa: E402
 from ledger.database import make_engine, read_only  # noqa: E402
 from ledger.export import export_log  # noqa: E402
+from ledger.group_commit import GroupCommitter  # noqa: E402
 from ledger.note import generate_key  # noqa: E402
 from ledger.schema import upgrade  # noqa: E402
 from ledger.store import Ledger, NewEntry  # noqa: E402
@@ -130,6 +133,29 @@ def parallel_appends_per_second(url: str, writers: int, count: int, batch: int, 
     return writers * count / (max(ends) - start)
 
 
+def group_commit_appends_per_second(url: str, threads: int, count: int) -> float:
+    """`threads` callers in one process, each appending `count` entries one unit of work at a
+    time through a GroupCommitter (each unit: its own savepoint; one durable commit per group)."""
+    engine = make_engine(url)
+    ledger = Ledger()
+
+    def caller(offset: int) -> None:
+        for i in range(offset, offset + count):
+            item = entry(i)
+            committer.run(lambda conn: ledger.append(conn, item.kind, item.actor, item.subject, item.data))
+
+    with GroupCommitter(engine) as committer:
+        workers = [threading.Thread(target=caller, args=(n * count,)) for n in range(threads)]
+        start = time.perf_counter()
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        elapsed = time.perf_counter() - start
+    engine.dispose()
+    return threads * count / elapsed
+
+
 def fresh_sqlite(workdir: Path, name: str) -> str:
     url = f"sqlite:///{workdir / name}"
     upgrade(make_engine(url))
@@ -140,13 +166,15 @@ def section(title: str) -> None:
     print(f"\n== {title}")
 
 
-def append_benchmarks(workdir: Path, with_postgres: bool) -> None:
+def append_benchmarks(workdir: Path, with_postgres: bool, postgres_size: int) -> None:
     section("durable appends")
     print(f"disk fsync latency: {fsync_latency_ms(workdir):.2f} ms (bounds one-commit-per-append rates)")
     print(f"SQLite, 1 entry per transaction:      {appends_per_second(fresh_sqlite(workdir, 'a1.db'), 400, 1):>9,.0f} appends/s")
     for batch in (10, 100, 1000):
         rate = appends_per_second(fresh_sqlite(workdir, f"a{batch}.db"), 20_000 if batch > 10 else 4000, batch)
         print(f"SQLite, {batch:>4} entries per transaction: {rate:>9,.0f} appends/s")
+    rate = group_commit_appends_per_second(fresh_sqlite(workdir, "gc.db"), 16, 200)
+    print(f"SQLite, group commit, 16 threads x 1:  {rate:>9,.0f} appends/s")
     if not with_postgres:
         return
     from postgres import PostgresServer
@@ -161,6 +189,21 @@ def append_benchmarks(workdir: Path, with_postgres: bool) -> None:
                 rate = parallel_appends_per_second(url, writers, count, batch, workdir)
             label = "1 entry per transaction" if batch == 1 else f"{batch} entries per transaction"
             print(f"PostgreSQL, {writers} writer{'s' if writers > 1 else ' '}, {label + ':':<30}{rate:>9,.0f} appends/s")
+        url = server.create_database()
+        upgrade(make_engine(url))
+        rate = group_commit_appends_per_second(url, 16, 200)
+        print(f"PostgreSQL, 1 process, group commit, 16 threads x 1:  {rate:>9,.0f} appends/s")
+        if postgres_size:
+            postgres_big_log(server.create_database(), postgres_size)
+
+
+def postgres_big_log(url: str, size: int) -> None:
+    section(f"a {size:,}-entry log (PostgreSQL)")
+    rate = build_log(url, size)
+    print(f"bulk build via append_many (50,000 per transaction): {rate:,.0f} entries/s")
+    engine = make_engine(url)
+    proof_benchmarks(engine, size)
+    engine.dispose()
 
 
 def build_log(url: str, size: int) -> float:
@@ -233,6 +276,8 @@ def proof_benchmarks(engine: object, size: int, rounds: int = 1000) -> None:
     ledger = Ledger()
     rng = random.Random(7)
     with engine.connect() as conn:  # type: ignore[attr-defined]
+        for _ in range(200):  # warm the page cache: we time proofs, not the first disk reads
+            ledger.inclusion(conn, rng.randrange(size), size)
         inclusion, consistency, inclusion_len, consistency_len = [], [], [], []
         for _ in range(rounds):
             seq = rng.randrange(size)
@@ -256,13 +301,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=1_000_000)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--postgres-size", type=int, default=0, help="also build a log this big on PostgreSQL and time proofs")
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="warden-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, workdir {workdir}")
     try:
-        append_benchmarks(workdir, not args.no_postgres)
+        append_benchmarks(workdir, not args.no_postgres, args.postgres_size)
         big_log_benchmarks(workdir, args.size)
     finally:
         if args.workdir is None:
