@@ -24,8 +24,7 @@ from ledger.verify import VerifyError, verify_export, verify_log
 
 HEAD_STEP = 7  # after the verifier's six steps; only for a live database
 MARKS = {"passed": "✓", "failed": "✗", "skipped": "–", "not reached": "·"}
-ASCII_HEAD_STEP = 7  # after the verifier's six steps; only for a live database
-MARKS = {"passed": "ok", "failed": "FAIL", "skipped": "-", "not reached": "."}
+ASCII_MARKS = {"passed": "ok", "failed": "FAIL", "skipped": "-", "not reached": "."}
 
 
 class ProgressPrinter:
@@ -56,6 +55,8 @@ def run_verification(directory: Path | None, db_url: str | None, key_arg: str, t
     """Verify and print; returns the exit code (raises the CLI's usage errors for bad inputs)."""
     from gateway.cli import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE
 
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")  # entry text in messages: never crash on it
     key = str(read_verifier_key(key_arg))
     trusted_text = _read_trusted(trusted) if trusted is not None else None
     try:
@@ -122,7 +123,7 @@ def _check_head(report: Report, head: Head) -> Report:
 def _marks() -> dict[str, str]:
     encoding = getattr(sys.stdout, "encoding", None) or "ascii"
     try:
-        "✓✗–·".encode(encoding)
+        "✓✗–·—".encode(encoding)
     except (UnicodeEncodeError, LookupError):
         return ASCII_MARKS
     return MARKS
@@ -131,9 +132,10 @@ def _marks() -> dict[str, str]:
 def render(report: Report, source: str, key: str) -> str:
     """The numbered steps with ✓/✗, warnings, then the verdict."""
     marks = _marks()
+    dash = "—" if marks is MARKS else "-"
     lines = [f"Verifying {source} with key {'+'.join(key.split('+')[:2])}"]
     for step in report.steps:
-        detail = f" — {step.detail}" if step.detail else ""
+        detail = f" {dash} {step.detail}" if step.detail else ""
         lines.append(f"  ({step.number}) {marks.get(step.status, '?')} {step.title}{detail}")
     lines.extend(f"  warning: {warning}" for warning in report.warnings)
     if report.ok:
@@ -146,5 +148,5 @@ def render(report: Report, source: str, key: str) -> str:
                  f"line {report.line}" if report.line is not None else "",
                  f"checkpoint {report.checkpoint}" if report.checkpoint else ""]
         at = ", ".join(part for part in where if part)
-        lines.append(f"FAILED at step ({report.failed_step}){' — ' + at if at else ''}: {report.failure}")
+        lines.append(f"FAILED at step ({report.failed_step}){f' {dash} ' + at if at else ''}: {report.failure}")
     return "\n".join(lines)
