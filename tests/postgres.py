@@ -13,6 +13,7 @@ a skipped database suite would silently test nothing.
 
 from __future__ import annotations
 
+import atexit
 import glob
 import os
 import pwd
@@ -115,6 +116,7 @@ class PostgresServer:
             )  # fmt: skip
             if done.returncode == 0:
                 self._started = True
+                atexit.register(self.stop)  # a run that dies early still stops its server
                 return self
             if "could not bind" not in self._log_tail():
                 break
