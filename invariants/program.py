@@ -81,7 +81,7 @@ FAIL: Final = Outcome(False, None)
 
 
 class Program:
-    """A compiled expression: immutable, reusable across packets and threads."""
+    """A compiled expression: immutable, compiled once, evaluated for any number of packets."""
 
     __slots__ = ("source", "roots", "_execute")
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from invariants import FAIL, PASS, Activation, Outcome, activation, compile_expression
+from invariants import FAIL, PASS, Activation, Outcome, PacketLimitError, activation, compile_expression
 
 NOW = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
 
@@ -208,3 +208,13 @@ def test_one_program_serves_many_activations() -> None:
 def test_evaluate_wants_an_activation() -> None:
     with pytest.raises(AttributeError):
         compile_expression("true").evaluate({"params": {}})  # type: ignore[arg-type]
+
+
+def test_the_worst_case_the_default_limits_allow_still_answers() -> None:
+    """Two nested comprehensions over the largest list a packet may hold: a million steps."""
+    ids = list(range(1000))
+    act = activation(params={"ids": ids}, now=NOW)
+    pairs = compile_expression("params.ids.all(a, params.ids.exists(b, b == a))")
+    assert pairs.evaluate(act) is PASS
+    with pytest.raises(PacketLimitError, match="has 1001 entries"):
+        activation(params={"ids": ids + [1000]}, now=NOW)
