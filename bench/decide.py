@@ -242,13 +242,14 @@ def main(argv: list[str] | None = None) -> int:
               + f"{medians['rego'] / medians['warden']:>12.1f}x")
     stats = {}
     for name in engines:
-        flat = [x for per_packet in samples[name] for x in per_packet]
-        stats[name] = (statistics.median(flat), p99(flat), len(flat))
-    print(f"\n{'engine':<10}{'decisions':>10}{'median µs':>12}{'p99 µs':>12}"
+        flat = sorted(x for per_packet in samples[name] for x in per_packet)
+        stats[name] = (statistics.median(flat), p99(flat), flat[len(flat) // 10], len(flat))
+    # p10 is shown beside the median as a hint of the uncontended cost on a busy machine.
+    print(f"\n{'engine':<10}{'decisions':>10}{'median µs':>12}{'p99 µs':>12}{'p10 µs':>10}"
           f"{'median vs warden':>18}{'p99 vs warden':>15}")
     base, base_tail = stats["warden"][0], stats["warden"][1]
-    for name, (median, tail, n) in stats.items():
-        print(f"{name:<10}{n:>10}{median:>12.1f}{tail:>12.1f}{median / base:>17.1f}x"
+    for name, (median, tail, low, n) in stats.items():
+        print(f"{name:<10}{n:>10}{median:>12.1f}{tail:>12.1f}{low:>10.1f}{median / base:>17.1f}x"
               f"{tail / base_tail:>14.1f}x")
     ratio = stats["rego"][0] / base
     print(f"\ngoal: warden median <= 100 µs: {'met' if base <= 100 else 'NOT met'} "
