@@ -23,8 +23,6 @@ from ledger.note import NoteError, Signer, Verifier, format_signer_key, parse_si
 from ledger.schema import keys
 
 PRIVATE_PREFIX = "PRIVATE+KEY+"
-DEFAULT_KEY_PATH = "warden-data/ledger.key"
-DEFAULT_ORIGIN = "warden.local/audit"
 
 
 class SigningKeyError(Exception):
