@@ -24,17 +24,12 @@ Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], Non
 
 
 def _registrars() -> list[Register]:
-    """The modules that contribute sub-commands, imported lazily so `warden --help` stays fast."""
-    found: list[Register] = []
-    for module_name in ("gateway.policy_commands", "ledger.cli"):
-        try:
-            module = __import__(module_name, fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        found.append(module.register)
-    return found
+    """The modules that contribute sub-commands. Each imports its heavy parts (the compiler,
+    the engine, the database) inside its handlers, so `warden --help` stays fast."""
+    from gateway import policy_commands
+    from ledger import cli as ledger_cli
+
+    return [policy_commands.register, ledger_cli.register]
 
 
 def build_parser() -> argparse.ArgumentParser:
