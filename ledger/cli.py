@@ -11,7 +11,8 @@
 URL defaults to $WARDEN_DATABASE_URL, else sqlite:///warden-data/warden.db. KEY is a verifier
 key string or a file holding one. Exit codes (gateway.cli): 0 ok, 1 verification failed,
 2 bad input (unreadable file or key, unreachable database, ...): one line on stderr, no traceback.
-Secret keys are written to files and never printed.
+Secret keys are written to files and never printed. This module only declares the commands;
+their handlers live in `ledger.commands`, imported when one of them runs.
 """
 
 from __future__ import annotations
