@@ -6,10 +6,25 @@ RFC 6962 leaf hash of the previous entry (64 zeros for seq 0), so the entries fo
 chain as well as the leaves of the Merkle tree.
 
 Decoding insists the bytes are *the* canonical form: two byte strings for one entry would give
-two leaf hashes for one fact. The common case is checked cheaply: for JSON without floats,
-integers of 16+ digits or characters outside the Basic Multilingual Plane, Python's compact
-sorted ``json`` output is byte-identical to RFC 8785, so re-encoding with the C encoder and
-comparing suffices; anything else goes through ``rfc8785`` itself.
+two leaf hashes for one fact. ``rfc8785`` is the authority; the common case is settled faster
+with ``orjson`` (Rust): parse, re-encode with sorted keys and compare with the input. The two
+encoders' outputs are byte-identical for every JSON value except in three places, each of
+which sends the bytes to ``rfc8785`` instead:
+
+- numbers that are doubles (RFC 8785 writes ECMAScript's ``Number.prototype.toString``; orjson
+  writes ``1.0``, ``1e+16``): any float in the parsed value;
+- integers beyond +-(2**53 - 1), which RFC 8785 rounds to doubles: ``OPT_STRICT_INTEGER`` makes
+  orjson refuse them (and orjson reads integers past 64 bits as floats);
+- object keys ordered by UTF-16 code units (RFC 8785) rather than code points (orjson): the two
+  orders differ only around characters outside the Basic Multilingual Plane, so any 4-byte
+  UTF-8 sequence in the input.
+
+Strings agree everywhere else (the same escapes for ``"``, ``\\`` and control characters, the
+short forms ``\\b \\t \\n \\f \\r``, lowercase ``\\u00XX`` for the rest, ``/``, DEL and
+U+2028/2029 written as is; lone surrogates are not JSON text to either), as do ``true``,
+``false``, ``null``, ``-0`` (read as the integer 0, written ``0``) and duplicate keys (the
+re-encoding has one, the input two: never equal). tests/ledger/test_ledger_core_entry.py checks
+the fast decision against ``rfc8785`` on arbitrary JSON, and the string table exhaustively.
 """
 
 from __future__ import annotations
@@ -20,6 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+import orjson
 import rfc8785
 
 from ledger.merkle import leaf_hash
@@ -30,8 +46,10 @@ __all__ = [
     "Entry",
     "EntryError",
     "canonical_object",
+    "chain_fields",
     "decode_entry",
     "encode_entry",
+    "fast_canonical",
     "format_time",
     "is_valid_time",
     "parse_time",
@@ -45,47 +63,24 @@ _TIME = re.compile(
     r"([0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01]))"
     r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{6}Z"
 )
+_CLOCK = re.compile(r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{6}Z")
 _PREV = re.compile(r"[0-9a-f]{64}")
-# Characters outside the Basic Multilingual Plane (4-byte UTF-8): RFC 8785 sorts object keys by
-# UTF-16 code units, Python by code points; the two orders differ only around these.
+# A lead byte of a 4-byte UTF-8 sequence: a character outside the Basic Multilingual Plane.
 _ASTRAL = re.compile(rb"[\xf0-\xf4]")
-# A canonical JSON string's body: no raw control characters, only the escapes RFC 8785 emits
-# (written as an unrolled loop so the regex engine never backtracks inside a string).
-_STR = rb'[^"\\\x00-\x1f]*(?:\\(?:["\\bfnrt]|u00(?:0[0-7bef]|1[0-9a-f]))[^"\\\x00-\x1f]*)*'
-_LAYOUT = re.compile(
-    rb'\{"actor":"(' + _STR + rb')","data":(\{.*\}),"kind":"(' + _STR + rb')",'
-    rb'"prev":"([0-9a-f]{64})","seq":(0|[1-9][0-9]{0,14}),"subject":"(' + _STR + rb')",'
-    rb'"time":"([0-9]{4}-[0-9]{2}-[0-9]{2})T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]'
-    rb'\.[0-9]{6}Z"\}',
-    re.DOTALL,
-)
-_TIME_TAIL = "T00:00:00.000000Z"
 _MAX_INT = 2**53 - 1  # RFC 8785 numbers are IEEE doubles: larger integers have no exact form
 _valid_days: set[str] = set()
+_loads = orjson.loads
+_dumps = orjson.dumps
+_OPT = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
+_UNKNOWN: Any = object()
 
 
 class EntryError(ValueError):
     """An entry is not valid JSON, not canonical, or not well-typed. ``str()`` says which."""
 
 
-class _Float(Exception):
-    """Raised by the fast decoder on a float or huge integer literal: use the slow path."""
-
-
-def _float_found(_: str) -> float:
-    raise _Float
-
-
-def _checked_int(text: str) -> int:
-    """Fast path: integers outside +-(2**53 - 1) are really doubles; send them the slow way."""
-    value = int(text)
-    if len(text) > 15 and not -_MAX_INT <= value <= _MAX_INT:
-        raise _Float
-    return value
-
-
 def _jcs_number(text: str) -> int | float:
-    """Slow path: RFC 8785 numbers are IEEE doubles, so a big integer literal is a double."""
+    """RFC 8785 numbers are IEEE doubles, so a big integer literal is a double."""
     value = int(text)
     return value if -_MAX_INT <= value <= _MAX_INT else float(value)
 
@@ -94,20 +89,36 @@ def _no_constants(name: str) -> Any:
     raise EntryError(f"{name} is not allowed in canonical JSON")
 
 
-def _refuse(value: Any) -> Any:
-    raise TypeError(f"cannot encode {type(value).__name__}")
-
-
-_FAST = json.JSONDecoder(
-    parse_float=_float_found, parse_int=_checked_int, parse_constant=_no_constants
-)
 _SLOW = json.JSONDecoder(parse_int=_jcs_number, parse_constant=_no_constants)
-_scan = _FAST.scan_once
-# The C encoder itself (what json.dumps uses underneath), built once: compact, sorted keys,
-# UTF-8 kept as is. For JSON free of floats and astral characters its output is RFC 8785's.
-_encode = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
-    None, _refuse, json.encoder.c_encode_basestring, None, ":", ",", True, False, False  # type: ignore[attr-defined]
-)
+_float, _dict, _list = float, dict, list
+
+
+def _has_float(container: dict[str, Any] | list[Any]) -> bool:
+    """Whether a parsed JSON object or array holds a double anywhere (exact, by type)."""
+    for value in container.values() if type(container) is _dict else container:
+        kind = type(value)
+        if kind is _float:
+            return True
+        if (kind is _dict or kind is _list) and value and _has_float(value):
+            return True
+    return False
+
+
+def fast_canonical(raw: bytes) -> Any:
+    """The JSON value of ``raw`` if the orjson round trip proves it canonical, else
+    :data:`_UNKNOWN` (which is never a verdict: ask ``rfc8785``). See the module docstring."""
+    try:
+        value = _loads(raw)
+        if _dumps(value, option=_OPT) != raw:
+            return _UNKNOWN
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        return _UNKNOWN
+    if not raw.isascii() and _ASTRAL.search(raw) is not None:
+        return _UNKNOWN
+    kind = type(value)
+    if kind is _float or ((kind is _dict or kind is _list) and _has_float(value)):
+        return _UNKNOWN
+    return value
 
 
 def is_valid_time(text: str) -> bool:
@@ -188,19 +199,16 @@ def _check_fields(obj: Any) -> None:
 
 def canonical_object(raw: bytes) -> Any:
     """Parse ``raw`` as JSON and insist it is exactly its RFC 8785 form; return the value."""
+    value = fast_canonical(raw)
+    if value is not _UNKNOWN:
+        return value
+    # rfc8785 decides, and the standard library's parser explains malformed input.
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise EntryError("entry is not valid UTF-8") from exc
     try:
-        try:
-            value, end = _scan(text, 0)
-            exact = not _ASTRAL.search(raw) if not raw.isascii() else True
-        except _Float:
-            value, end = _SLOW.raw_decode(text)
-            exact = False
-    except StopIteration as exc:
-        raise EntryError("entry is not valid JSON (nothing to parse at column 1)") from exc
+        value, end = _SLOW.raw_decode(text)
     except json.JSONDecodeError as exc:
         raise EntryError(f"entry is not valid JSON ({exc.msg} at column {exc.colno})") from exc
     except RecursionError as exc:
@@ -208,10 +216,7 @@ def canonical_object(raw: bytes) -> Any:
     if end != len(text):
         raise EntryError(f"entry has trailing data after column {end}")
     try:
-        if exact:
-            same = "".join(_encode(value, 0)) == text
-        else:
-            same = rfc8785.dumps(value) == raw
+        same = rfc8785.dumps(value) == raw
     except (rfc8785.CanonicalizationError, TypeError, ValueError, RecursionError) as exc:
         raise EntryError(f"entry cannot be canonicalised: {exc}") from exc
     if not same:
@@ -254,35 +259,49 @@ def encode_entry(
         raise EntryError(f"entry data cannot be canonicalised: {exc}") from exc
 
 
+def chain_fields(raw: bytes) -> tuple[int, str, str, dict[str, Any]] | None:
+    """``(seq, kind, prev, data)`` of a canonical entry that is well-typed except that ``prev``
+    is only known to be a string, or None to mean "ask :func:`decode_entry`".
+
+    The verifier's hot path: it compares ``prev`` with the previous entry's leaf hash, which is
+    64 lowercase hex digits, so equality proves the format and a mismatch goes to
+    :func:`decode_entry` before it is reported. Returning None is never a verdict by itself.
+    """
+    # fast_canonical inlined, with the float check narrowed to data (the rest is typed).
+    try:
+        obj = _loads(raw)
+        if _dumps(obj, option=_OPT) != raw:
+            return None
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        return None
+    if type(obj) is not _dict or obj.keys() != ENTRY_FIELDS:
+        return None
+    seq = obj["seq"]
+    kind = obj["kind"]
+    data = obj["data"]
+    time = obj["time"]
+    prev = obj["prev"]
+    if (
+        type(seq) is not int or seq < 0
+        or type(kind) is not str or not kind
+        or type(data) is not _dict
+        or type(prev) is not str
+        or type(obj["actor"]) is not str
+        or type(obj["subject"]) is not str
+        or type(time) is not str
+        or not (time[:10] in _valid_days and _CLOCK.fullmatch(time, 10) or is_valid_time(time))
+        or (not raw.isascii() and _ASTRAL.search(raw) is not None)
+        or _has_float(data)
+    ):
+        return None
+    return seq, kind, prev, data
+
+
 def quick_decode(raw: bytes) -> tuple[int, str, str, dict[str, Any]] | None:
     """``(seq, kind, prev, data)`` of a canonical, well-typed entry, or None to mean "ask
-    :func:`decode_entry`" (which either accepts it or says what is wrong).
-
-    The verifier's hot path. A canonical entry is the fixed key order actor, data, kind, prev,
-    seq, subject, time; :data:`_LAYOUT` checks that frame and its canonical strings and
-    numbers, so only ``data`` needs parsing and re-encoding. Sound because any split of the
-    line that passes both checks is a canonical encoding of one well-typed entry. Returning
-    None is never a verdict by itself.
-    """
-    m = _LAYOUT.fullmatch(raw)
-    if m is None:
+    :func:`decode_entry`" (which either accepts it or says what is wrong). Never a verdict
+    by itself; cheaper than :func:`decode_entry` (no :class:`Entry`, the orjson check only)."""
+    fields = chain_fields(raw)
+    if fields is None or not _PREV.fullmatch(fields[2]):
         return None
-    body, kind, prev, seq, day = m.group(2, 3, 4, 5, 7)
-    if not kind:
-        return None
-    day_text = day.decode("ascii")
-    if day_text not in _valid_days and not is_valid_time(day_text + _TIME_TAIL):
-        return None
-    try:
-        text = body.decode("utf-8")
-        data, end = _scan(text, 0)
-        if type(data) is not dict or "".join(_encode(data, 0)) != text:
-            return None
-        if not raw.isascii():
-            raw.decode("utf-8")  # the strings outside data must be UTF-8 too
-            if _ASTRAL.search(body):
-                return None
-    except Exception:  # any parse problem: decode_entry explains it  # noqa: BLE001
-        return None
-    kind_text = kind.decode() if b"\\" not in kind else _SLOW.decode('"' + kind.decode() + '"')
-    return int(seq), kind_text, prev.decode("ascii"), data
+    return fields

@@ -28,16 +28,10 @@ from pathlib import Path
 
 from ledger.checkpoint import Checkpoint, CheckpointError, open_checkpoint
 from ledger.compact import MerkleAccumulator
-from ledger.entry import GENESIS_PREV, EntryError, decode_entry, quick_decode
-from ledger.merkle import (
-    EMPTY_ROOT,
-    ProofError,
-    aligned_subtrees,
-    consistency_ranges,
-    fold_subtrees,
-    verify_consistency,
-)
+from ledger.entry import GENESIS_PREV, EntryError, chain_fields, decode_entry
+from ledger.merkle import EMPTY_ROOT, ProofError, verify_consistency
 from ledger.note import NoteError, Verifier
+from ledger.proofplan import Pair, ProofPlan
 from ledger.report import STEPS, Report, StepResult, VerificationFailure
 
 __all__ = ["PROGRESS_EVERY", "VerifyError", "verify_export", "verify_log"]
@@ -122,30 +116,11 @@ class _LogVerifier:
             except VerificationFailure as exc:
                 raise VerifyError(f"unusable trusted checkpoint: {exc.message}") from exc
         self.roots: dict[int, bytes] = {}
-        self._plan_consistency_proofs()
-
-    def _plan_consistency_proofs(self) -> None:
-        """Decide which subtree hashes to capture while streaming, for steps (5) and (6)."""
-        pairs: list[tuple[int, int, int]] = []  # (size1, size2, step)
-        real = [s for s in self.sizes if s > 0]
-        pairs.extend((a, b, 5) for a, b in zip(real, real[1:], strict=False))
-        if self.trusted is not None and real:
-            t = self.trusted.checkpoint.size
-            if 0 < t < real[-1]:
-                pairs.append((t, real[-1], 6))
-        self.capture: dict[int, list[tuple[tuple[int, int, int], int, int]]] = {}
-        self.captured: dict[tuple[int, int, int], dict[tuple[int, int], bytes]] = {}
-        self.ending: dict[int, list[tuple[int, int, int]]] = {}
-        for pair in pairs:
-            size1, size2, _ = pair
-            self.captured[pair] = {}
-            self.ending.setdefault(size2, []).append(pair)
-            for start, end in consistency_ranges(size1, size2):
-                for a, b in aligned_subtrees(start, end):
-                    self.capture.setdefault(b, []).append((pair, a, (b - a).bit_length() - 1))
-        events = set(self.pending) | set(self.capture)
-        if self.trusted is not None:
-            events.add(self.trusted.checkpoint.size)
+        trusted_size = self.trusted.checkpoint.size if self.trusted is not None else None
+        self.plan = ProofPlan(self.sizes, trusted_size)
+        events = set(self.pending) | self.plan.capture_sizes()
+        if trusted_size is not None:
+            events.add(trusted_size)
         self.events = sorted(e for e in events if e > 0)
 
     # -- the stream -------------------------------------------------------------------------
@@ -153,11 +128,12 @@ class _LogVerifier:
     def run(self, entries: Iterable[bytes]) -> int:
         """Steps (1)-(3) per entry, (4)-(6) as the stream reaches each size; returns n."""
         self._check_checkpoints(0)
-        # The compact range is updated inline (see MerkleAccumulator.append): this loop runs
-        # once per entry and a method call per leaf is a measurable share of the time.
+        # This loop runs once per entry: the compact range is updated inline (see
+        # MerkleAccumulator.append) and everything it calls is bound to a local first.
         acc = self.acc
         stack = acc._stack
         pop, push = stack.pop, stack.append
+        sha256, fields_of = _sha256, chain_fields
         events = iter(self.events)
         next_event = next(events, -1)
         next_progress = PROGRESS_EVERY if self.progress else -1
@@ -165,27 +141,15 @@ class _LogVerifier:
         n = 0
         try:
             for raw in entries:
-                fields = quick_decode(raw)
+                # (1): canonical and well-typed; None sends the entry to the exact check.
+                fields = fields_of(raw)
                 if fields is None:
-                    # (1): slow path, a legitimate rarity (floats) or an error to explain.
-                    try:
-                        e = decode_entry(raw)
-                    except EntryError as exc:
-                        raise VerificationFailure(1, str(exc), seq=n, line=n + 1) from exc
-                    fields = (e.seq, e.kind, e.prev, e.data)
+                    fields = self._decode(raw, n)
                 seq, kind, prev, data = fields
-                # (2): the entry on line n+1 must be seq n.
-                if seq != n:
-                    raise VerificationFailure(
-                        2, f"expected seq {n}, found seq {seq}", seq=n, line=n + 1
-                    )
-                # (3): prev is the previous entry's leaf hash.
-                if prev != expected_prev:
-                    raise VerificationFailure(
-                        3, f"prev is {prev}, but the previous entry's leaf hash is "
-                        f"{expected_prev}", seq=n, line=n + 1,
-                    )
-                leaf = _sha256(b"\x00" + raw).digest()
+                # (2) the entry on line n+1 is seq n; (3) prev is the previous leaf hash.
+                if seq != n or prev != expected_prev:
+                    self._broken_chain(raw, n, seq, prev, expected_prev)
+                leaf = sha256(b"\x00" + raw).digest()
                 expected_prev = leaf.hex()
                 n += 1
                 if n == next_event:
@@ -195,7 +159,7 @@ class _LogVerifier:
                 else:
                     carry, h = n - 1, leaf
                     while carry & 1:
-                        h = _sha256(b"\x01" + pop() + h).digest()
+                        h = sha256(b"\x01" + pop() + h).digest()
                         carry >>= 1
                     push(h)
                 if kind == "key_rotated":
@@ -210,20 +174,40 @@ class _LogVerifier:
             self.progress(n)
         return n
 
+    @staticmethod
+    def _decode(raw: bytes, n: int) -> tuple[int, str, str, dict[str, object]]:
+        """(1) by the exact check: a legitimate rarity (floats, astral keys) or an error."""
+        try:
+            e = decode_entry(raw)
+        except EntryError as exc:
+            raise VerificationFailure(1, str(exc), seq=n, line=n + 1) from exc
+        return e.seq, e.kind, e.prev, e.data
+
+    def _broken_chain(self, raw: bytes, n: int, seq: int, prev: str, expected: str) -> None:
+        """Name the first failed step for an entry whose seq or prev is wrong (always raises).
+
+        The hot path checks ``prev`` only by comparing it with a well-formed hash, so a
+        malformed ``prev`` must be reported as (1) before the link is blamed.
+        """
+        self._decode(raw, n)
+        if seq != n:
+            raise VerificationFailure(2, f"expected seq {n}, found seq {seq}", seq=n, line=n + 1)
+        raise VerificationFailure(
+            3, f"prev is {prev}, but the previous entry's leaf hash is {expected}",
+            seq=n, line=n + 1,
+        )
+
     def _reach(self, n: int, leaf: bytes) -> None:
         """The stream just reached size ``n``: capture proof nodes, check what ends here."""
-        wanted = self.capture.pop(n, None)
-        if wanted:
-            done = self.acc.append_collect(leaf)
-            for pair, start, height in wanted:
-                self.captured[pair][(start, n)] = done[height]
+        if self.plan.wants(n):
+            self.plan.keep(n, self.acc.append_collect(leaf))
         else:
             self.acc.append(leaf)
         if n in self.pending:
             self._check_checkpoints(n)
         if self.trusted is not None and self.trusted.checkpoint.size == n:
             self._check_trusted_root(n)
-        for pair in self.ending.pop(n, ()):
+        for pair in self.plan.ending_at(n):
             self._check_consistency(pair)
 
     # -- steps (4), (5), (6) ----------------------------------------------------------------
@@ -247,14 +231,10 @@ class _LogVerifier:
                 )
             self.roots[n] = root
 
-    def _check_consistency(self, pair: tuple[int, int, int]) -> None:
+    def _check_consistency(self, pair: Pair) -> None:
         # (5)/(6): a real consistency proof from the captured subtree hashes.
         size1, size2, step = pair
-        nodes = self.captured.pop(pair)
-        proof = [
-            fold_subtrees([nodes[piece] for piece in aligned_subtrees(start, end)])
-            for start, end in consistency_ranges(size1, size2)
-        ]
+        proof = self.plan.proof(pair)
         root1 = self.trusted.checkpoint.root if step == 6 else self.roots[size1]  # type: ignore[union-attr]
         try:
             verify_consistency(size1, size2, root1, self.roots[size2], proof)
