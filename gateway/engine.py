@@ -17,23 +17,51 @@ nothing is ever allowed by accident.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from dsl.model import Autonomy, Policy, PolicySet, Risk
 from gateway.agents import Agent
 from gateway.evaluation import Evaluation
 from gateway.matrix import WARDEN, approval_obligation, matrix_reason, needs_approval
 from gateway.models import Approval, Decision, Packet, Reason, Status
-from invariants import DEFAULT_LIMITS, Limits, PacketLimitError, activation
+from invariants import DEFAULT_LIMITS, Limits, Needs, PacketLimitError, Program, activation
 
 
 class Engine:
-    """Decides packets against one compiled policy set (swap the engine to swap the set)."""
+    """Decides packets against one compiled policy set (swap the engine to swap the set).
 
-    def __init__(self, policy_set: PolicySet, *, limits: Limits = DEFAULT_LIMITS) -> None:
+    Per tool it keeps, once worked out, the applicable policies, their base tier and what their
+    expressions read (`Needs`): each packet's activation then converts only those fields, which
+    is most of the cost of a decision. `prune=False` converts whole packets instead; decisions
+    are the same either way (the test suite compares them).
+    """
+
+    def __init__(
+        self, policy_set: PolicySet, *, limits: Limits = DEFAULT_LIMITS, prune: bool = True
+    ) -> None:
         self.policy_set = policy_set
         self.limits = limits
+        self.prune = prune
+        self._plans: dict[str, _ToolPlan] = {}
+
+    def needs_for(self, tool: str) -> Needs | None:
+        """What the policies applying to `tool` read (None: whole packets, `prune=False`)."""
+        return self._plan(tool).needs
+
+    def _plan(self, tool: str) -> _ToolPlan:
+        """The applicable policies for `tool`, their base tier and needs, worked out once."""
+        plan = self._plans.get(tool)
+        if plan is None:
+            policies = self.policy_set.policies_for(tool)
+            programs = list(_programs(policies))
+            prunable = self.prune and all(isinstance(p, Program) for p in programs)
+            needs = Needs.of(programs) if prunable else None
+            plan = _ToolPlan(policies, _base_risk(policies), needs)
+            if len(self._plans) < _MAX_PLANS:  # bounded: tool names come from packets
+                self._plans[tool] = plan
+        return plan
 
     def decide(
         self,
@@ -60,8 +88,7 @@ class Engine:
         digest = self.policy_set.digest
         tool = packet.action.tool
         # (2) first, for the base tier every early denial still reports.
-        policies = self.policy_set.policies_for(tool)
-        base = _base_risk(policies)
+        policies, base, needs = self._plan(tool)
         # (1) the kill switch stops everything, whatever the policies say.
         if kill_switch:
             return _gate(packet, agent, digest, base, "kill_switch", "kill_switch",
@@ -79,6 +106,7 @@ class Engine:
                 context=packet.context,
                 now=now,
                 limits=self.limits,
+                needs=needs,
             )
         except PacketLimitError as exc:
             return _gate(packet, agent, digest, base, "packet_limits", "error",
@@ -133,6 +161,26 @@ def decide(
     return Engine(policy_set).decide(
         packet, agent, now=now, kill_switch=kill_switch, dry_run=dry_run
     )
+
+
+class _ToolPlan(NamedTuple):
+    policies: tuple[Policy, ...]
+    base: Risk | None
+    needs: Needs | None
+
+
+_MAX_PLANS = 10_000
+
+
+def _programs(policies: Sequence[Policy]) -> Iterator[object]:
+    """Every compiled expression the policies' rules may evaluate."""
+    for policy in policies:
+        for invariant in policy.invariants:
+            yield invariant.expr.program
+        for rule in (*policy.denies, *policy.escalations, *policy.approvals,
+                     *policy.autonomy_rules):
+            if rule.when is not None:
+                yield rule.when.program
 
 
 def _base_risk(policies: Sequence[Policy]) -> Risk | None:

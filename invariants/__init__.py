@@ -44,6 +44,7 @@ from invariants.activation import Activation, activation
 from invariants.errors import CelCompileError, PacketLimitError
 from invariants.limits import DEFAULT_LIMITS, Limits
 from invariants.program import FAIL, PASS, Outcome, Program, compile_expression
+from invariants.reads import Needs
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -52,6 +53,7 @@ __all__ = [
     "Activation",
     "CelCompileError",
     "Limits",
+    "Needs",
     "Outcome",
     "PacketLimitError",
     "Program",

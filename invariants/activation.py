@@ -30,6 +30,7 @@ import cel
 
 from invariants.errors import PacketLimitError
 from invariants.limits import DEFAULT_LIMITS, Limits
+from invariants.reads import Needs
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _isfinite = math.isfinite
@@ -38,19 +39,34 @@ _ROOTS = ("params", "evidence", "agent", "context")
 
 
 class Activation:
-    """A packet's evaluation context: build with `activation(...)`, pass to `evaluate`."""
+    """A packet's evaluation context: build with `activation(...)`, pass to `evaluate`.
 
-    __slots__ = ("context", "variables")
+    `context` is what the engine reads: the whole packet, or with `needs` only the fields those
+    programs read. `variables` are the checked Python values of the whole packet, by root name.
+    """
+
+    __slots__ = ("context", "variables", "needs", "_whole")
 
     context: cel.Context
-    variables: dict[str, Any]  # the checked Python values, by root name
+    variables: dict[str, Any]
+    needs: Needs | None
 
-    def __init__(self, context: cel.Context, variables: dict[str, Any]) -> None:
+    def __init__(
+        self, context: cel.Context, variables: dict[str, Any], needs: Needs | None = None
+    ) -> None:
         self.context = context
         self.variables = variables
+        self.needs = needs
+        self._whole: cel.Context | None = context if needs is None else None
+
+    def whole_context(self) -> cel.Context:
+        """The engine's context for the whole packet (built on first use when pruned)."""
+        if self._whole is None:
+            self._whole = _context(self.variables)
+        return self._whole
 
     def __repr__(self) -> str:
-        return f"Activation(roots={sorted(self.variables)})"
+        return f"Activation(roots={sorted(self.variables)}, needs={self.needs!r})"
 
 
 def activation(
@@ -60,12 +76,16 @@ def activation(
     context: Any = None,
     now: datetime | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    needs: Needs | None = None,
 ) -> Activation:
     """Check one packet's data against `limits` and build its evaluation context.
 
     A root given as None is an empty object (a field read from it is then an ERROR, as for any
     missing field). `now` must be timezone-aware; it is converted to UTC, because the engine's
     `getHours()` and friends otherwise answer in the datetime's own offset.
+
+    With `needs` (`Needs.of(programs)`), the engine gets only what those programs read; the
+    limits still apply to the whole packet. Any program gives the same outcome either way.
     """
     if now is None:
         now = datetime.now(timezone.utc)
@@ -87,11 +107,16 @@ def activation(
             raise PacketLimitError(refusal.message, _path(refusal.path)) from None
         variables[name] = value
     variables["now"] = now
+    if needs is None:
+        return Activation(_context(variables), variables)
+    return Activation(_context(needs.select(variables)), variables, needs)
+
+
+def _context(variables: dict[str, Any]) -> cel.Context:
     try:
-        built = cel.Context(variables=variables)
+        return cel.Context(variables=variables)
     except Exception as exc:  # fail closed on anything the engine still cannot convert
         raise PacketLimitError(f"the CEL engine cannot hold this data: {exc}") from None
-    return Activation(built, variables)
 
 
 class _Refusal(Exception):

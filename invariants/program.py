@@ -8,6 +8,7 @@
     3. parse with the engine   (its syntax errors reworded, see `invariants.messages`)
     4. resolve references      (only params, evidence, agent, context, now; known functions;
                                 comprehension nesting)
+    5. note what it reads      (per root, the top-level fields; `invariants.reads`)
 
 `Program.evaluate` is the hot path: one engine call on a prebuilt `cel.Context`, and for a
 boolean result no allocation at all (PASS and FAIL outcomes are shared constants).
@@ -18,16 +19,18 @@ from __future__ import annotations
 import base64
 import math
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any, Final, Literal
 
 import cel
 
 from invariants.activation import Activation
-from invariants.errors import CelCompileError
+from invariants.errors import CelCompileError, PacketLimitError
 from invariants.lexer import position_at, tokenize
 from invariants.limits import DEFAULT_LIMITS, Limits
 from invariants.messages import describe_parse_error, describe_runtime_error
-from invariants.references import check_nesting, check_references
+from invariants.reads import Reads, field_reads
+from invariants.references import ROOT_VARIABLES, check_nesting, check_references
 
 Verdict = Literal["PASS", "FAIL", "ERROR"]
 
@@ -83,19 +86,37 @@ FAIL: Final = Outcome(False, None)
 class Program:
     """A compiled expression: immutable, compiled once, evaluated for any number of packets."""
 
-    __slots__ = ("source", "roots", "_execute")
+    __slots__ = ("source", "roots", "reads", "_execute")
 
     source: str
     roots: frozenset[str]  # the top-level variables the expression reads
+    reads: Reads  # per root read, its top-level fields, or None for the whole root
 
-    def __init__(self, source: str, compiled: cel.Program, roots: frozenset[str]) -> None:
+    def __init__(
+        self, source: str, compiled: cel.Program, roots: frozenset[str], reads: Reads | None = None
+    ) -> None:
         self.source = source
         self.roots = roots
+        self.reads = MappingProxyType(
+            dict.fromkeys(roots | set(compiled.variables()) & ROOT_VARIABLES)
+            if reads is None
+            else dict(reads)
+        )
         self._execute = compiled.execute
 
     def evaluate(self, act: Activation) -> Outcome:
-        """Evaluate against one packet's activation; data problems give an ERROR outcome."""
+        """Evaluate against one packet's activation; data problems give an ERROR outcome.
+
+        An activation pruned for other programs (`needs` that do not cover this one) is read
+        through its whole context instead, so the answer never depends on the pruning.
+        """
         context = act.context  # outside the try: a wrong argument is a bug, not a data error
+        needs = act.needs
+        if needs is not None and not needs.covers(self):
+            try:
+                context = act.whole_context()
+            except PacketLimitError as exc:
+                return Outcome(None, str(exc))
         try:
             value = self._execute(context)
         except Exception as exc:  # every engine error is about the data
@@ -140,7 +161,8 @@ def compile_expression(source: str, limits: Limits = DEFAULT_LIMITS) -> Program:
         raise CelCompileError(message, line, column) from None
     # (4) names, functions and comprehension nesting
     roots = check_references(tokens, compiled.variables(), compiled.functions(), limits)
-    return Program(source, compiled, roots)
+    # (5) what it reads, so activations convert only that (see `invariants.reads`)
+    return Program(source, compiled, roots, field_reads(tokens, compiled.variables()))
 
 
 def _non_boolean(value: Any) -> Outcome:
@@ -158,7 +180,11 @@ def _type_name(value: Any) -> str:
 
 
 def _json_safe(value: Any) -> Any:
-    """A rendering of an engine value that `json.dumps` accepts, for reports."""
+    """A rendering of an engine value that `json.dumps` accepts, for reports.
+
+    The same value always renders the same way (maps by sorted key), so a decision's message
+    does not change from one evaluation to the next.
+    """
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
@@ -171,6 +197,6 @@ def _json_safe(value: Any) -> Any:
         return "b64:" + base64.b64encode(value).decode("ascii")
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, dict):  # sorted: the engine hands maps over in a random order
+        return dict(sorted((str(k), _json_safe(v)) for k, v in value.items()))
     return repr(value)

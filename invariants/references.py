@@ -100,7 +100,7 @@ def _walk(tokens: list[Token], limits: Limits) -> tuple[frozenset[str], frozense
     last = len(tokens) - 1
     for i, token in enumerate(tokens):
         if token.kind == "open":
-            bound = _macro_binding(tokens, i)
+            bound = macro_binding(tokens, i)
             if bound is not None:
                 depth = sum(1 for f in frames if f is not None) + 1
                 if depth > limits.max_comprehension_nesting:
@@ -131,7 +131,7 @@ def _walk(tokens: list[Token], limits: Limits) -> tuple[frozenset[str], frozense
     return frozenset(roots), frozenset(binders)
 
 
-def _macro_binding(tokens: list[Token], i: int) -> str | None:
+def macro_binding(tokens: list[Token], i: int) -> str | None:
     """The variable bound by a comprehension whose argument list opens at `tokens[i]`."""
     if tokens[i].text != "(" or i < 2 or i + 2 >= len(tokens):
         return None
