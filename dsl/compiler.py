@@ -142,7 +142,8 @@ def run_stages(c: Compilation) -> None:
         try:
             stage(c)
         except TooManyErrors:
-            pass
+            # the error cap is reached: stop this stage and report what it collected
+            assert c.bag.failed
         c.timings[name] = time.perf_counter() - started
         if c.bag.failed:
             raise PolicyCompileError(c.bag.final_errors())
