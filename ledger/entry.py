@@ -7,17 +7,18 @@ chain as well as the leaves of the Merkle tree.
 
 Decoding insists the bytes are *the* canonical form: two byte strings for one entry would give
 two leaf hashes for one fact. ``rfc8785`` is the authority; the common case is settled faster
-with ``orjson`` (Rust): parse, re-encode with sorted keys and compare with the input. The two
-encoders' outputs are byte-identical for every JSON value except in three places, each of
-which sends the bytes to ``rfc8785`` instead:
+with ``msgspec`` (C): decode against a schema, re-encode with sorted keys and compare with the
+input. The schema admits only values on which that encoder's output is byte-identical to RFC
+8785, and everything else goes to ``rfc8785``:
 
-- numbers that are doubles (RFC 8785 writes ECMAScript's ``Number.prototype.toString``; orjson
-  writes ``1.0``, ``1e+16``): any float in the parsed value;
-- integers beyond +-(2**53 - 1), which RFC 8785 rounds to doubles: ``OPT_STRICT_INTEGER`` makes
-  orjson refuse them (and orjson reads integers past 64 bits as floats);
-- object keys ordered by UTF-16 code units (RFC 8785) rather than code points (orjson): the two
-  orders differ only around characters outside the Basic Multilingual Plane, so any 4-byte
-  UTF-8 sequence in the input.
+- no doubles (RFC 8785 writes ECMAScript's ``Number.prototype.toString``, other encoders write
+  ``1.0`` or ``1e+16``): a JSON number with a fraction or exponent fails the schema;
+- integers only within +-(2**53 - 1): RFC 8785 numbers are doubles, so a bigger integer literal
+  stands for a double with another canonical spelling;
+- nesting at most :data:`FAST_DEPTH` deep (the schema is a fixed-depth union, not recursive);
+- no characters outside the Basic Multilingual Plane (any 4-byte UTF-8 sequence): RFC 8785
+  orders object keys by UTF-16 code units, the encoder by code points, and the two orders
+  differ only around those characters.
 
 Strings agree everywhere else (the same escapes for ``"``, ``\\`` and control characters, the
 short forms ``\\b \\t \\n \\f \\r``, lowercase ``\\u00XX`` for the rest, ``/``, DEL and
@@ -33,9 +34,9 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Annotated, Any, Union
 
-import orjson
+import msgspec
 import rfc8785
 
 from ledger.merkle import leaf_hash
@@ -49,6 +50,7 @@ __all__ = [
     "chain_fields",
     "decode_entry",
     "encode_entry",
+    "FAST_DEPTH",
     "fast_canonical",
     "format_time",
     "is_valid_time",
@@ -69,10 +71,36 @@ _PREV = re.compile(r"[0-9a-f]{64}")
 _ASTRAL = re.compile(rb"[\xf0-\xf4]")
 _MAX_INT = 2**53 - 1  # RFC 8785 numbers are IEEE doubles: larger integers have no exact form
 _valid_days: set[str] = set()
-_loads = orjson.loads
-_dumps = orjson.dumps
-_OPT = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
 _UNKNOWN: Any = object()
+
+FAST_DEPTH = 16
+"""Containers nested deeper than this inside an entry take the exact ``rfc8785`` path."""
+
+_SafeInt = Annotated[int, msgspec.Meta(ge=-_MAX_INT, le=_MAX_INT)]
+_Scalar = Union[None, bool, _SafeInt, str]  # noqa: UP007 (msgspec reads the typing form)
+_Value: Any = _Scalar
+for _ in range(FAST_DEPTH):
+    _Value = Union[None, bool, _SafeInt, str, list[_Value], dict[str, _Value]]  # noqa: UP007
+
+
+class _Fields(msgspec.Struct, forbid_unknown_fields=True):
+    """An entry's schema for the fast check; fields in canonical (sorted) order."""
+
+    actor: str
+    data: dict[str, _Value]
+    kind: Annotated[str, msgspec.Meta(min_length=1)]
+    prev: str
+    seq: Annotated[int, msgspec.Meta(ge=0, le=_MAX_INT)]
+    subject: str
+    time: str
+
+
+_decode_value = msgspec.json.Decoder(_Value).decode
+_decode_fields = msgspec.json.Decoder(_Fields).decode
+_encode = msgspec.json.Encoder(order="sorted").encode
+# msgspec.DecodeError (and its ValidationError for schema violations) is a ValueError, as is
+# the UnicodeDecodeError it lets through for invalid UTF-8.
+_Invalid = (ValueError, RecursionError)
 
 
 class EntryError(ValueError):
@@ -90,33 +118,16 @@ def _no_constants(name: str) -> Any:
 
 
 _SLOW = json.JSONDecoder(parse_int=_jcs_number, parse_constant=_no_constants)
-_float, _dict, _list = float, dict, list
-
-
-def _has_float(container: dict[str, Any] | list[Any]) -> bool:
-    """Whether a parsed JSON object or array holds a double anywhere (exact, by type)."""
-    for value in container.values() if type(container) is _dict else container:
-        kind = type(value)
-        if kind is _float:
-            return True
-        if (kind is _dict or kind is _list) and value and _has_float(value):
-            return True
-    return False
 
 
 def fast_canonical(raw: bytes) -> Any:
-    """The JSON value of ``raw`` if the orjson round trip proves it canonical, else
+    """The JSON value of ``raw`` if the schema-checked round trip proves it canonical, else
     :data:`_UNKNOWN` (which is never a verdict: ask ``rfc8785``). See the module docstring."""
     try:
-        value = _loads(raw)
-        if _dumps(value, option=_OPT) != raw:
-            return _UNKNOWN
-    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        value = _decode_value(raw)
+    except _Invalid:
         return _UNKNOWN
-    if not raw.isascii() and _ASTRAL.search(raw) is not None:
-        return _UNKNOWN
-    kind = type(value)
-    if kind is _float or ((kind is _dict or kind is _list) and _has_float(value)):
+    if _encode(value) != raw or (not raw.isascii() and _ASTRAL.search(raw) is not None):
         return _UNKNOWN
     return value
 
@@ -267,40 +278,24 @@ def chain_fields(raw: bytes) -> tuple[int, str, str, dict[str, Any]] | None:
     64 lowercase hex digits, so equality proves the format and a mismatch goes to
     :func:`decode_entry` before it is reported. Returning None is never a verdict by itself.
     """
-    # fast_canonical inlined, with the float check narrowed to data (the rest is typed).
     try:
-        obj = _loads(raw)
-        if _dumps(obj, option=_OPT) != raw:
-            return None
-    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        e = _decode_fields(raw)
+    except _Invalid:
         return None
-    if type(obj) is not _dict or obj.keys() != ENTRY_FIELDS:
-        return None
-    seq = obj["seq"]
-    kind = obj["kind"]
-    data = obj["data"]
-    time = obj["time"]
-    prev = obj["prev"]
+    time = e.time
     if (
-        type(seq) is not int or seq < 0
-        or type(kind) is not str or not kind
-        or type(data) is not _dict
-        or type(prev) is not str
-        or type(obj["actor"]) is not str
-        or type(obj["subject"]) is not str
-        or type(time) is not str
+        _encode(e) != raw
         or not (time[:10] in _valid_days and _CLOCK.fullmatch(time, 10) or is_valid_time(time))
         or (not raw.isascii() and _ASTRAL.search(raw) is not None)
-        or _has_float(data)
     ):
         return None
-    return seq, kind, prev, data
+    return e.seq, e.kind, e.prev, e.data
 
 
 def quick_decode(raw: bytes) -> tuple[int, str, str, dict[str, Any]] | None:
     """``(seq, kind, prev, data)`` of a canonical, well-typed entry, or None to mean "ask
     :func:`decode_entry`" (which either accepts it or says what is wrong). Never a verdict
-    by itself; cheaper than :func:`decode_entry` (no :class:`Entry`, the orjson check only)."""
+    by itself; cheaper than :func:`decode_entry` (no :class:`Entry`, the schema check only)."""
     fields = chain_fields(raw)
     if fields is None or not _PREV.fullmatch(fields[2]):
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -12,10 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.entry import (
+    _UNKNOWN,
+    FAST_DEPTH,
     GENESIS_PREV,
     EntryError,
+    _encode,
+    canonical_object,
     decode_entry,
     encode_entry,
+    fast_canonical,
     format_time,
     parse_time,
     quick_decode,
@@ -167,3 +173,130 @@ def test_escapes_and_astral_characters_take_the_exact_path() -> None:
     entry = decode_entry(raw)
     assert entry.data == data and entry.actor == "\u00e9" and entry.subject == "s\n"
     assert list(json.loads(raw)["data"]) == ["ctl", "f", "\U0001f600", "\ue000"]  # UTF-16 order
+
+
+# -- the fast canonical check against rfc8785 ------------------------------------------------
+
+wild_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()  # well past 2**53 and 2**64 too
+    | st.sampled_from([2**53 - 1, 2**53, -(2**53) + 1, -(2**53), 2**64 - 1, 2**64, 0])
+    | st.floats(allow_nan=False, allow_infinity=False)  # includes -0.0
+    | st.text(),  # control characters, U+2028/2029, astral characters
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
+    max_leaves=16,
+)
+
+
+def _as_doubles(value: Any) -> Any:
+    """What RFC 8785 makes of a value: integers past 2**53 are doubles."""
+    if type(value) is int and abs(value) > 2**53 - 1:
+        return float(value)
+    if isinstance(value, list):
+        return [_as_doubles(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _as_doubles(v) for k, v in value.items()}
+    return value
+
+
+def _oracle(raw: bytes) -> bool:
+    """The definition: ``raw`` is canonical iff rfc8785 re-encodes its reading to itself."""
+    try:
+        return rfc8785.dumps(_jcs_loads(raw)) == raw
+    except (ValueError, TypeError, rfc8785.CanonicalizationError, RecursionError):
+        return False
+
+
+def _spellings(value: Any) -> list[bytes]:
+    """The canonical bytes of ``value`` and other ways to write it (escapes, spacing, order)."""
+    out = [
+        json.dumps(value, ensure_ascii=True).encode(),  # \\uXXXX escapes, spaces
+        json.dumps(value, ensure_ascii=True, sort_keys=True, separators=(",", ":")).encode(),
+        json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode(),
+    ]
+    try:
+        canonical = rfc8785.dumps(_as_doubles(value))
+    except rfc8785.CanonicalizationError:
+        return out
+    out.append(canonical)
+    # the same text with every \u00XX escape in upper case, and with "/" escaped
+    out.append(re.sub(rb"\\u00([0-9a-f]{2})", lambda m: b"\\u00" + m.group(1).upper(), canonical))
+    out.append(canonical.replace(b"/", b"\\/"))
+    return out
+
+
+@settings(max_examples=1000, deadline=None)
+@given(value=wild_values)
+def test_fast_check_agrees_with_rfc8785(value: Any) -> None:
+    for raw in _spellings(value):
+        expected = _oracle(raw)
+        fast = fast_canonical(raw)
+        if fast is not _UNKNOWN:  # the fast check only ever accepts canonical bytes ...
+            assert expected, raw
+            assert fast == _jcs_loads(raw)
+        try:  # ... and with the exact fallback, canonical_object decides exactly like rfc8785
+            canonical_object(raw)
+            accepted = True
+        except EntryError:
+            accepted = False
+        assert accepted == expected, raw
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.dictionaries(st.text(max_size=6), wild_values, max_size=5))
+def test_fast_entry_check_agrees_with_rfc8785(data: dict[str, Any]) -> None:
+    obj = {"seq": 1, "time": TIME, "kind": "k", "actor": "a", "subject": "s", "data": data,
+           "prev": GENESIS_PREV}
+    for raw in _spellings(obj):
+        fast = quick_decode(raw)
+        if fast is not None:
+            assert _oracle(raw)
+            assert fast == _fields(raw)
+
+
+def test_encoder_strings_match_rfc8785_for_every_character() -> None:
+    everything = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+    assert _encode(everything) == rfc8785.dumps(everything)
+
+
+def test_key_order_matches_rfc8785_inside_the_basic_multilingual_plane() -> None:
+    keys = {chr(c): 0 for c in range(0x10000) if not 0xD800 <= c <= 0xDFFF}
+    assert _encode(keys) == rfc8785.dumps(keys)
+    astral = {"\ue000": 1, "\U0001f600": 2}  # why astral characters take the exact path
+    assert _encode(astral) != rfc8785.dumps(astral)
+    raw = rfc8785.dumps(astral)
+    assert fast_canonical(raw) is _UNKNOWN and canonical_object(raw) == astral
+
+
+@pytest.mark.parametrize(
+    ("raw", "canonical"),
+    [
+        (b'{"a":9007199254740991}', True),
+        (b'{"a":9007199254740992}', True),  # 2**53 is a double with this exact spelling
+        (b'{"a":9007199254740993}', False),  # the double is ...992
+        (b'{"a":18446744073709551616}', False),  # 2**64: ECMAScript writes ...552000
+        (b'{"a":18446744073709552000}', True),
+        (b'{"a":-0}', False),
+        (b'{"a":0.5}', True),
+        (b'{"a":1.0}', False),
+        (b'{"a":1e+21}', True),
+        (b'{"a":1e21}', False),
+        (b'{"a":"\\u001f"}', True),
+        (b'{"a":"\\u001F"}', False),
+        (b'{"a":"\\/"}', False),
+        (b'{"a":"\xe2\x80\xa8"}', True),  # U+2028 as is
+        (b'{"a":"\\u2028"}', False),
+        (b'{"a":' + b"[" * (FAST_DEPTH + 2) + b"1" + b"]" * (FAST_DEPTH + 2) + b"}", True),
+    ],
+)
+def test_number_and_escape_edge_cases(raw: bytes, canonical: bool) -> None:
+    assert _oracle(raw) is canonical
+    try:
+        canonical_object(raw)
+        accepted = True
+    except EntryError:
+        accepted = False
+    assert accepted is canonical
+    if fast_canonical(raw) is not _UNKNOWN:
+        assert canonical
