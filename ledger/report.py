@@ -84,16 +84,17 @@ class Report:
                 f"{base64.b64encode(self.root).decode()} at size {self.tree_size}"
             )
         else:
-            where = []
-            if self.seq is not None:
-                where.append(f"seq {self.seq}")
-            if self.line is not None:
-                where.append(f"line {self.line}")
-            if self.checkpoint is not None:
-                where.append(f"checkpoint {self.checkpoint}")
-            at = f" at {', '.join(where)}" if where else ""
+            where = self.location()
+            at = f" at {where}" if where else ""
             lines.append(f"FAILED step ({self.failed_step}){at}: {self.failure}")
         return "\n".join(lines)
+
+    def location(self) -> str:
+        """Where the first failure is: "seq 41, line 42, checkpoint 64", or "" when unknown."""
+        where = [f"seq {self.seq}" if self.seq is not None else "",
+                 f"line {self.line}" if self.line is not None else "",
+                 f"checkpoint {self.checkpoint}" if self.checkpoint is not None else ""]
+        return ", ".join(part for part in where if part)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``warden audit verify --json``, the HTTP API)."""

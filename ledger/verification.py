@@ -144,9 +144,6 @@ def render(report: Report, source: str, key: str) -> str:
             f"{len(report.keys) or 1} key(s); verified tree size {report.tree_size:,}"
         )
     else:
-        where = [f"seq {report.seq}" if report.seq is not None else "",
-                 f"line {report.line}" if report.line is not None else "",
-                 f"checkpoint {report.checkpoint}" if report.checkpoint else ""]
-        at = ", ".join(part for part in where if part)
+        at = report.location()
         lines.append(f"FAILED at step ({report.failed_step}){f' {dash} ' + at if at else ''}: {report.failure}")
     return "\n".join(lines)
