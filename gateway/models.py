@@ -66,7 +66,15 @@ AutonomyName = Annotated[
 
 Verdict = Literal["PASS", "FAIL", "ERROR"]
 Status = Literal[
-    "executed", "allowed", "pending_approval", "denied", "drafted", "rejected", "expired", "failed"
+    "executed",
+    "executing",
+    "allowed",
+    "pending_approval",
+    "denied",
+    "drafted",
+    "rejected",
+    "expired",
+    "failed",
 ]
 Effect = Literal[
     "escalate",

@@ -145,26 +145,36 @@ def _take_migration_lock(conn: Connection) -> None:
 
 def upgrade(engine: Engine) -> tuple[int, int]:
     """Bring the ledger schema to the latest version; returns (version before, version after)."""
+    return upgrade_component(engine, COMPONENT, MIGRATIONS)
+
+
+def upgrade_component(
+    engine: Engine, component: str, migrations: list[Migration]
+) -> tuple[int, int]:
+    """Apply, in one locked transaction, every migration of `component` newer than the version
+    recorded for it; returns (version before, version after). Other components (the gateway's
+    tables) keep their own migration lists and versions in the same `warden_schema` table."""
+    latest = len(migrations)
     with engine.begin() as conn:
         _take_migration_lock(conn)
         schema_versions.create(conn, checkfirst=True)
-        before = current_version(conn)
-        if before > LATEST_VERSION:
+        before = current_version(conn, component)
+        if before > latest:
             raise SchemaError(
-                f"the database has ledger schema version {before}, newer than this Warden "
-                f"understands ({LATEST_VERSION}); upgrade Warden"
+                f"the database has {component} schema version {before}, newer than this Warden "
+                f"understands ({latest}); upgrade Warden"
             )
-        for version in range(before + 1, LATEST_VERSION + 1):
-            MIGRATIONS[version - 1](conn)
+        for version in range(before + 1, latest + 1):
+            migrations[version - 1](conn)
         if before == 0:
-            conn.execute(insert(schema_versions).values(component=COMPONENT, version=LATEST_VERSION))
-        elif before != LATEST_VERSION:
+            conn.execute(insert(schema_versions).values(component=component, version=latest))
+        elif before != latest:
             conn.execute(
                 update(schema_versions)
-                .where(schema_versions.c.component == COMPONENT)
-                .values(version=LATEST_VERSION)
+                .where(schema_versions.c.component == component)
+                .values(version=latest)
             )
-    return before, LATEST_VERSION
+    return before, latest
 
 
 def require_current(conn: Connection) -> None:
