@@ -1,0 +1,255 @@
+"""Structured logs: one JSON object per line on the stdlib `logging`, with secrets masked.
+
+    configure_logging("info")                      # once, at start-up (`warden serve`)
+    log = logging.getLogger("warden.gateway")
+    log_event(log, "decision", decision_id=d.decision_id, agent="refund-bot", status="executed")
+    # {"ts":"2025-01-01T12:00:00.123Z","level":"info","logger":"warden.gateway","msg":"decision",
+    #  "decision_id":"dec_...","agent":"refund-bot","status":"executed","request_id":"..."}
+
+Redaction: no bearer token may ever reach a log line. `redact_text` masks Warden tokens
+(`wdn_agent_…`, `wdn_user_…`), `Bearer …` credentials and the value of `Authorization` / `Cookie`
+/ `X-API-Key` headers written out in text; `redact` walks field values, and masks whole values
+whose key names a secret (`authorization`, `token`, `password`, `secret`, ...). The JSON formatter
+redacts the message, every field and the traceback; `RedactingFilter` does the same on the record
+for any other handler.
+
+HTTP requests are logged by `RequestLogMiddleware` (one `http_request` line per request: method,
+route template, path without the query string, code, duration_ms, request_id, actor), which also
+feeds `Metrics.observe_request`. uvicorn's own access log is switched off in its favour: it
+prints the raw request line, query string included. Run uvicorn with
+`uvicorn.run(app, log_config=None, access_log=False)` so it keeps its hands off logging and its
+`uvicorn` / `uvicorn.error` records propagate to the handler installed here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import IO, Any, Protocol
+
+REDACTED = "[REDACTED]"
+_TOKEN = re.compile(r"(?i)(wdn_(?:agent|user)_)[A-Za-z0-9_\-]+")
+_BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=\-]+")
+_HEADER = re.compile(
+    r"(?i)((?:proxy-)?authorization|(?:set-)?cookie|x-api-key)(\s*[\"']?\s*[:=]\s*[\"']?)(?!\s*\[REDACTED\])[^\"'\r\n,;}]+"
+)
+_SECRET_KEY = re.compile(r"(?i)authorization|cookie|password|passwd|secret|token|api[-_]?key|credential")
+
+#: The request being served (set by RequestLogMiddleware); every log line carries it.
+request_id_var: ContextVar[str | None] = ContextVar("warden_request_id", default=None)
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
+_RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "fields"}
+_HANDLER_FLAG = "_warden_handler"
+_CORE = frozenset({"ts", "level", "logger", "msg", "exc"})
+
+
+def redact_text(text: str) -> str:
+    """`text` with tokens, bearer credentials and authorization header values masked."""
+    text = _TOKEN.sub(r"\1" + REDACTED, text)
+    text = _BEARER.sub(r"\1" + REDACTED, text)
+    return _HEADER.sub(r"\1\2" + REDACTED, text)
+
+
+def _scrub_line(line: str) -> str:
+    """Last pass over a formatted line: tokens and bearer credentials only (safe inside JSON)."""
+    return _BEARER.sub(r"\1" + REDACTED, _TOKEN.sub(r"\1" + REDACTED, line))
+
+
+def redact(value: Any, key: str = "") -> Any:
+    """A JSON-ready copy of `value` with secrets masked (values under secret-named keys entirely)."""
+    if key and _SECRET_KEY.search(key) and value is not None:
+        return REDACTED
+    if isinstance(value, str):
+        return redact_text(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, dict):
+        return {str(k): redact(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [redact(v) for v in value]
+    if isinstance(value, bytes):
+        return redact_text(value.decode("utf-8", "replace"))
+    return redact_text(str(value))
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    """Attributes passed with `extra=` (everything a plain LogRecord does not have)."""
+    return {k: v for k, v in record.__dict__.items() if k not in _RESERVED and not k.startswith("_")}
+
+
+def record_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The extra fields of a record: any passed with `extra=`, and `log_event`'s."""
+    fields = _extras(record)
+    fields.update(getattr(record, "fields", None) or {})
+    return fields
+
+
+class RedactingFilter(logging.Filter):
+    """Masks secrets in a record's message and fields before any handler formats it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            record.msg = redact_text(record.getMessage())
+            record.args = None
+        except Exception:  # a bad format string: the formatter reports it (and redacts)
+            return True
+        for name, value in _extras(record).items():
+            record.__dict__[name] = redact(value, name)
+        if isinstance(getattr(record, "fields", None), dict):
+            record.fields = {k: redact(v, k) for k, v in record.fields.items()}
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts (ISO 8601, UTC), level, logger, msg, the fields, exc."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": _timestamp(record.created),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": redact_text(record.getMessage()),
+        }
+        request_id = request_id_var.get()
+        if request_id is not None:
+            line["request_id"] = request_id
+        for name, value in record_fields(record).items():
+            line[f"{name}_" if name in _CORE else name] = redact(value, name)
+        if record.exc_info:
+            line["exc"] = redact_text(self.formatException(record.exc_info))
+        elif record.exc_text:
+            line["exc"] = redact_text(record.exc_text)
+        return _scrub_line(json.dumps(line, ensure_ascii=False, default=str))
+
+
+class TextFormatter(logging.Formatter):
+    """`ts level logger msg key=value ...` for a terminal; redacted like the JSON lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = record_fields(record)
+        request_id = request_id_var.get()
+        if request_id is not None:
+            fields.setdefault("request_id", request_id)
+        extra = " ".join(f"{k}={json.dumps(redact(v, k), ensure_ascii=False, default=str)}" for k, v in fields.items())
+        text = f"{_timestamp(record.created)} {record.levelname.lower():<7} {record.name}: {record.getMessage()}"
+        if extra:
+            text += " " + extra
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return redact_text(text)
+
+
+def _timestamp(created: float) -> str:
+    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def configure_logging(level: str | int = "info", json: bool = True, stream: IO[str] | None = None) -> logging.Handler:
+    """Send every log record (ours and uvicorn's) to `stream` (default stderr) as JSON lines,
+    or as text with `json=False`, through the redacting filter. Calling it again replaces the
+    handler it installed before; other handlers on the root logger are left alone."""
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(JsonFormatter() if json else TextFormatter())
+    handler.addFilter(RedactingFilter())
+    setattr(handler, _HANDLER_FLAG, True)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _HANDLER_FLAG, False)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper() if isinstance(level, str) else level)
+    for name in ("uvicorn", "uvicorn.error"):
+        uvicorn_logger = logging.getLogger(name)
+        uvicorn_logger.handlers = []
+        uvicorn_logger.propagate = True
+    access = logging.getLogger("uvicorn.access")  # replaced by RequestLogMiddleware
+    access.handlers = []
+    access.propagate = False
+    return handler
+
+
+def log_event(logger: logging.Logger, msg: str, /, *, level: int = logging.INFO, **fields: Any) -> None:
+    """Log `msg` with structured fields (any names, even ones `LogRecord` reserves)."""
+    if logger.isEnabledFor(level):
+        logger.log(level, msg, extra={"fields": fields}, stacklevel=2)
+
+
+# -- the request log ------------------------------------------------------------------------
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class RequestObserver(Protocol):
+    def observe_request(self, method: str, route: str, code: int | str, seconds: float | None = None) -> None: ...
+
+
+UNMATCHED = "<unmatched>"
+QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's template (`/v1/actions/{decision_id}`); `<unmatched>` for a 404."""
+    route = scope.get("route")
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return str(template) if template else UNMATCHED
+
+
+class RequestLogMiddleware:
+    """Pure ASGI middleware: a request id for every request (`X-Request-ID` in, or a new one;
+    echoed in the response and set on every log line), one `http_request` log line and one
+    `observe_request` per request. The actor is read from `request.state.actor` if the auth
+    layer sets it. Health and metrics routes are logged at debug level only."""
+
+    def __init__(self, app: ASGIApp, *, metrics: RequestObserver | None = None,
+                 logger: logging.Logger | None = None) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.log = logger or logging.getLogger("warden.http")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = _header(scope, b"x-request-id")
+        request_id = incoming if incoming and _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        code = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal code
+            if message["type"] == "http.response.start":
+                code = int(message["status"])
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            seconds = time.perf_counter() - started
+            route = route_template(scope)
+            method = str(scope.get("method", ""))
+            if self.metrics is not None:
+                self.metrics.observe_request(method, route, code, seconds)
+            state = scope.get("state") or {}
+            level = logging.DEBUG if route in QUIET_ROUTES else logging.WARNING if code >= 500 else logging.INFO
+            log_event(self.log, "http_request", level=level, method=method, route=route,
+                      path=scope.get("path", ""), code=code, duration_ms=round(seconds * 1000, 3),
+                      actor=state.get("actor"))
+            request_id_var.reset(token)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
