@@ -12,6 +12,9 @@ Errors a connector raises, and what the worker does with them:
 
 Anything else a connector raises is treated as transient (it might have been a network blip),
 bounded by the worker's attempt limit.
+
+Setting connectors up can fail too, before any call: `ConnectorConfigError` (a mode that is not
+available, a bad sandbox fault spec). The gateway refuses to start with its message.
 """
 
 from __future__ import annotations
@@ -59,6 +62,9 @@ class ExecutionResult:
     external_id: str
     summary: Mapping[str, Any] = field(default_factory=dict)
     replayed: bool = False  # the idempotency key had been seen: this is the first answer again
+    #: the API's whole answer, as the external system returned it; may be large (a listing's
+    #: HTML): record `summary` in the audit log, not this
+    response: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 class ConnectorError(Exception):
@@ -81,6 +87,10 @@ class TransientError(ConnectorError):
 
 class PermanentError(ConnectorError):
     """Retrying cannot help: the API refused the request (4xx other than 429)."""
+
+
+class ConnectorConfigError(Exception):
+    """The connectors cannot be set up as configured (raised at start-up, never by a call)."""
 
 
 class Connector(Protocol):

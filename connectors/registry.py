@@ -1,0 +1,154 @@
+"""The tool registry: every tool of the catalog, its params model and the connector behind it.
+
+    registry = build_registry("sandbox", data_dir=Path("warden-data"))
+    params = registry.validate("stripe.refund", raw)          # ParamsError → HTTP 422
+    result = registry.execute("stripe.refund", params, idempotency_key=decision_id)
+
+Warden's own connectors (Stripe, Shopify, the CRM) are registered exactly as another connector
+would be: `Registry(connectors)` takes anything that follows `connectors.base.Connector`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from pydantic import ValidationError
+
+from connectors import crm, shopify, stripe
+from connectors.base import (
+    Connector,
+    ConnectorConfigError,
+    ExecutionResult,
+    Mode,
+    PermanentError,
+    ToolSpec,
+)
+from connectors.faults import SandboxFaults
+from connectors.sandbox import SandboxCallLedger, SandboxConnector
+
+#: The sandbox call ledger's file name inside the gateway's data directory.
+SANDBOX_CALLS_FILE = "sandbox-calls.db"
+
+#: The shipped catalog, in DESIGN.md's order; the sandbox connector class of each system.
+CATALOG: tuple[ToolSpec, ...] = (*stripe.TOOLS, *shopify.TOOLS, *crm.TOOLS)
+SANDBOX_CONNECTORS: tuple[type[SandboxConnector], ...] = (
+    stripe.StripeSandbox, shopify.ShopifySandbox, crm.CrmSandbox)
+
+
+def catalog_tool_names() -> frozenset[str]:
+    """The names of the shipped tools, without setting up any connector (for the linter)."""
+    return frozenset(spec.name for spec in CATALOG)
+
+
+class ParamsError(ValueError):
+    """A tool's params do not validate. `errors` is JSON-able: `[{"loc": [...], "msg": ...,
+    "type": ...}]`, pydantic's list without the input values (they may be large or secret)."""
+
+    def __init__(self, tool: str, errors: list[dict[str, Any]]) -> None:
+        self.tool = tool
+        self.errors = errors
+        first = errors[0] if errors else {"loc": [], "msg": "invalid"}
+        where = ".".join(str(part) for part in first["loc"]) or "params"
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        super().__init__(f"{tool}: {where}: {first['msg']}{more}")
+
+    @classmethod
+    def from_validation(cls, tool: str, exc: ValidationError) -> ParamsError:
+        errors = [{"loc": [p if isinstance(p, int) else str(p) for p in error["loc"]],
+                   "msg": str(error["msg"]), "type": str(error["type"])}
+                  for error in exc.errors(include_url=False, include_input=False)]
+        return cls(tool, errors)
+
+
+class Registry:
+    """The tools of some connectors, all in one mode; safe to share between threads."""
+
+    def __init__(self, connectors: Iterable[Connector], *,
+                 call_ledger: SandboxCallLedger | None = None,
+                 faults: SandboxFaults | None = None) -> None:
+        self.connectors: tuple[Connector, ...] = tuple(connectors)
+        if not self.connectors:
+            raise ConnectorConfigError("a registry needs at least one connector")
+        modes = {c.mode for c in self.connectors}
+        if len(modes) != 1:
+            raise ConnectorConfigError(f"connectors in different modes: {sorted(modes)}")
+        self.mode: Mode = modes.pop()
+        specs: dict[str, ToolSpec] = {}
+        owners: dict[str, Connector] = {}
+        for connector in self.connectors:
+            for spec in connector.tools:
+                if spec.name in specs:
+                    raise ConnectorConfigError(f"tool {spec.name!r} is declared twice")
+                specs[spec.name] = spec
+                owners[spec.name] = connector
+        self.specs: Mapping[str, ToolSpec] = MappingProxyType(specs)
+        self._owners = owners
+        self._known = frozenset(specs)
+        self.call_ledger = call_ledger  # sandbox mode: every call, for tests and operators
+        self.faults = faults
+
+    def spec(self, name: str) -> ToolSpec | None:
+        return self.specs.get(name)
+
+    def known_tools(self) -> frozenset[str]:
+        return self._known
+
+    def validate(self, tool: str, params: Any) -> dict[str, Any]:
+        """The params, validated and normalised (JSON-able; absent optional fields left out).
+        Raises ParamsError, also for an unknown tool (`loc: ["tool"]`)."""
+        spec = self.specs.get(tool)
+        if spec is None:
+            raise ParamsError(tool, [{"loc": ["tool"], "msg": f"unknown tool {tool!r}",
+                                      "type": "unknown_tool"}])
+        try:
+            model = spec.params.model_validate(params)
+        except ValidationError as exc:
+            raise ParamsError.from_validation(tool, exc) from None
+        return model.model_dump(mode="json", exclude_none=True)
+
+    def execute(self, tool: str, params: Mapping[str, Any], *,
+                idempotency_key: str) -> ExecutionResult:
+        """Run `tool` through its connector. The params are validated again (the outbox runs
+        what was stored): bad ones, or an unknown tool, are a PermanentError."""
+        connector = self._owners.get(tool)
+        if connector is None:
+            raise PermanentError(f"no tool {tool!r}", code="unknown_tool")
+        try:
+            clean = self.validate(tool, params)
+        except ParamsError as exc:
+            raise PermanentError(str(exc), code="invalid_params") from None
+        return connector.execute(tool, clean, idempotency_key=idempotency_key)
+
+    def close(self) -> None:
+        if self.call_ledger is not None:
+            self.call_ledger.close()
+
+
+def build_registry(mode: str = "sandbox", *, data_dir: Path | None = None,
+                   faults: str | SandboxFaults | None = None,
+                   latency_ms: float = 0.0) -> Registry:
+    """The shipped connectors in `mode`.
+
+    sandbox: no network; calls are recorded in `<data_dir>/sandbox-calls.db` (in memory when
+    `data_dir` is None); `faults` is a `SandboxFaults` or a spec string (`connectors.faults`,
+    from WARDEN_SANDBOX_FAULTS); `latency_ms` delays every answer.
+    live: not available yet (ConnectorConfigError).
+    """
+    if mode == "live":
+        raise ConnectorConfigError(
+            "live connectors are not available yet: run with connectors in sandbox mode "
+            "(no network; every call is recorded in the sandbox call ledger)")
+    if mode != "sandbox":
+        raise ConnectorConfigError(f"unknown connector mode {mode!r}: expected sandbox or live")
+    if latency_ms < 0:
+        raise ConnectorConfigError(f"sandbox latency must be 0 ms or more, not {latency_ms}")
+    if isinstance(faults, str):
+        faults = SandboxFaults.parse(faults)
+    faults = faults if faults is not None else SandboxFaults()
+    ledger = SandboxCallLedger(data_dir / SANDBOX_CALLS_FILE if data_dir is not None else None)
+    connectors = [cls(ledger, faults=faults, latency_ms=latency_ms)
+                  for cls in SANDBOX_CONNECTORS]
+    return Registry(connectors, call_ledger=ledger, faults=faults)

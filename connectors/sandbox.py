@@ -1,0 +1,323 @@
+"""Sandbox mode: connectors that never touch the network, answer like the real API, and record
+every call in a durable call ledger keyed by idempotency key.
+
+The call ledger (`SandboxCallLedger`) is a SQLite file of its own (`<data_dir>/sandbox-calls.db`,
+WAL, synchronous=FULL), shared safely by threads and processes. A call is recorded in the same
+transaction that produces its answer, before the answer is returned, so after any crash the file
+says exactly which idempotency keys were executed, and how many times (once, or it is a bug).
+
+    same key, same tool and params   → the first answer again, `replayed=True`, replays + 1
+    same key, other tool or params   → PermanentError(code="idempotency_mismatch"), as Stripe
+
+What a sandbox call does, in order:
+
+    1. an injected fault (`connectors.faults`), if one is due: raise, record nothing
+    2. a magic value in the params (below): raise, record nothing
+    3. record the call and build its answer, in one SQLite transaction
+    4. sleep `latency_ms` (the answer travelling back: a crash here leaves an executed call
+       whose answer the caller never saw, which its retry with the same key must replay)
+
+Magic values, so that a real HTTP test can make a single packet fail without any config. They
+are matched in each tool's id fields (listed per connector: `charge` for `stripe.refund`,
+`destination` for `stripe.transfer`, `variant_id` for `shopify.update_price`, `record_id` for
+`crm.log_note`, any element of `contact_ids`, ...), anywhere in the value:
+
+    sandbox_declined     PermanentError, the tool's refusal code (stripe.refund: card_declined)
+    sandbox_refunded     stripe.refund only: PermanentError(code="charge_already_refunded")
+    sandbox_unavailable  TransientError(code="service_unavailable", retry_after=1)
+    sandbox_timeout      TransientError(code="timeout") after sleeping the latency
+
+    e.g. {"charge": "ch_sandbox_declined", "amount": 500, "currency": "usd"}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import sqlite3
+import string
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from connectors.base import (
+    ExecutionResult,
+    Mode,
+    PermanentError,
+    ToolSpec,
+    TransientError,
+)
+from connectors.faults import SandboxFaults, fault_error
+
+#: external_id, the API's response object, the summary safe for the audit log
+Answer = tuple[str, dict[str, Any], dict[str, Any]]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS answers (
+    key TEXT PRIMARY KEY, tool TEXT NOT NULL, params_hash TEXT NOT NULL,
+    external_id TEXT NOT NULL, response TEXT NOT NULL, summary TEXT NOT NULL,
+    created_at REAL NOT NULL, replays INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS calls (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, tool TEXT NOT NULL,
+    params_hash TEXT NOT NULL, replayed INTEGER NOT NULL, at REAL NOT NULL, pid INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS calls_key ON calls (key);
+CREATE INDEX IF NOT EXISTS answers_tool ON answers (tool, created_at);
+"""
+
+
+def params_hash(tool: str, params: Mapping[str, Any]) -> str:
+    canonical = json.dumps({"tool": tool, "params": params}, sort_keys=True,
+                           separators=(",", ":"), ensure_ascii=False, default=str)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def new_object_id(prefix: str, length: int = 24) -> str:
+    """A Stripe-style object id: `re_` + 24 letters and digits."""
+    alphabet = string.ascii_letters + string.digits
+    return prefix + "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def new_number() -> int:
+    """A fresh 13-digit object number, as Shopify and HubSpot ids are."""
+    return 1_000_000_000_000 + secrets.randbelow(9_000_000_000_000)
+
+
+def stable_number(kind: str, value: object) -> int:
+    """The same 13-digit number for the same (kind, value): an id for a name sent by a caller."""
+    digest = hashlib.sha256(f"{kind}:{value}".encode()).digest()
+    return 1_000_000_000_000 + int.from_bytes(digest[:8], "big") % 9_000_000_000_000
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    """The answer recorded for one idempotency key, as a call received it."""
+
+    key: str
+    tool: str
+    params_hash: str
+    external_id: str
+    response: dict[str, Any]
+    summary: dict[str, Any]
+    created_at: float
+    replays: int
+    replayed: bool  # this call found the key already executed
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One call as the ledger logged it: executed (`replayed=False`) or answered from the key."""
+
+    seq: int
+    key: str
+    tool: str
+    params_hash: str
+    replayed: bool
+    at: float
+    pid: int
+    external_id: str
+    response: dict[str, Any]
+
+
+class LedgerView:
+    """What an answer builder may read: earlier answers, inside the recording transaction."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def responses(self, tool: str, where: Mapping[str, Any] | None = None) -> Iterator[dict]:
+        """Earlier responses of `tool`, oldest first, whose JSON paths equal the given values
+        (e.g. `{"$.inventory_level.inventory_item_id": 42}`)."""
+        sql, args = "SELECT response FROM answers WHERE tool = ?", [tool]
+        for path, value in (where or {}).items():
+            sql += " AND json_extract(response, ?) = ?"
+            args += [path, value]
+        for (text,) in self._conn.execute(sql + " ORDER BY created_at, rowid", args):
+            yield json.loads(text)
+
+
+class SandboxCallLedger:
+    """The durable record of every sandbox call, keyed by idempotency key (None: in memory)."""
+
+    def __init__(self, path: Path | None = None, *, busy_timeout: float = 60.0) -> None:
+        self.path = path
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(str(path) if path else ":memory:", timeout=busy_timeout,
+                                     isolation_level=None, check_same_thread=False)
+        with self._lock:
+            if path is not None:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    self._conn.execute(statement)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> SandboxCallLedger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ the one write
+
+    def record(self, key: str, tool: str, params: Mapping[str, Any],
+               build: Callable[[LedgerView], Answer], *, now: float | None = None) -> StoredAnswer:
+        """The answer for `key`: the stored one (a replay), or `build`'s, recorded before it is
+        returned. Raises PermanentError(code="idempotency_mismatch") when the key was used for
+        another tool or other params."""
+        digest = params_hash(tool, params)
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                at = time.time() if now is None else now
+                row = conn.execute(
+                    "SELECT tool, params_hash, external_id, response, summary, created_at, replays"
+                    " FROM answers WHERE key = ?", (key,)).fetchone()
+                if row is not None:
+                    if row[1] != digest:
+                        raise PermanentError(
+                            f"idempotency key {key!r} was already used for a {row[0]} call with "
+                            "other params", code="idempotency_mismatch")
+                    conn.execute("UPDATE answers SET replays = replays + 1 WHERE key = ?", (key,))
+                    stored = StoredAnswer(key, row[0], row[1], row[2], json.loads(row[3]),
+                                          json.loads(row[4]), row[5], row[6] + 1, True)
+                else:
+                    external_id, response, summary = build(LedgerView(conn))
+                    conn.execute(
+                        "INSERT INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+                        (key, tool, digest, external_id, json.dumps(response),
+                         json.dumps(summary), at))
+                    stored = StoredAnswer(key, tool, digest, external_id, response, summary,
+                                          at, 0, False)
+                conn.execute("INSERT INTO calls (key, tool, params_hash, replayed, at, pid) "
+                             "VALUES (?, ?, ?, ?, ?, ?)",
+                             (key, tool, digest, int(stored.replayed), at, os.getpid()))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return stored
+
+    # ------------------------------------------------------------------ reading (tests, tools)
+
+    def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    def calls(self, key: str | None = None) -> list[CallRecord]:
+        """Every call, in the order they were recorded (optionally those with one key)."""
+        sql = ("SELECT c.seq, c.key, c.tool, c.params_hash, c.replayed, c.at, c.pid, "
+               "a.external_id, a.response FROM calls c JOIN answers a ON a.key = c.key")
+        rows = self._rows(sql + (" WHERE c.key = ?" if key else "") + " ORDER BY c.seq",
+                          (key,) if key else ())
+        return [CallRecord(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7],
+                           json.loads(r[8])) for r in rows]
+
+    def count(self, key: str) -> int:
+        """How many calls used `key` (the execution and its replays)."""
+        return self._rows("SELECT count(*) FROM calls WHERE key = ?", (key,))[0][0]
+
+    def executions_by_key(self) -> dict[str, int]:
+        """How many times each key was executed (not replayed): 1 for every key, or a bug."""
+        rows = self._rows("SELECT key, count(*) FROM calls WHERE replayed = 0 GROUP BY key")
+        return dict(rows)  # type: ignore[arg-type]
+
+    def answer(self, key: str) -> StoredAnswer | None:
+        """The answer stored for `key`, without counting a call."""
+        rows = self._rows("SELECT tool, params_hash, external_id, response, summary, created_at,"
+                          " replays FROM answers WHERE key = ?", (key,))
+        if not rows:
+            return None
+        r = rows[0]
+        return StoredAnswer(key, r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4]), r[5],
+                            r[6], False)
+
+
+# ---------------------------------------------------------------------------------- connectors
+
+_MAGIC_TRANSIENT = "sandbox_unavailable"
+_MAGIC_TIMEOUT = "sandbox_timeout"
+_MAGIC_DECLINED = "sandbox_declined"
+
+
+class SandboxConnector:
+    """Base of the sandbox connectors: faults, magic values, the call ledger, latency.
+
+    A subclass names its system and tools, the id fields where magic values are looked for,
+    the code of a refusal per tool, and builds each tool's answer in `answer`.
+    """
+
+    name: ClassVar[str]
+    tools: ClassVar[tuple[ToolSpec, ...]]
+    magic_fields: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    declined_codes: ClassVar[Mapping[str, str]] = {}
+    mode: Mode = "sandbox"
+
+    def __init__(self, ledger: SandboxCallLedger, *, faults: SandboxFaults | None = None,
+                 latency_ms: float = 0.0) -> None:
+        self.ledger = ledger
+        self.faults = faults if faults is not None else SandboxFaults()
+        self.latency = max(0.0, latency_ms) / 1000.0
+        self._tool_names = frozenset(spec.name for spec in self.tools)
+
+    def execute(self, tool: str, params: Mapping[str, Any], *,
+                idempotency_key: str) -> ExecutionResult:
+        if tool not in self._tool_names:
+            raise PermanentError(f"{self.name} has no tool {tool!r}", code="unknown_tool")
+        if not idempotency_key:
+            raise PermanentError("an idempotency key is required", code="idempotency_key_missing")
+        # (1) injected faults, (2) magic values: both before anything is recorded
+        rule = self.faults.take(tool)
+        if rule is not None:
+            if rule.kind == "timeout":
+                time.sleep(self.latency)
+            raise fault_error(tool, rule)
+        self.check_magic(tool, params)
+        # (3) record and answer in one transaction; (4) the answer travels back
+        stored = self.ledger.record(idempotency_key, tool, params,
+                                    lambda view: self.answer(tool, params, view))
+        if self.latency:
+            time.sleep(self.latency)
+        return ExecutionResult(external_id=stored.external_id, summary=stored.summary,
+                               replayed=stored.replayed, response=stored.response)
+
+    def magic_values(self, tool: str, params: Mapping[str, Any]) -> Iterator[str]:
+        for field_name in self.magic_fields.get(tool, ()):
+            value = params.get(field_name)
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, str):
+                    yield item
+
+    def check_magic(self, tool: str, params: Mapping[str, Any]) -> None:
+        for value in self.magic_values(tool, params):
+            if _MAGIC_DECLINED in value:
+                code = self.declined_codes.get(tool, "declined")
+                raise PermanentError(f"{tool}: {value!r} was refused ({code})", code=code)
+            if _MAGIC_TRANSIENT in value:
+                raise TransientError(f"{tool}: the service is unavailable, retry later",
+                                     code="service_unavailable", retry_after=1.0)
+            if _MAGIC_TIMEOUT in value:
+                time.sleep(self.latency)
+                raise TransientError(f"{tool}: the request timed out", code="timeout")
+
+    def answer(self, tool: str, params: Mapping[str, Any], view: LedgerView) -> Answer:
+        """The real API's answer to this call (runs inside the recording transaction)."""
+        raise NotImplementedError

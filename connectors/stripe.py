@@ -1,0 +1,133 @@
+"""Stripe: refunds to customers, transfers to suppliers and creators, payouts.
+
+Sandbox answers follow Stripe's API objects: a refund (`re_...`, status "succeeded"), a transfer
+(`tr_...`), a payout (`po_...`, status "pending"). Magic values (see `connectors.sandbox`) are
+looked for in `charge` (refund), `destination` (transfer, payout) and `creator_id` (payout):
+`ch_sandbox_declined` → card_declined, `ch_sandbox_refunded` → charge_already_refunded,
+`acct_sandbox_declined` → account_invalid, `cr_sandbox_declined` → insufficient_funds,
+`..._sandbox_unavailable` → retry after 1 s.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, StringConstraints
+
+from connectors.base import PermanentError, ToolSpec
+from connectors.fields import Amount, Currency, GenericId, Params
+from connectors.sandbox import Answer, LedgerView, SandboxConnector, new_object_id
+from dsl.model import Risk
+
+ChargeId = Annotated[str, StringConstraints(max_length=255, pattern=r"^(ch|py)_[A-Za-z0-9_]+$")]
+AccountId = Annotated[str, StringConstraints(max_length=255, pattern=r"^acct_[A-Za-z0-9_]+$")]
+PayoutDestination = Annotated[
+    str, StringConstraints(max_length=255, pattern=r"^(ba|card)_[A-Za-z0-9_]+$")
+]
+_AMOUNT = "in the currency's minor unit (cents for usd): 2500 is $25.00"
+_CURRENCY = "ISO 4217 currency code, lower case (usd, eur)"
+
+
+class RefundParams(Params):
+    """Refund all or part of a charge to the customer."""
+
+    charge: ChargeId = Field(description="the charge to refund (ch_... or py_...)")
+    amount: Amount = Field(description=f"amount to refund, {_AMOUNT}")
+    currency: Currency = Field(description=_CURRENCY)
+    reason: Literal["duplicate", "fraudulent", "requested_by_customer"] | None = Field(
+        None, description="why, as Stripe records it")
+
+
+class TransferParams(Params):
+    """Pay a supplier or a creator: move money to their connected Stripe account."""
+
+    destination: AccountId = Field(description="the connected account paid (acct_...)")
+    amount: Amount = Field(description=f"amount to transfer, {_AMOUNT}")
+    currency: Currency = Field(description=_CURRENCY)
+    description: Annotated[str, StringConstraints(max_length=1000)] | None = Field(
+        None, description="what the payment is for, shown on the transfer")
+
+
+class PayoutParams(Params):
+    """Pay out the balance to a bank account or debit card."""
+
+    amount: Amount = Field(description=f"amount to pay out, {_AMOUNT}")
+    currency: Currency = Field(description=_CURRENCY)
+    destination: PayoutDestination | None = Field(
+        None, description="bank account (ba_...) or card (card_...); default: the default one")
+    creator_id: GenericId | None = Field(
+        None, description="the creator this payout is for, recorded in the payout's metadata")
+
+
+TOOLS: tuple[ToolSpec, ...] = (
+    ToolSpec("stripe.refund", RefundParams, Risk.L1,
+             "Refund a charge (all or part) to the customer.", reversible=False,
+             compensation="none: a refund cannot be taken back; the customer must pay again"),
+    ToolSpec("stripe.transfer", TransferParams, Risk.L2,
+             "Pay a supplier or creator by transfer to their connected account.",
+             reversible=True,
+             compensation="reverse the transfer (POST /v1/transfers/{id}/reversals) while the "
+                          "connected account still holds the funds"),
+    ToolSpec("stripe.payout", PayoutParams, Risk.L3,
+             "Pay out the balance to a bank account or card.", reversible=False,
+             compensation="cancel it while it is still pending (POST /v1/payouts/{id}/cancel); "
+                          "once paid it cannot be undone"),
+)
+
+
+class StripeSandbox(SandboxConnector):
+    """Stripe without the network: the objects Stripe would return, recorded per key."""
+
+    name = "stripe"
+    tools = TOOLS
+    magic_fields = {"stripe.refund": ("charge",), "stripe.transfer": ("destination",),
+                    "stripe.payout": ("destination", "creator_id")}
+    declined_codes = {"stripe.refund": "card_declined", "stripe.transfer": "account_invalid",
+                      "stripe.payout": "insufficient_funds"}
+
+    def check_magic(self, tool: str, params: Mapping[str, Any]) -> None:
+        if tool == "stripe.refund" and "sandbox_refunded" in str(params.get("charge")):
+            raise PermanentError(f"charge {params['charge']} has already been refunded",
+                                 code="charge_already_refunded")
+        super().check_magic(tool, params)
+
+    def answer(self, tool: str, params: Mapping[str, Any], view: LedgerView) -> Answer:
+        created = int(time.time())
+        base = {"amount": params["amount"], "currency": params["currency"], "created": created,
+                "balance_transaction": new_object_id("txn_"), "livemode": False,
+                "metadata": {}}
+        if tool == "stripe.refund":
+            refund = {"id": new_object_id("re_"), "object": "refund", **base,
+                      "charge": params["charge"], "payment_intent": None,
+                      "reason": params.get("reason"), "receipt_number": None,
+                      "status": "succeeded"}
+            return refund["id"], refund, {
+                "refund": refund["id"], "charge": refund["charge"], "amount": refund["amount"],
+                "currency": refund["currency"], "status": refund["status"]}
+        if tool == "stripe.transfer":
+            transfer_id = new_object_id("tr_")
+            transfer = {"id": transfer_id, "object": "transfer", **base, "amount_reversed": 0,
+                        "description": params.get("description"),
+                        "destination": params["destination"],
+                        "destination_payment": new_object_id("py_"),
+                        "reversals": {"object": "list", "data": [], "has_more": False,
+                                      "total_count": 0,
+                                      "url": f"/v1/transfers/{transfer_id}/reversals"},
+                        "reversed": False, "source_transaction": None, "source_type": "card",
+                        "transfer_group": None}
+            return transfer_id, transfer, {
+                "transfer": transfer_id, "destination": transfer["destination"],
+                "amount": transfer["amount"], "currency": transfer["currency"]}
+        destination = params.get("destination") or "ba_sandboxdefault"
+        metadata = {"creator_id": params["creator_id"]} if params.get("creator_id") else {}
+        payout = {"id": new_object_id("po_"), "object": "payout", **base, "metadata": metadata,
+                  "arrival_date": created + 2 * 86400, "automatic": False,
+                  "description": None, "destination": destination, "failure_code": None,
+                  "failure_message": None, "method": "standard", "source_type": "card",
+                  "statement_descriptor": None, "status": "pending",
+                  "type": "card" if destination.startswith("card_") else "bank_account"}
+        return payout["id"], payout, {
+            "payout": payout["id"], "amount": payout["amount"], "currency": payout["currency"],
+            "status": payout["status"], "destination": destination, **metadata}
