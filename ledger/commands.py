@@ -19,7 +19,7 @@ from ledger.database import DatabaseURLError, database_url, describe, make_engin
 from ledger.export import ExportError, export_log
 from ledger.keys import SigningKeyError, read_signer_key, write_signer_key
 from ledger.note import NoteError, generate_key
-from ledger.schema import SchemaError, upgrade
+from ledger.schema import SchemaError
 from ledger.store import LedgerError
 from ledger.verification import run_verification
 from ledger.verify import VerifyError
@@ -66,13 +66,17 @@ def describe_url(args: argparse.Namespace) -> str:
 
 
 def db_upgrade_command(args: argparse.Namespace) -> int:
+    from gateway.schema import upgrade as upgrade_all  # the ledger's tables and the gateway's
+
     engine = make_engine(args.db)
     try:
-        before, after = upgrade(engine)
+        versions = upgrade_all(engine)
     finally:
         engine.dispose()
     where = describe(engine)
-    print(f"{where}: ledger schema {'already at' if before == after else f'upgraded from {before} to'} version {after}")
+    for component, (before, after) in versions.items():
+        change = "already at" if before == after else f"upgraded from {before} to"
+        print(f"{where}: {component} schema {change} version {after}")
     return _exit_codes()[0]
 
 
