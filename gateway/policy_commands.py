@@ -86,12 +86,14 @@ def _guarded(command: Handler) -> Handler:
 
 def compile_dir(directory: Path) -> PolicySet:
     """The compiled PolicySet of `directory`; compile errors are printed and exit 3."""
+    from connectors.registry import catalog_tool_names
     from dsl import PolicyCompileError, compile_policy_dir
 
     if not directory.is_dir():
         raise CommandError(f"{directory}: no such policy directory", EXIT_USAGE)
     try:
-        return compile_policy_dir(directory)
+        # the catalog's tool names let the linter warn about a policy naming no known tool
+        return compile_policy_dir(directory, known_tools=catalog_tool_names())
     except PolicyCompileError as exc:
         _print_diagnostics(exc.diagnostics, stream=sys.stderr)
         errors = sum(1 for d in exc.diagnostics if d.severity == "error")
