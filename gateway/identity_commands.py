@@ -107,21 +107,19 @@ def _command(group: Any, name: str, help: str, change: Change) -> argparse.Argum
     parser: argparse.ArgumentParser = group.add_parser(name, help=help, description=help)
     parser.add_argument("--db", metavar="URL", help="database URL (default: the database_url setting)")
     parser.add_argument("--config", type=Path, metavar="FILE", help="config file (default: $WARDEN_CONFIG or ./warden.toml)")
-    parser.set_defaults(handler=_guarded(_registry_command(change)))
+    parser.set_defaults(handler=_guarded(_registry_command(change), database=True))
     return parser
 
 
 # -- running a command --------------------------------------------------------------------------
 
 
-def _guarded(command: Callable[[argparse.Namespace], Output]) -> Handler:
+def _guarded(command: Callable[[argparse.Namespace], Output], *, database: bool = False) -> Handler:
     """Run a command, then print its output. Expected failures → one line on stderr, exit 2
     (database and file errors through the ledger commands' guard)."""
 
     def handler(args: argparse.Namespace) -> int:
         from gateway.config import ConfigError
-        from gateway.identities import IdentityError
-        from ledger.commands import guarded
 
         produced: list[Output] = []
 
@@ -129,9 +127,16 @@ def _guarded(command: Callable[[argparse.Namespace], Output]) -> Handler:
             produced.append(command(args))
             return EXIT_OK
 
+        runner: Handler = run
+        expected: tuple[type[Exception], ...] = (ConfigError,)
+        if database:  # SQLAlchemy, the ledger and the registry: loaded only for these commands
+            from gateway.identities import IdentityError
+            from ledger.commands import guarded
+
+            runner, expected = guarded(run), (ConfigError, IdentityError)
         try:
-            code = guarded(run)(args)
-        except (ConfigError, IdentityError) as exc:
+            code = runner(args)
+        except expected as exc:
             print(f"warden: error: {exc}", file=sys.stderr)
             return EXIT_USAGE
         for output in produced:  # after the commit: a token is shown only once it is valid
