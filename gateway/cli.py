@@ -26,10 +26,10 @@ Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], Non
 def _registrars() -> list[Register]:
     """The modules that contribute sub-commands. Each imports its heavy parts (the compiler,
     the engine, the database) inside its handlers, so `warden --help` stays fast."""
-    from gateway import identity_commands, policy_commands
+    from gateway import identity_commands, policy_commands, serve
     from ledger import cli as ledger_cli
 
-    return [policy_commands.register, identity_commands.register, ledger_cli.register]
+    return [serve.register, policy_commands.register, identity_commands.register, ledger_cli.register]
 
 
 def build_parser() -> argparse.ArgumentParser:
