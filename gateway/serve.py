@@ -107,7 +107,7 @@ def _print_demo(tokens: dict[str, str], host: str, port: int, runtime: Any) -> N
         f"Demo identities (also in {path}, mode 0600; `source` it in your shell):",
         *(f"  export {k}={v}" for k, v in tokens.items()),
         "",
-        f"  submit:   curl -s {base}/v1/actions -H \"Authorization: Bearer $WARDEN_AGENT_TOKEN\" -d @policies/examples/refund-small.json",
+        f"  submit:   curl -s {base}/v1/actions -H \"Authorization: Bearer $WARDEN_AGENT_TOKEN\" --json @policies/examples/refund-small.json",
         f"  approve:  curl -s -X POST {base}/v1/approvals/DECISION_ID/approve -H \"Authorization: Bearer $WARDEN_APPROVER_TOKEN\"",
         f"  API docs: {base}/docs",
         f"  checkpoint verifier key: {runtime.signer.verifier_key}",
