@@ -34,11 +34,17 @@ def _strict_int(low: int, high: int = MAX_SAFE_INTEGER) -> Any:
     return Field(strict=True, ge=low, le=high)
 
 
-Amount = Annotated[int, BeforeValidator(_whole_number), _strict_int(1)]
-Price = Annotated[int, BeforeValidator(_whole_number), _strict_int(0)]
+# (the constraints come before the validator, so that the JSON Schema shows them)
+Amount = Annotated[int, _strict_int(1), BeforeValidator(_whole_number)]
+Price = Annotated[int, _strict_int(0), BeforeValidator(_whole_number)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[a-z]{3}$", min_length=3, max_length=3)]
 Number = Annotated[StrictFloat, Field(allow_inf_nan=False)]
-WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
+
+
+def whole_number(low: int, high: int) -> Any:
+    """An integer type in low..high that also takes a whole-number float (`20.0`)."""
+    return Annotated[int, _strict_int(low, high), BeforeValidator(_whole_number)]
+
 
 #: Ids of objects in Shopify or the CRM: numeric ids, `gid://shopify/...`, or names like `c_42`.
 GenericId = Annotated[

@@ -26,8 +26,8 @@ from connectors.fields import (
     Number,
     Params,
     Price,
-    WholeNumber,
     decimal_string,
+    whole_number,
 )
 from connectors.sandbox import Answer, LedgerView, SandboxConnector, new_number, stable_number
 from dsl.model import Risk
@@ -87,7 +87,7 @@ class AdjustInventoryParams(Params):
     """Change the stock of a variant: a reorder (positive) or a write-off (negative)."""
 
     variant_id: GenericId = Field(description="the variant whose stock changes")
-    delta: Annotated[WholeNumber, Field(strict=True, ge=-1_000_000_000, le=1_000_000_000)] = Field(
+    delta: whole_number(-1_000_000_000, 1_000_000_000) = Field(  # type: ignore[valid-type]
         description="units to add (positive: a reorder) or remove (negative); not 0")
     unit_cost: Price = Field(description=f"what one unit costs us, {_PRICE}")
     currency: Currency = Field(description=_CURRENCY)
