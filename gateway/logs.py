@@ -18,7 +18,8 @@ route template, path without the query string, code, duration_ms, request_id, ac
 feeds `Metrics.observe_request`. uvicorn's own access log is switched off in its favour: it
 prints the raw request line, query string included. Run uvicorn with
 `uvicorn.run(app, log_config=None, access_log=False)` so it keeps its hands off logging and its
-`uvicorn` / `uvicorn.error` records propagate to the handler installed here.
+`uvicorn` / `uvicorn.error` records propagate to the handler installed here. httpx (the
+connectors' client) logs every request's full URL at info level; it is held at warning.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ request_id_var: ContextVar[str | None] = ContextVar("warden_request_id", default
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
 _RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "fields"}
 _HANDLER_FLAG = "_warden_handler"
+_FULL_URL_LOGGERS = ("httpx", "httpcore")
+_LINE_BREAKS = {c: f"\\u{c:04x}" for c in (0x85, 0x2028, 0x2029)}  # JSON keeps these raw
 _CORE = frozenset({"ts", "level", "logger", "msg", "exc"})
 
 
@@ -71,7 +74,7 @@ def redact(value: Any, key: str = "") -> Any:
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, dict):
-        return {str(k): redact(v, str(k)) for k, v in value.items()}
+        return {redact_text(str(k)): redact(v, str(k)) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [redact(v) for v in value]
     if isinstance(value, bytes):
@@ -126,7 +129,8 @@ class JsonFormatter(logging.Formatter):
             line["exc"] = redact_text(self.formatException(record.exc_info))
         elif record.exc_text:
             line["exc"] = redact_text(record.exc_text)
-        return _scrub_line(json.dumps(line, ensure_ascii=False, default=str))
+        text = json.dumps(line, ensure_ascii=False, default=str)
+        return _scrub_line(text.translate(_LINE_BREAKS))  # one line, whoever splits it
 
 
 class TextFormatter(logging.Formatter):
@@ -170,6 +174,8 @@ def configure_logging(level: str | int = "info", json: bool = True, stream: IO[s
     access = logging.getLogger("uvicorn.access")  # replaced by RequestLogMiddleware
     access.handlers = []
     access.propagate = False
+    for chatty in _FULL_URL_LOGGERS:  # they log whole URLs, query strings and all, at info
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     return handler
 
 

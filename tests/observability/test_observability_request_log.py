@@ -1,0 +1,118 @@
+"""The request log middleware on a real FastAPI app: route templates, request ids, no query."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi import FastAPI, Request, Response
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.logs import RequestLogMiddleware, configure_logging, log_event
+from gateway.metrics import Metrics
+
+
+@pytest.fixture
+def lines() -> Iterator[io.StringIO]:
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    stream = io.StringIO()
+    configure_logging("debug", stream=stream)
+    yield stream
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+    root.setLevel(level)
+
+
+def records(stream: io.StringIO, msg: str | None = None) -> list[dict[str, Any]]:
+    found = [json.loads(line) for line in stream.getvalue().splitlines()]
+    return [r for r in found if msg is None or r["msg"] == msg]
+
+
+@pytest.fixture
+def app_and_metrics() -> tuple[FastAPI, Metrics]:
+    metrics = Metrics(process=False)
+    app = FastAPI()
+    app.add_middleware(RequestLogMiddleware, metrics=metrics)
+    inner = logging.getLogger("warden.gateway")
+
+    @app.get("/v1/actions/{decision_id}")
+    def get_action(decision_id: str, request: Request) -> dict[str, str]:
+        request.state.actor = "refund-bot"
+        log_event(inner, "lookup", decision_id=decision_id)
+        return {"decision_id": decision_id}
+
+    @app.get("/v1/boom")
+    def boom() -> None:
+        raise RuntimeError("handler failed")
+
+    @app.get("/metrics")
+    def scrape() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    return app, metrics
+
+
+def test_one_line_per_request_with_route_template_and_no_query(
+    app_and_metrics: tuple[FastAPI, Metrics], lines: io.StringIO
+) -> None:
+    app, metrics = app_and_metrics
+    client = TestClient(app)
+    response = client.get("/v1/actions/dec_123?token=wdn_agent_querysecret&wait=5")
+    assert response.status_code == 200
+    request_id = response.headers["x-request-id"]
+    (lookup,) = records(lines, "lookup")
+    (request,) = records(lines, "http_request")
+    assert lookup["request_id"] == request_id == request["request_id"]
+    assert request["route"] == "/v1/actions/{decision_id}"
+    assert request["path"] == "/v1/actions/dec_123"
+    assert request["method"] == "GET" and request["code"] == 200 and request["actor"] == "refund-bot"
+    assert request["duration_ms"] >= 0
+    assert "querysecret" not in lines.getvalue() and "wait=5" not in lines.getvalue()
+
+    body = client.get("/metrics").text
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in text_string_to_metric_families(body) for s in f.samples}
+    key = ("warden_http_requests_total",
+           (("code", "200"), ("method", "GET"), ("route", "/v1/actions/{decision_id}")))
+    assert samples[key] == 1
+    assert not any("dec_123" in str(labels) for _, labels in samples)
+
+
+def test_request_ids_are_taken_when_well_formed_and_replaced_otherwise(
+    app_and_metrics: tuple[FastAPI, Metrics], lines: io.StringIO
+) -> None:
+    client = TestClient(app_and_metrics[0])
+    assert client.get("/v1/actions/a", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"] == "abc-123"
+    replaced = client.get("/v1/actions/a", headers={"X-Request-ID": "bad id\twith spaces"}).headers["x-request-id"]
+    assert replaced != "bad id\twith spaces" and len(replaced) == 32
+    assert [r["request_id"] for r in records(lines, "http_request")] == ["abc-123", replaced]
+
+
+def test_unmatched_routes_and_failures_are_logged_and_counted(
+    app_and_metrics: tuple[FastAPI, Metrics], lines: io.StringIO
+) -> None:
+    app, metrics = app_and_metrics
+    client = TestClient(app, raise_server_exceptions=False)
+    assert client.get("/no/such/path/wdn_user_x").status_code == 404
+    assert client.get("/v1/boom").status_code == 500
+    missing, failed = records(lines, "http_request")
+    assert missing["route"] == "<unmatched>" and missing["code"] == 404 and missing["level"] == "info"
+    assert failed["route"] == "/v1/boom" and failed["code"] == 500 and failed["level"] == "warning"
+    body = metrics.render()[0].decode()
+    assert 'route="<unmatched>"' in body and "/no/such/path" not in body
+    assert 'warden_http_requests_total{code="500",method="GET",route="/v1/boom"} 1.0' in body
+
+
+def test_health_and_metrics_requests_log_at_debug(
+    app_and_metrics: tuple[FastAPI, Metrics], lines: io.StringIO
+) -> None:
+    TestClient(app_and_metrics[0]).get("/metrics")
+    (line,) = records(lines, "http_request")
+    assert line["level"] == "debug" and line["route"] == "/metrics"
