@@ -1,0 +1,215 @@
+"""Settings: one table; environment over file over default; secrets kept out of files and output;
+errors that say where."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from pathlib import Path
+
+import pytest
+
+from dsl import builtin_policy_dir
+from gateway import config
+from gateway.config import SETTINGS, ConfigError, ConfigWarning, Settings, load_settings, resolve
+from ledger.cli import DEFAULT_KEY_PATH, DEFAULT_ORIGIN
+from ledger.database import DEFAULT_DATABASE_URL
+
+SECRETS = [spec for spec in SETTINGS if spec.secret]
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ./warden.toml and no WARDEN_* variables but the ones a test passes."""
+    monkeypatch.chdir(tmp_path)
+    for name in [n for n in __import__("os").environ if n.startswith("WARDEN_")]:
+        monkeypatch.delenv(name)
+
+
+def _toml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "warden.toml"
+    path.write_text(text)
+    return path
+
+
+def test_the_table_is_the_settings_class() -> None:
+    assert [spec.name for spec in SETTINGS] == [f.name for f in dataclasses.fields(Settings)]
+    for spec in SETTINGS:
+        assert spec.help and "\n" not in spec.help, spec.name
+        assert spec.env == "WARDEN_" + spec.name.upper()
+        assert spec.check(spec.default) is None, spec.name
+
+
+def test_defaults_agree_with_the_rest_of_warden() -> None:
+    settings = load_settings(env={})
+    assert settings == Settings()
+    assert settings.database_url == DEFAULT_DATABASE_URL
+    assert settings.policy_dir == builtin_policy_dir()
+    assert settings.signing_key_file == Path(DEFAULT_KEY_PATH)
+    assert settings.log_origin == DEFAULT_ORIGIN
+    assert (settings.port, settings.connectors_mode, settings.policy_reload, settings.outbox_max_attempts) == (
+        8080, "sandbox", True, 8)
+
+
+@pytest.mark.parametrize(
+    ("file_text", "env", "expected", "source"),
+    [
+        (None, {}, 8080, "default"),
+        ("port = 9000\n", {}, 9000, "warden.toml:1"),
+        ("host = '0.0.0.0'\nport = 9000\n", {"WARDEN_PORT": "9100"}, 9100, "env WARDEN_PORT"),
+        (None, {"WARDEN_PORT": " 9200 "}, 9200, "env WARDEN_PORT"),
+    ],
+)
+def test_environment_over_file_over_default(
+    tmp_path: Path, file_text: str | None, env: dict[str, str], expected: int, source: str
+) -> None:
+    if file_text is not None:
+        _toml(tmp_path, file_text)  # found as ./warden.toml
+    loaded = resolve(env=env)
+    assert loaded.settings.port == expected
+    assert loaded.sources["port"].replace(str(tmp_path) + "/", "") == source.replace("warden.toml", "warden.toml")
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "value"),
+    [
+        ("policy_reload", "false", False), ("policy_reload", "YES", True), ("log_json", "0", False),
+        ("policy_poll_seconds", "2.5", 2.5), ("outbox_workers", "+4", 4), ("data_dir", "/var/lib/warden", Path("/var/lib/warden")),
+        ("connectors_mode", "live", "live"), ("sandbox_faults", "", ""), ("log_level", "debug", "debug"),
+    ],
+)  # fmt: skip
+def test_environment_values_are_parsed_by_type(name: str, text: str, value: object) -> None:
+    assert getattr(load_settings(env={f"WARDEN_{name.upper()}": text}), name) == value
+
+
+def test_the_config_file_is_chosen_explicitly_by_variable_or_by_default(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_text("port = 1001\n")
+    (tmp_path / "b.toml").write_text("port = 1002\n")
+    _toml(tmp_path, "port = 1003\n")
+    assert load_settings(tmp_path / "a.toml", env={"WARDEN_CONFIG": str(tmp_path / "b.toml")}).port == 1001
+    assert load_settings(env={"WARDEN_CONFIG": str(tmp_path / "b.toml")}).port == 1002
+    assert load_settings(env={}).port == 1003
+    with pytest.raises(ConfigError, match="missing.toml: no such config file"):
+        load_settings(tmp_path / "missing.toml", env={})
+
+
+@pytest.mark.parametrize("spec", SECRETS, ids=lambda s: s.name)
+def test_secrets_are_refused_in_the_file(tmp_path: Path, spec: config.Spec) -> None:
+    path = _toml(tmp_path, f'port = 9000\n  {spec.name} = "s3cr3t-value"\n')
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path, env={})
+    message = str(raised.value)
+    assert message.startswith(f"{path}:2:3: {spec.name} is a secret; set {spec.env} or {spec.env}_FILE")
+    assert "s3cr3t-value" not in message
+
+
+def test_secrets_come_from_the_environment_or_a_file_and_are_masked(tmp_path: Path) -> None:
+    secret_file = tmp_path / "shopify.token"
+    secret_file.write_text("shpat_from_file\n")
+    env = {"WARDEN_STRIPE_API_KEY": "sk_live_abc", "WARDEN_SHOPIFY_ACCESS_TOKEN_FILE": str(secret_file)}
+    loaded = resolve(env=env)
+    assert (loaded.settings.stripe_api_key, loaded.settings.shopify_access_token) == ("sk_live_abc", "shpat_from_file")
+    assert loaded.sources["shopify_access_token"] == "env WARDEN_SHOPIFY_ACCESS_TOKEN_FILE"
+    shown = loaded.settings.masked()
+    assert (shown["stripe_api_key"], shown["shopify_access_token"], shown["crm_api_token"]) == ("***", "***", "")
+    assert "sk_live_abc" not in repr(shown) and "shpat_from_file" not in repr(shown)
+    with pytest.raises(ConfigError, match="WARDEN_STRIPE_API_KEY and WARDEN_STRIPE_API_KEY_FILE are both set"):
+        load_settings(env={"WARDEN_STRIPE_API_KEY": "a", "WARDEN_STRIPE_API_KEY_FILE": str(secret_file)})
+    with pytest.raises(ConfigError, match="WARDEN_CRM_API_TOKEN_FILE: cannot read .*nope"):
+        load_settings(env={"WARDEN_CRM_API_TOKEN_FILE": str(tmp_path / "nope")})
+
+
+def test_a_database_password_stays_out_of_the_file_and_the_output(tmp_path: Path) -> None:
+    path = _toml(tmp_path, 'database_url = "postgresql+psycopg://warden:hunter2@db/warden"\n')
+    with pytest.raises(ConfigError, match=r"warden.toml:1:1: database_url holds a password; put the URL in WARDEN_DATABASE_URL") as raised:
+        load_settings(path, env={})
+    assert "hunter2" not in str(raised.value)
+    path.unlink()
+    settings = load_settings(env={"WARDEN_DATABASE_URL": "postgresql+psycopg://warden:hunter2@db/warden"})
+    assert settings.masked()["database_url"] == "postgresql+psycopg://warden:***@db/warden"
+    _toml(tmp_path, 'database_url = "postgresql+psycopg://warden@db/warden"\n')
+    assert load_settings(path, env={}).database_url == "postgresql+psycopg://warden@db/warden"
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "message"),
+    [
+        ("port = 8080\nhost = \n", "2:8", "invalid TOML: Invalid value"),
+        ('port = 8080\nhost = "127.0.0.1\n', "2:18", "invalid TOML: Illegal character"),
+        ("port = 8080\nport = 9090\n", "2:", "invalid TOML: Cannot overwrite a value"),
+        ("log_json = [\n", "2:1", "invalid TOML: Invalid value"),
+    ],
+)
+def test_bad_toml_says_line_and_column(tmp_path: Path, text: str, where: str, message: str) -> None:
+    path = _toml(tmp_path, text)
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path, env={})
+    assert str(raised.value).startswith(f"{path}:{where}")
+    assert message in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('port = "8080"\n', ":1:8: port: expected int, got str '8080'"),
+        ("host = 'x'\nport = 0\n", ":2:8: port: must be at least 1, got 0"),
+        ("policy_reload = 1\n", ":1:17: policy_reload: expected bool, got int 1"),
+        ("outbox_workers = true\n", ":1:18: outbox_workers: expected int, got bool True"),
+        ("connectors_mode = 'production'\n", ":1:19: connectors_mode: expected one of sandbox, live, got 'production'"),
+        ("policy_poll_seconds = nan\n", ":1:23: policy_poll_seconds: expected a finite number"),
+        ("data_dir = ''\n", ":1:12: data_dir: expected a path, got an empty string"),
+        ("prot = 9000\n", ":1:1: unknown setting 'prot'; did you mean 'port'?"),
+        ("[server]\nport = 9000\n", ":1:2: unknown setting 'server'"),
+        ("outbox_backoff_base_seconds = 90\n", "outbox_backoff_base_seconds must not exceed outbox_backoff_max_seconds"),
+    ],
+)
+def test_bad_values_in_the_file_say_where(tmp_path: Path, text: str, message: str) -> None:
+    path = _toml(tmp_path, text)
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path, env={})
+    assert message in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"WARDEN_PORT": "80a"}, "WARDEN_PORT: expected an integer, got '80a'"),
+        ({"WARDEN_PORT": "70000"}, "WARDEN_PORT: must be at most 65535, got 70000"),
+        ({"WARDEN_LOG_JSON": "maybe"}, "WARDEN_LOG_JSON: expected true or false"),
+        ({"WARDEN_OUTBOX_BACKOFF_BASE_SECONDS": "fast"}, "WARDEN_OUTBOX_BACKOFF_BASE_SECONDS: expected a number"),
+        ({"WARDEN_LOG_LEVEL": "loud"}, "WARDEN_LOG_LEVEL: expected one of debug, info, warning, error, critical"),
+        ({"WARDEN_SANDBOX_LATENCY_MS": "-1"}, "WARDEN_SANDBOX_LATENCY_MS: must be at least 0"),
+    ],
+)
+def test_bad_values_in_the_environment_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{message}"):
+        load_settings(env=env)
+
+
+def test_settings_built_in_code_are_checked_too() -> None:
+    with pytest.raises(ConfigError, match="port: must be at least 1"):
+        Settings(port=0)
+    with pytest.raises(ConfigError, match=r"stripe_api_key: expected str, got int \*\*\*"):
+        Settings(stripe_api_key=12345)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("variable", "suggestion"),
+    [("WARDEN_PROT", "WARDEN_PORT"), ("WARDEN_OUTBOX_WORKER", "WARDEN_OUTBOX_WORKERS"),
+     ("WARDEN_DATABASE", "WARDEN_DATABASE_URL"), ("WARDEN_STRIPE_API_KEY_FIEL", "WARDEN_STRIPE_API_KEY_FILE"),
+     ("WARDEN_LOG_LEVLE", "WARDEN_LOG_LEVEL")],
+)  # fmt: skip
+def test_a_likely_typo_in_a_variable_name_warns(variable: str, suggestion: str) -> None:
+    with pytest.warns(ConfigWarning, match=f"^{variable} is not a Warden setting; did you mean {suggestion}\\?$"):
+        settings = load_settings(env={variable: "1"})
+    assert settings == Settings()
+
+
+def test_unrelated_and_known_variables_do_not_warn(tmp_path: Path) -> None:
+    secret_file = tmp_path / "key"
+    secret_file.write_text("k")
+    env = {"WARDEN_HOME_DIRECTORY": "/x", "WARDEN_PORT": "1", "WARDEN_CRM_API_TOKEN_FILE": str(secret_file),
+           "WARDEN_CONFIG": str(_toml(tmp_path, ""))}  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_settings(env=env)
