@@ -164,6 +164,10 @@ class Approvals:
         packet = Packet.model_validate_json(row.packet)
         agent = _current_agent(conn, row.agent)
         assert decision.approval is not None and decision.decision_id is not None
+        if packet_hash(packet) != row.packet_hash:  # the approval is bound to this exact packet
+            return self._conclude(conn, decision, "denied", now, Reason(
+                policy="warden", rule="packet_changed", effect="deny",
+                message="the stored packet no longer matches the hash the approvals were given for"))
         if agent is None:
             return self._conclude(conn, decision, "denied", now, Reason(
                 policy="warden", rule="agent_revoked", effect="deny",

@@ -37,7 +37,7 @@ from gateway.schema import gateway_state, upgrade
 from gateway.service import Gateway, Limits
 from ledger.checkpointer import Checkpointer, CheckpointPolicy
 from ledger.database import make_engine, read_only
-from ledger.keys import read_signer_key, write_signer_key
+from ledger.keys import KeyMismatchError, current_key, read_signer_key, write_signer_key
 from ledger.note import generate_key
 from ledger.store import Ledger
 
@@ -104,6 +104,13 @@ class Runtime:
             if not settings.database_url.startswith("sqlite") else make_engine(settings.database_url)
         upgrade(self.db)
         self.signer = _load_or_create_signer(settings)
+        with self.db.connect() as conn:
+            current = current_key(conn)
+        if current is not None and current.verifier_key != self.signer.verifier_key:
+            raise KeyMismatchError(
+                f"{settings.signing_key_file} is not the audit log's signing key (the log signs "
+                f"with key {current.key_id}); point signing_key_file at the right key"
+            )
         self.ledger = Ledger()
         self.checkpointer = Checkpointer(
             self.signer,
@@ -242,9 +249,15 @@ def _load_or_create_signer(settings: Settings) -> Any:
     """The checkpoint signing key; on first start a new one is written (mode 0600)."""
     path = settings.signing_key_file
     if path.exists():
-        return read_signer_key(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    signer = generate_key(settings.log_origin)
-    write_signer_key(path, signer)
-    log.warning("generated a new checkpoint signing key", extra={"path": str(path), "verifier_key": signer.verifier_key})
+        signer = read_signer_key(path)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        signer = generate_key(settings.log_origin)
+        write_signer_key(path, signer)
+        log.warning("generated a new checkpoint signing key",
+                    extra={"path": str(path), "verifier_key": signer.verifier_key})
+    # The verifier (public) key beside it, for auditors: `warden audit verify DIR --key FILE`.
+    public = path.with_suffix(".pub")
+    if not public.exists():
+        public.write_text(signer.verifier_key + "\n", encoding="utf-8")
     return signer

@@ -57,6 +57,10 @@ def serve_command(args: argparse.Namespace) -> int:
         _print_demo(tokens, host, port, runtime)
     import uvicorn
 
+    from gateway.reload import install_sighup
+
+    if runtime.watcher is not None:
+        install_sighup(runtime.watcher)  # `kill -HUP` reloads the policies at once
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False,
                 timeout_graceful_shutdown=5)
     return EXIT_OK
@@ -110,7 +114,7 @@ def _print_demo(tokens: dict[str, str], host: str, port: int, runtime: Any) -> N
         f"  submit:   curl -s {base}/v1/actions -H \"Authorization: Bearer $WARDEN_AGENT_TOKEN\" --json @policies/examples/refund-small.json",
         f"  approve:  curl -s -X POST {base}/v1/approvals/DECISION_ID/approve -H \"Authorization: Bearer $WARDEN_APPROVER_TOKEN\"",
         f"  API docs: {base}/docs",
-        f"  checkpoint verifier key: {runtime.signer.verifier_key}",
+        f"  audit log verifier key: {runtime.signer.verifier_key} (in {Path(runtime.settings.signing_key_file).with_suffix('.pub')})",
         "",
     ]
     print("\n".join(lines), flush=True)
