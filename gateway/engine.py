@@ -18,10 +18,10 @@ nothing is ever allowed by accident.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from dsl.model import Autonomy, Policy, PolicySet, Risk
+from dsl.model import DEFAULT_APPROVAL_EXPIRY, Autonomy, Policy, PolicySet, Risk
 from gateway.agents import Agent
 from gateway.evaluation import Evaluation
 from gateway.matrix import WARDEN, approval_obligation, matrix_reason, needs_approval
@@ -39,9 +39,15 @@ class Engine:
     """
 
     def __init__(
-        self, policy_set: PolicySet, *, limits: Limits = DEFAULT_LIMITS, prune: bool = True
+        self,
+        policy_set: PolicySet,
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        prune: bool = True,
+        approval_expiry: timedelta = DEFAULT_APPROVAL_EXPIRY,
     ) -> None:
         self.policy_set = policy_set
+        self.approval_expiry = approval_expiry
         self.limits = limits
         self.prune = prune
         self._plans: dict[str, _ToolPlan] = {}
@@ -131,7 +137,9 @@ class Engine:
             if by_matrix:
                 evaluation.reasons.append(matrix_reason(agent.autonomy, risk))
             # (8) who must approve, how many of them, until when.
-            approval = approval_obligation(risk, evaluation.approval_rules, now)
+            approval = approval_obligation(
+                risk, evaluation.approval_rules, now, self.approval_expiry
+            )
         else:
             status = "allowed" if dry_run else "executed"
         return Decision.model_validate({

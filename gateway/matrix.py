@@ -14,7 +14,7 @@ where the matrix would execute; the engine combines the two.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from dsl.model import DEFAULT_APPROVAL_EXPIRY, ApprovalRule, Autonomy, Risk
 from gateway.models import Approval
@@ -42,14 +42,19 @@ def matrix_reason(autonomy: Autonomy, risk: Risk) -> dict[str, object]:
             "message": message, "enforced": True}
 
 
-def approval_obligation(risk: Risk, rules: Sequence[ApprovalRule], now: datetime) -> Approval:
+def approval_obligation(
+    risk: Risk,
+    rules: Sequence[ApprovalRule],
+    now: datetime,
+    default_expiry: timedelta = DEFAULT_APPROVAL_EXPIRY,
+) -> Approval:
     """Who must approve, how many distinct people and by when, from the risk and fired rules.
 
     Founder for L3 or when any fired rule asks for one (a founder may approve any role's
     request, so asking a founder covers every rule); otherwise the role of the fired rule with
     the highest count (the first on a tie), default `approver`. Count: the highest of the fired
     rules' counts, default 1. Expiry: the shortest of their expiries (a rule without one counts
-    as the 24 h default), from `now`.
+    as `default_expiry`, 24 h unless configured), from `now`.
     """
     if risk == Risk.L3 or any(r.role == FOUNDER for r in rules):
         role = FOUNDER
@@ -58,6 +63,5 @@ def approval_obligation(risk: Risk, rules: Sequence[ApprovalRule], now: datetime
     else:
         role = DEFAULT_ROLE
     count = max((r.count for r in rules), default=1)
-    expiry = min((r.expires_in or DEFAULT_APPROVAL_EXPIRY for r in rules),
-                 default=DEFAULT_APPROVAL_EXPIRY)
+    expiry = min((r.expires_in or default_expiry for r in rules), default=default_expiry)
     return Approval(required_role=role, count=count, expires_at=now + expiry)

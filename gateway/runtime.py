@@ -16,6 +16,7 @@ import asyncio
 import logging
 import threading
 import time
+from datetime import timedelta
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from sqlalchemy import select
 from connectors.registry import Registry, build_registry
 from dsl import compile_policy_dir
 from dsl.model import PolicySet
+from gateway.engine import Engine as DecisionEngine
 from gateway.approvals import Approvals
 from gateway.config import Settings
 from gateway.metrics import Metrics
@@ -124,7 +126,11 @@ class Runtime:
         )
         self.metrics = Metrics(engine=self.db)
         known = self.registry.known_tools()
-        self.policies = PolicyHolder(compile_policy_dir(settings.policy_dir, known_tools=known))
+        expiry = timedelta(seconds=settings.approval_ttl_default_seconds)
+        self.policies = PolicyHolder(
+            compile_policy_dir(settings.policy_dir, known_tools=known),
+            engine_factory=lambda policy_set: DecisionEngine(policy_set, approval_expiry=expiry),
+        )
         self.watcher = PolicyWatcher(
             self.policies, settings.policy_dir, poll_seconds=settings.policy_poll_seconds,
             on_activated=self._policy_activated, on_failed=self.metrics.policy_reload_failed,
