@@ -17,30 +17,37 @@
   expired and whose row was re-driven elsewhere records nothing.
 - A crash anywhere leaves the row pending or running; it is re-driven with the same key, and the
   connector answers a key it has seen with its first result (`replayed`), so the action happens
-  once. `Worker` runs the loop in background threads (`gateway.outbox_worker`, re-exported here).
+  once. What each outcome writes is in `gateway.outbox_records`; `Worker` runs the loop in
+  background threads (`gateway.outbox_worker`). `Claim`, `enqueue` and `Worker` are re-exported here.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, or_, select, update
 
 from connectors.base import ExecutionResult, PermanentError, TransientError
 from gateway.breaker import CircuitBreakers
 from gateway.killswitch import read_kill_switch
 from gateway.models import Decision
+from gateway.outbox_records import (
+    Claim,
+    ExecutionError,
+    enqueue,
+    record_failure,
+    record_retry,
+    record_success,
+    release,
+)
 from gateway.outbox_worker import Worker
-from gateway.records import dumps, load_decision, record_incident, store_decision_update
-from gateway.schema import decisions, executions
+from gateway.records import load_decision
+from gateway.schema import executions
 from ledger.checkpointer import Checkpointer
 from ledger.database import read_only
 from ledger.store import Ledger
@@ -50,42 +57,13 @@ log = logging.getLogger("warden.outbox")
 Outcome = Literal["succeeded", "transient_error", "permanent_error", "breaker_open", "kill_switch"]
 CallHook = Callable[[str, str, Outcome, float], None]
 KILL_SWITCH_RETRY_SECONDS = 1.0
-MAX_ERROR_CHARS = 500
+BREAKER_MIN_WAIT_SECONDS = 0.1
 
 
 class ExecutesTools(Protocol):
     """What the outbox needs of the connector registry."""
 
     def execute(self, tool: str, params: Mapping[str, Any], *, idempotency_key: str) -> ExecutionResult: ...
-
-
-@dataclass(frozen=True)
-class Claim:
-    """One leased execution: `attempts` counts this attempt and identifies the lease."""
-
-    decision_id: str
-    tool: str
-    params_json: str
-    attempts: int
-    lease_until: float
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return dict(json.loads(self.params_json))
-
-    @property
-    def connector(self) -> str:
-        return self.tool.split(".", 1)[0]
-
-
-def enqueue(conn: Connection, *, decision_id: str, tool: str, params: Mapping[str, Any], now: float) -> None:
-    """Queue the execution of an allowed decision, inside the caller's (the decision's) transaction."""
-    conn.execute(
-        insert(executions).values(
-            decision_id=decision_id, tool=tool, params=dumps(dict(params)), state="pending",
-            attempts=0, next_attempt_at=now, lease_until=None, created_at=now, updated_at=now,
-        )
-    )
 
 
 def backoff_delay(
@@ -98,19 +76,6 @@ def backoff_delay(
     if retry_after is not None and math.isfinite(retry_after) and retry_after > 0:
         delay = max(delay, retry_after)
     return delay
-
-
-def _iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _error_text(exc: BaseException) -> tuple[str, str]:
-    """(code, message) for an exception; a connector's own errors are already safe to record,
-    anything else is reduced to its type and a bounded message."""
-    if isinstance(exc, TransientError | PermanentError):
-        return exc.code, str(exc)[:MAX_ERROR_CHARS]
-    code = "timeout" if isinstance(exc, TimeoutError) else "unexpected_error"
-    return code, f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
 
 
 class Outbox:
@@ -146,6 +111,10 @@ class Outbox:
         self.on_call = on_call
         self.checkpointer = checkpointer
         self.rng = rng if rng is not None else random.Random()
+
+    def open_breakers(self) -> dict[str, bool]:
+        """{connector: True while its breaker refuses calls (open or half-open)} for metrics."""
+        return {name: state != "closed" for name, state in self.breaker.states().items()}
 
     # -- claiming -----------------------------------------------------------------------------
 
@@ -195,8 +164,11 @@ class Outbox:
     # -- running ------------------------------------------------------------------------------
 
     def run_due(self, limit: int = 16) -> int:
-        """Claim and run what is due; returns how many claims ran. One failing claim (say, the
-        database went away while recording) is logged and leaves its row to lease expiry."""
+        """Claim and run what is due; returns how many claims ran (none while the kill switch is
+        engaged). One failing claim (say, the database went away while recording) is logged and
+        leaves its row to lease expiry."""
+        if self._kill_switch_engaged():  # claim nothing: held rows would only churn
+            return 0
         ran = 0
         for claim in self.claim(limit):
             try:
@@ -222,7 +194,7 @@ class Outbox:
             self._release(claim, self.clock() + KILL_SWITCH_RETRY_SECONDS, "kill switch engaged")
             return self._report(claim, "kill_switch", 0.0)
         if not self.breaker.allow(claim.connector):
-            wait = self.breaker.retry_in(claim.connector)
+            wait = max(self.breaker.retry_in(claim.connector), BREAKER_MIN_WAIT_SECONDS)
             self._release(claim, self.clock() + wait, f"circuit breaker for {claim.connector} is open")
             return self._report(claim, "breaker_open", 0.0)
         started = time.monotonic()
@@ -260,97 +232,40 @@ class Outbox:
                 log.exception("the outbox's on_call hook failed")
         return outcome
 
-    # -- recording ----------------------------------------------------------------------------
-
-    def _transition(self, conn: Connection, claim: Claim, **values: Any) -> bool:
-        """Move the row on, if it is still running under this claim."""
-        done = conn.execute(
-            update(executions)
-            .where(executions.c.decision_id == claim.decision_id)
-            .where(executions.c.state == "running", executions.c.attempts == claim.attempts)
-            .values(lease_until=None, updated_at=self.clock(), **values)
-        )
-        if done.rowcount != 1:
-            log.warning("execution %s was re-driven elsewhere; not recording attempt %d", claim.decision_id, claim.attempts)
-            return False
-        return True
+    # -- recording (one transaction each; see gateway.outbox_records) ----------------------
 
     def _release(self, claim: Claim, next_attempt_at: float, why: str) -> None:
         """Put the row back without counting the attempt (kill switch, open breaker)."""
         with self.engine.begin() as conn:
-            self._transition(conn, claim, state="pending", attempts=claim.attempts - 1, next_attempt_at=next_attempt_at)
+            release(conn, claim, next_attempt_at=next_attempt_at, now=self.clock())
         log.info("execution of %s held back: %s", claim.decision_id, why)
 
     def _record_success(self, claim: Claim, result: ExecutionResult) -> None:
-        now = self.clock()
-        summary = dict(result.summary)
-        document = {"external_id": result.external_id, "summary": summary, "replayed": result.replayed}
         with self.engine.begin() as conn:
-            decision = load_decision(conn, claim.decision_id, for_update=True)
-            if not self._transition(conn, claim, state="succeeded", result=dumps(document), error=None):
-                return
-            execution = {
-                "state": "succeeded", "external_id": result.external_id, "summary": summary,
-                "attempts": claim.attempts, "idempotency_key": claim.decision_id, "executed_at": _iso(now),
-            }
-            self._store(conn, decision, "executed", execution, now)
-            self.ledger.append(conn, "execution", "warden", claim.decision_id, {
-                "decision_id": claim.decision_id, "tool": claim.tool, "outcome": "succeeded",
-                "external_id": result.external_id, "summary": summary, "attempts": claim.attempts,
-                "idempotency_key": claim.decision_id,
-            })
-            self._maybe_sign(conn)
+            if record_success(conn, self.ledger, claim, result, now=self.clock()):
+                self._maybe_sign(conn)
 
     def _record_retry(self, claim: Claim, exc: Exception) -> None:
         now = self.clock()
-        code, message = _error_text(exc)
+        error = ExecutionError.of(exc)
         retry_after = exc.retry_after if isinstance(exc, TransientError) else None
-        delay = backoff_delay(claim.attempts, base=self.backoff_base, cap=self.backoff_max, retry_after=retry_after, rng=self.rng)
+        delay = backoff_delay(claim.attempts, base=self.backoff_base, cap=self.backoff_max,
+                              retry_after=retry_after, rng=self.rng)
         with self.engine.begin() as conn:
-            decision = load_decision(conn, claim.decision_id, for_update=True)
-            if not self._transition(conn, claim, state="pending", next_attempt_at=now + delay, error=f"{code}: {message}"):
-                return
-            execution = {
-                "state": "retrying", "attempts": claim.attempts,
-                "last_error": {"code": code, "message": message}, "next_attempt_at": _iso(now + delay),
-            }
-            self._store(conn, decision, "executing", execution, now)
-        log.info("execution of %s failed (attempt %d, %s); retrying in %.2fs", claim.decision_id, claim.attempts, code, delay)
+            record_retry(conn, claim, error, next_attempt_at=now + delay, now=now)
+        log.info("execution of %s failed (attempt %d, %s); retrying in %.2fs",
+                 claim.decision_id, claim.attempts, error.code, delay)
 
     def _record_failure(self, claim: Claim, exc: Exception) -> None:
-        now = self.clock()
-        code, message = _error_text(exc)
-        error = {"code": code, "message": message}
+        error = ExecutionError.of(exc)
         with self.engine.begin() as conn:
-            decision = load_decision(conn, claim.decision_id, for_update=True)
-            if not self._transition(conn, claim, state="failed", error=f"{code}: {message}"):
-                return
-            self._store(conn, decision, "failed", {"state": "failed", "error": error, "attempts": claim.attempts}, now)
-            self.ledger.append(conn, "execution", "warden", claim.decision_id, {
-                "decision_id": claim.decision_id, "tool": claim.tool, "outcome": "failed", "error": error,
-                "attempts": claim.attempts, "idempotency_key": claim.decision_id,
-            })
-            agent = conn.execute(
-                select(decisions.c.agent).where(decisions.c.decision_id == claim.decision_id)
-            ).scalar_one_or_none()
-            record_incident(
-                conn, self.ledger, kind="connector_failure",
-                summary=f"{claim.tool} failed after {claim.attempts} attempt(s): {code}",
-                detail={"tool": claim.tool, "error": error, "attempts": claim.attempts},
-                now=now, agent=agent, decision_id=claim.decision_id,
-            )
-            self._maybe_sign(conn)
-        log.warning("execution of %s failed for good: %s", claim.decision_id, code)
-
-    def _store(self, conn: Connection, decision: Decision | None, status: str, execution: dict[str, Any], now: float) -> None:
-        if decision is None:
-            log.error("execution without a decision row: %s", execution)
-            return
-        changed = decision.model_copy(update={"status": status, "execution": execution})
-        store_decision_update(conn, changed, now=now)
+            if record_failure(conn, self.ledger, claim, error, now=self.clock()):
+                self._maybe_sign(conn)
+        log.warning("execution of %s failed for good: %s", claim.decision_id, error.code)
 
     def _maybe_sign(self, conn: Connection) -> None:
         if self.checkpointer is not None:
             self.checkpointer.maybe_sign(conn)
 
-__all__ = ["Claim", "Outbox", "Outcome", "Worker", "backoff_delay", "enqueue"]
+
+__all__ = ["Claim", "ExecutionError", "Outbox", "Outcome", "Worker", "backoff_delay", "enqueue"]

@@ -25,8 +25,12 @@ def test_kill_switch_holds_every_execution_until_released(
     outcomes: list[str] = []
     outbox = Outbox(engine, Ledger(), connector, clock=clock, on_call=lambda c, t, outcome, s: outcomes.append(outcome))
     set_kill_switch(engine, KillSwitch(engaged=True, reason="fraud spike", by="founder@example.com", at=clock()))
-    assert outbox.run_due() == 3
-    assert outbox.execute_now(ids[0]) is not None
+    assert outbox.run_due() == 0  # the worker claims nothing while engaged
+    # A claim taken just before the switch was engaged, and the request path, are held back.
+    for decision_id in ids[:2]:
+        [claim] = outbox.claim(1, decision_id=decision_id)
+        assert outbox.run_claim(claim) == "kill_switch"
+    assert outbox.execute_now(ids[2]) is not None
     assert connector.calls == []
     assert outcomes == ["kill_switch"] * 3
     for decision_id in ids:
@@ -34,16 +38,25 @@ def test_kill_switch_holds_every_execution_until_released(
         assert (row.state, row.attempts, row.next_attempt_at) == ("pending", 0, clock() + 1.0)
         assert stored_decision(engine, decision_id).status == "executing"
     clock.advance(5)
-    assert outbox.run_due() == 3  # still engaged: held again
+    assert outbox.run_due() == 0  # still engaged
     assert connector.calls == []
     set_kill_switch(engine, RELEASED)
-    assert outbox.run_due() == 0  # held rows come back one second later
-    clock.advance(1)
     assert outbox.run_due() == 3
     assert sorted(connector.keys_called()) == sorted(ids)
     for decision_id in ids:
         assert execution_row(engine, decision_id).attempts == 1
         assert stored_decision(engine, decision_id).status == "executed"
+
+
+def test_open_breakers_for_metrics(engine: Engine, connector: RecordingConnector, clock: FakeClock) -> None:
+    breaker = CircuitBreakers(failures=1, cooldown=60.0, clock=clock)
+    outbox = Outbox(engine, Ledger(), connector, clock=clock, breaker=breaker)
+    connector.fail(add_decision(engine, clock(), tool="stripe.refund"), TransientError("503"))
+    outbox.execute_now(add_decision(engine, clock(), tool="crm.log_note", params={"record_id": "r", "body": "b"}))
+    outbox.run_due()
+    assert outbox.open_breakers() == {"crm": False, "stripe": True}
+    clock.advance(60)
+    assert outbox.open_breakers() == {"crm": False, "stripe": True}  # half-open still refuses most calls
 
 
 def test_breaker_opens_after_five_failures_and_half_opens_after_cooldown(

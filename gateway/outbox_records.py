@@ -1,0 +1,161 @@
+"""What the outbox writes for each step of an execution, in the caller's transaction.
+
+Every outcome is conditional on the lease: a row moves on only while it is still `running`
+under the claim that ran it (`attempts` unchanged). A worker whose lease expired and whose row
+was claimed again elsewhere gets `False` back and writes nothing else, so one execution never
+records two outcomes.
+
+    enqueue         pending row, written with the decision
+    release         back to pending, attempt not counted (kill switch, open breaker)
+    record_retry    back to pending after a transient error; decision stays "executing"
+    record_success  succeeded; decision "executed"; `execution` audit entry
+    record_failure  failed; decision "failed"; `execution` audit entry; connector_failure incident
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from connectors.base import ConnectorError, ExecutionResult
+from gateway.records import dumps, load_decision, record_incident, store_decision_update
+from gateway.schema import decisions, executions
+from ledger.store import Ledger
+
+log = logging.getLogger("warden.outbox")
+MAX_ERROR_CHARS = 500
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One leased execution: `attempts` counts this attempt and identifies the lease."""
+
+    decision_id: str
+    tool: str
+    params_json: str
+    attempts: int
+    lease_until: float
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(json.loads(self.params_json))
+
+    @property
+    def connector(self) -> str:
+        return self.tool.split(".", 1)[0]
+
+
+@dataclass(frozen=True)
+class ExecutionError:
+    code: str
+    message: str
+
+    @classmethod
+    def of(cls, exc: BaseException) -> ExecutionError:
+        """A connector's own errors are already safe to record; anything else is reduced to its
+        type and a bounded message."""
+        if isinstance(exc, ConnectorError):
+            return cls(exc.code, str(exc)[:MAX_ERROR_CHARS])
+        code = "timeout" if isinstance(exc, TimeoutError) else "unexpected_error"
+        return cls(code, f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS])
+
+    def to_json(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+def iso_time(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def enqueue(conn: Connection, *, decision_id: str, tool: str, params: Mapping[str, Any], now: float) -> None:
+    """Queue the execution of an allowed decision, inside the caller's (the decision's) transaction."""
+    conn.execute(
+        insert(executions).values(
+            decision_id=decision_id, tool=tool, params=dumps(dict(params)), state="pending",
+            attempts=0, next_attempt_at=now, lease_until=None, created_at=now, updated_at=now,
+        )
+    )
+
+
+def _transition(conn: Connection, claim: Claim, now: float, **values: Any) -> bool:
+    """Move the row on, if it is still running under this claim."""
+    done = conn.execute(
+        update(executions)
+        .where(executions.c.decision_id == claim.decision_id)
+        .where(executions.c.state == "running", executions.c.attempts == claim.attempts)
+        .values(lease_until=None, updated_at=now, **values)
+    )
+    if done.rowcount != 1:
+        log.warning("execution %s was re-driven elsewhere; attempt %d records nothing", claim.decision_id, claim.attempts)
+        return False
+    return True
+
+
+def release(conn: Connection, claim: Claim, *, next_attempt_at: float, now: float) -> bool:
+    return _transition(conn, claim, now, state="pending", attempts=claim.attempts - 1, next_attempt_at=next_attempt_at)
+
+
+def record_retry(conn: Connection, claim: Claim, error: ExecutionError, *, next_attempt_at: float, now: float) -> bool:
+    decision = load_decision(conn, claim.decision_id, for_update=True)  # lock order: decision, then row
+    if not _transition(conn, claim, now, state="pending", next_attempt_at=next_attempt_at, error=str(error)):
+        return False
+    _store(conn, decision, "executing", {
+        "state": "retrying", "attempts": claim.attempts, "last_error": error.to_json(),
+        "next_attempt_at": iso_time(next_attempt_at),
+    }, now)
+    return True
+
+
+def record_success(conn: Connection, ledger: Ledger, claim: Claim, result: ExecutionResult, *, now: float) -> bool:
+    decision = load_decision(conn, claim.decision_id, for_update=True)
+    summary = dict(result.summary)
+    document = {"external_id": result.external_id, "summary": summary, "replayed": result.replayed}
+    if not _transition(conn, claim, now, state="succeeded", result=dumps(document), error=None):
+        return False
+    _store(conn, decision, "executed", {
+        "state": "succeeded", "external_id": result.external_id, "summary": summary,
+        "attempts": claim.attempts, "idempotency_key": claim.decision_id, "executed_at": iso_time(now),
+    }, now)
+    ledger.append(conn, "execution", "warden", claim.decision_id, {
+        "decision_id": claim.decision_id, "tool": claim.tool, "outcome": "succeeded",
+        "external_id": result.external_id, "summary": summary, "attempts": claim.attempts,
+        "idempotency_key": claim.decision_id,
+    })
+    return True
+
+
+def record_failure(conn: Connection, ledger: Ledger, claim: Claim, error: ExecutionError, *, now: float) -> bool:
+    decision = load_decision(conn, claim.decision_id, for_update=True)
+    if not _transition(conn, claim, now, state="failed", error=str(error)):
+        return False
+    _store(conn, decision, "failed", {"state": "failed", "error": error.to_json(), "attempts": claim.attempts}, now)
+    ledger.append(conn, "execution", "warden", claim.decision_id, {
+        "decision_id": claim.decision_id, "tool": claim.tool, "outcome": "failed", "error": error.to_json(),
+        "attempts": claim.attempts, "idempotency_key": claim.decision_id,
+    })
+    agent = conn.execute(
+        select(decisions.c.agent).where(decisions.c.decision_id == claim.decision_id)
+    ).scalar_one_or_none()
+    record_incident(
+        conn, ledger, kind="connector_failure",
+        summary=f"{claim.tool} failed after {claim.attempts} attempt(s): {error.code}",
+        detail={"tool": claim.tool, "error": error.to_json(), "attempts": claim.attempts},
+        now=now, agent=agent, decision_id=claim.decision_id,
+    )
+    return True
+
+
+def _store(conn: Connection, decision: Any, status: str, execution: dict[str, Any], now: float) -> None:
+    if decision is None:
+        log.error("execution of a decision that has no row: %s", execution)
+        return
+    store_decision_update(conn, decision.model_copy(update={"status": status, "execution": execution}), now=now)
