@@ -36,7 +36,9 @@ from gateway.outbox import Outbox
 from gateway.outbox_worker import Worker
 from gateway.reload import PolicyHolder, PolicyWatcher
 from gateway.schema import gateway_state, upgrade
+from gateway.records import record_incident
 from gateway.service import Gateway, Limits
+from gateway.tamper import TamperWatch
 from ledger.checkpointer import Checkpointer, CheckpointPolicy
 from ledger.database import make_engine, read_only
 from ledger.keys import KeyMismatchError, current_key, read_signer_key, write_signer_key
@@ -161,6 +163,8 @@ class Runtime:
         self.changes = Changes()
         self.packet_limits = PacketLimits(max_bytes=settings.max_packet_bytes)
         self.long_poll_max = float(settings.long_poll_max_seconds)
+        self.tamper = TamperWatch(self.ledger, self._tamper_alarm)
+        self.tamper_full_seconds = 3600.0  # a full re-verification of the live log this often
         self._stop = threading.Event()
         self._housekeeper: threading.Thread | None = None
         self._record_active_policy(self.policies.current()[0])
@@ -193,13 +197,26 @@ class Runtime:
             self.stop()
 
     def _housekeeping(self) -> None:
+        last_full = time.monotonic()
         while not self._stop.wait(1.0):
             try:
                 if self.approvals.expire_due():
                     self.changes.notify_all()
                 self.checkpointer.tick(self.db)
+                full = time.monotonic() - last_full >= self.tamper_full_seconds
+                self.tamper.check(self.db, full=full)
+                if full:
+                    last_full = time.monotonic()
             except Exception:  # keep the loop alive; the next tick retries
                 log.exception("housekeeping failed")
+
+    def _tamper_alarm(self, problem: str, detail: dict[str, object]) -> None:
+        """The live log failed verification: open an incident (recorded in the log itself, so
+        an auditor sees it beside whatever was altered)."""
+        now = self.clock()
+        self.gateway._write(lambda conn: record_incident(
+            conn, self.ledger, kind="tamper_alarm", now=now,
+            summary=f"the audit log failed verification: {problem}", detail={"problem": problem, **detail}))
 
     # ------------------------------------------------------------ policies
 

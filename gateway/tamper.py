@@ -1,0 +1,124 @@
+"""Watching the live audit log for tampering: the gateway re-verifies what it wrote.
+
+`TamperWatch.check(engine)` reads the entries appended since its last check and verifies, for
+each, that its stored leaf hash is the hash of its stored bytes, that its `seq` is its position
+and that its `prev` is the previous entry's leaf hash; then that the tree head recomputed from all
+leaf hashes equals the stored head's root, and that every signed checkpoint's root is the root of
+the tree at its size. Any failure opens a `tamper_alarm` incident (once per distinct failure) and
+is logged. Incremental: each check reads only the new entries and checkpoints; a full check
+re-reads everything.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select
+
+from ledger import merkle
+from ledger.compact import MerkleAccumulator
+from ledger.database import read_only
+from ledger.entry import EntryError, chain_fields
+from ledger.checkpoint import open_checkpoint
+from ledger.keys import signing_keys
+from ledger.note import NoteError, Verifier
+from ledger.schema import checkpoints, entries
+from ledger.store import Ledger
+
+log = logging.getLogger("warden.tamper")
+ZERO = bytes(32)
+
+
+@dataclass
+class TamperWatch:
+    ledger: Ledger
+    record: Callable[[str, dict[str, object]], None]
+    batch: int = 5000
+    _tree: MerkleAccumulator = field(default_factory=MerkleAccumulator)
+    _prev: bytes = ZERO
+    _roots: dict[int, bytes] = field(default_factory=dict)
+    _checked_checkpoints: int = 0
+    _alarmed: set[str] = field(default_factory=set)
+
+    def check(self, engine: Engine, *, full: bool = False) -> str | None:
+        """Verify what is new (`full`: everything again, from entry 0); returns the failure
+        found, None when the log is sound. An incremental check cannot see an edit to an entry it
+        already verified: the gateway runs a full one periodically (`tamper_full_seconds`)."""
+        if full:
+            self._tree, self._prev, self._roots, self._checked_checkpoints = MerkleAccumulator(), ZERO, {}, 0
+        try:
+            with read_only(engine.connect()) as conn:
+                head = self.ledger.head(conn)
+                pending = conn.execute(
+                    select(checkpoints.c.size, checkpoints.c.note)
+                    .where(checkpoints.c.size > self._checked_checkpoints).order_by(checkpoints.c.size)
+                ).all()
+                wanted = {int(size) for size, _note in pending}
+                problem = self._entries(conn, head.size, wanted)
+                if problem is None and self._tree.root() != head.root:
+                    problem = f"the stored tree head does not match the entries at size {head.size}"
+                if problem is None:
+                    problem = self._checkpoints(conn, pending)
+        except Exception as exc:  # a check that cannot run is not an alarm; retry next time
+            log.warning("tamper check could not run: %s", type(exc).__name__)
+            return None
+        if problem is not None and problem not in self._alarmed:
+            self._alarmed.add(problem)
+            log.error("audit log verification failed", extra={"problem": problem})
+            self.record(problem, {"verified_size": self._tree.size})
+        return problem
+
+    def _entries(self, conn: Connection, size: int, wanted: set[int]) -> str | None:
+        while self._tree.size < size:
+            start = self._tree.size
+            rows = conn.execute(
+                select(entries.c.seq, entries.c.leaf_hash, entries.c.body)
+                .where(entries.c.seq >= start).order_by(entries.c.seq).limit(self.batch)
+            ).all()
+            if not rows:
+                return f"entries {start}..{size - 1} are missing"
+            for seq, stored_leaf, body in rows:
+                if seq >= size:
+                    break
+                body = bytes(body)
+                if seq != self._tree.size:
+                    return f"entry {self._tree.size} is missing (the next stored one is {seq})"
+                leaf = merkle.leaf_hash(body)
+                if bytes(stored_leaf) != leaf:
+                    return f"entry {seq}: the stored leaf hash does not match its bytes"
+                try:
+                    fields = chain_fields(body)
+                except EntryError as exc:
+                    return f"entry {seq}: {exc}"
+                if fields is None or fields[0] != seq:
+                    return f"entry {seq}: its seq field is not its position"
+                if fields[2] != self._prev.hex():
+                    return f"entry {seq}: prev does not match entry {seq - 1}'s leaf hash"
+                self._tree.append(leaf)
+                self._prev = leaf
+                if self._tree.size in wanted:
+                    self._roots[self._tree.size] = self._tree.root()
+        return None
+
+    def _checkpoints(self, conn: Connection, pending: list[Any]) -> str | None:
+        verifiers = [Verifier.from_string(k.verifier_key) for k in signing_keys(conn)]
+        for size, note in pending:
+            size = int(size)
+            if size > self._tree.size:
+                break
+            expected = self._roots.pop(size, None)
+            if expected is None:  # signed after this watch had passed that size
+                expected = self.ledger.root(conn, size)
+            try:
+                checkpoint = open_checkpoint(str(note), verifiers)
+            except NoteError as exc:
+                return f"checkpoint {size}: {exc}"
+            if checkpoint.size != size or checkpoint.root != expected:
+                return f"checkpoint {size}: its root does not match the log"
+            self._checked_checkpoints = size
+        return None
+
+
