@@ -30,6 +30,7 @@ from dsl.model import PolicySet
 from gateway.engine import Engine as DecisionEngine
 from gateway.approvals import Approvals
 from gateway.config import Settings
+from gateway.logs import log_event
 from gateway.metrics import Metrics
 from gateway.breaker import CircuitBreakers
 from gateway.outbox import Outbox
@@ -46,6 +47,7 @@ from ledger.note import generate_key
 from ledger.store import Ledger
 
 log = logging.getLogger("warden.runtime")
+decision_log = logging.getLogger("warden.decisions")
 POLICY_STATE_KEY = "active_policy"
 
 
@@ -251,6 +253,9 @@ class Runtime:
 
     def _observe_decision(self, decision: Any, tool: str, seconds: float) -> None:
         self.metrics.observe_decision(decision.status, tool, decision.risk, seconds)
+        log_event(decision_log, "decision", decision_id=decision.decision_id, packet_id=decision.packet_id,
+                  tool=tool, status=decision.status, risk=decision.risk.name,
+                  autonomy=decision.autonomy.name, duration_ms=round(seconds * 1000, 3))
 
     def latest_checkpoint(self) -> str | None:
         with read_only(self.db.connect()) as conn:
