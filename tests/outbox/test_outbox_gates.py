@@ -6,7 +6,7 @@ from __future__ import annotations
 from outbox_support import FakeClock, RecordingConnector, TopOfRange, add_decision, execution_row, stored_decision
 from sqlalchemy import Engine
 
-from connectors.base import TransientError
+from connectors.base import PermanentError, TransientError
 from gateway.breaker import CircuitBreakers
 from gateway.killswitch import RELEASED, KillSwitch, write_kill_switch
 from gateway.outbox import Outbox
@@ -112,3 +112,12 @@ def test_breaker_is_per_connector(engine: Engine, connector: RecordingConnector,
     outbox.execute_now(note)
     assert stored_decision(engine, note).status == "executed"
     assert breaker.states() == {"crm": "closed", "stripe": "open"}
+
+
+def test_a_refusal_shows_the_system_is_up(engine: Engine, connector: RecordingConnector, clock: FakeClock) -> None:
+    breaker = CircuitBreakers(failures=2, cooldown=60.0, clock=clock)
+    outbox = Outbox(engine, Ledger(), connector, clock=clock, breaker=breaker)
+    for error in (TransientError("503"), PermanentError("card declined", code="card_declined"), TransientError("503")):
+        connector.fail(add_decision(engine, clock()), error)
+        outbox.run_due()
+    assert breaker.state("stripe") == "closed"
