@@ -44,7 +44,7 @@ class UpsertContactParams(Params):
 
     email: Email = Field(description="the contact's email address, its unique key")
     properties: dict[PropertyName, PropertyValue] = Field(
-        default_factory=dict, max_length=100,
+        max_length=100,
         description="contact properties by internal name (firstname, lifecyclestage, ...)",
         json_schema_extra={"additionalProperties": False})
 

@@ -22,7 +22,9 @@ What a fault raises (always before the call is recorded: a failed call executed 
 
     transient  TransientError(code="sandbox_unavailable", retry_after=RETRY_AFTER)
     permanent  PermanentError(code="sandbox_rejected")
-    timeout    TransientError(code="timeout"), after sleeping the connector's latency
+    timeout    TransientError(code="timeout")
+
+Each is raised after the connector's latency, as an answer would arrive (see connectors.sandbox).
 
 Rules are tried in the order given; the first matching rule with calls left fires. Counts live
 in the process: two gateway processes given the same spec each inject their own.
@@ -139,7 +141,7 @@ class SandboxFaults:
 
 
 def fault_error(tool: str, rule: _Rule) -> ConnectorError:
-    """The error an injected fault raises (the timeout's sleep is the caller's)."""
+    """The error an injected fault raises."""
     if rule.kind == "permanent":
         return PermanentError(f"{tool}: injected permanent failure", code="sandbox_rejected")
     if rule.kind == "timeout":

@@ -15,7 +15,8 @@ What a sandbox call does, in order:
     2. a magic value in the params (below): raise, record nothing
     3. record the call and build its answer, in one SQLite transaction
     4. sleep `latency_ms` (the answer travelling back: a crash here leaves an executed call
-       whose answer the caller never saw, which its retry with the same key must replay)
+       whose answer the caller never saw, which its retry with the same key must replay);
+       a failure in 1 or 2 sleeps the same before it is raised
 
 Magic values, so that a real HTTP test can make a single packet fail without any config. They
 are matched in each tool's id fields (listed per connector: `charge` for `stripe.refund`,
@@ -25,7 +26,7 @@ are matched in each tool's id fields (listed per connector: `charge` for `stripe
     sandbox_declined     PermanentError, the tool's refusal code (stripe.refund: card_declined)
     sandbox_refunded     stripe.refund only: PermanentError(code="charge_already_refunded")
     sandbox_unavailable  TransientError(code="service_unavailable", retry_after=1)
-    sandbox_timeout      TransientError(code="timeout") after sleeping the latency
+    sandbox_timeout      TransientError(code="timeout")
 
     e.g. {"charge": "ch_sandbox_declined", "amount": 500, "currency": "usd"}
 """
@@ -46,6 +47,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from connectors.base import (
+    ConnectorError,
     ExecutionResult,
     Mode,
     PermanentError,
@@ -284,13 +286,16 @@ class SandboxConnector:
             raise PermanentError(f"{self.name} has no tool {tool!r}", code="unknown_tool")
         if not idempotency_key:
             raise PermanentError("an idempotency key is required", code="idempotency_key_missing")
-        # (1) injected faults, (2) magic values: both before anything is recorded
-        rule = self.faults.take(tool)
-        if rule is not None:
-            if rule.kind == "timeout":
-                time.sleep(self.latency)
-            raise fault_error(tool, rule)
-        self.check_magic(tool, params)
+        # (1) injected faults, (2) magic values: both before anything is recorded; a failure
+        # takes as long as an answer (a timeout: the whole latency, then no answer at all)
+        try:
+            rule = self.faults.take(tool)
+            if rule is not None:
+                raise fault_error(tool, rule)
+            self.check_magic(tool, params)
+        except ConnectorError:
+            time.sleep(self.latency)
+            raise
         # (3) record and answer in one transaction; (4) the answer travels back
         stored = self.ledger.record(idempotency_key, tool, params,
                                     lambda view: self.answer(tool, params, view))
@@ -315,7 +320,6 @@ class SandboxConnector:
                 raise TransientError(f"{tool}: the service is unavailable, retry later",
                                      code="service_unavailable", retry_after=1.0)
             if _MAGIC_TIMEOUT in value:
-                time.sleep(self.latency)
                 raise TransientError(f"{tool}: the request timed out", code="timeout")
 
     def answer(self, tool: str, params: Mapping[str, Any], view: LedgerView) -> Answer:

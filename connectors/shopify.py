@@ -54,7 +54,7 @@ class PublishListingParams(Params):
     title: Annotated[str, StringConstraints(min_length=1, max_length=255)] = Field(
         description="the product title customers see")
     body_html: Annotated[str, StringConstraints(max_length=60_000)] = Field(
-        "", description="the product description, as HTML")
+        description="the product description, as HTML (policies read it: it is required)")
     price: Price = Field(description=f"the price of the default variant, {_PRICE}")
     currency: Currency = Field(description=_CURRENCY)
     product_id: GenericId | None = Field(
@@ -187,7 +187,7 @@ class ShopifySandbox(SandboxConnector):
         product_id = numeric_id(params.get("product_id"), "Product")
         price = decimal_string(params["price"], params["currency"])
         handle = re.sub(r"[^a-z0-9]+", "-", params["title"].lower()).strip("-") or "product"
-        body = params.get("body_html", "")
+        body = params["body_html"]
         product = {"id": product_id, "title": params["title"], "body_html": body,
                    "vendor": "Sandbox store", "product_type": "", "handle": handle,
                    "status": "active", "published_at": now, "published_scope": "web",

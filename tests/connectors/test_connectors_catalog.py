@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from connectors import CATALOG, ExecutionResult, Registry, catalog_tool_names
+from connectors import CATALOG, ExecutionResult, ParamsError, Registry, catalog_tool_names
 from dsl import builtin_policy_dir, compile_policy_dir, load_builtin_policies
 from dsl.model import Risk
 
@@ -21,13 +21,13 @@ DESIGN_CATALOG = {  # DESIGN.md, "Tool catalog": name → (base risk, params, op
     "stripe.payout": (Risk.L3, {"amount", "currency"}, {"destination", "creator_id"}),
     "shopify.update_price": (Risk.L1, {"product_id", "variant_id", "old_price", "new_price",
                                        "currency"}, set()),
-    "shopify.publish_listing": (Risk.L1, {"title", "price", "currency"},
-                                {"body_html", "product_id"}),
+    "shopify.publish_listing": (Risk.L1, {"title", "body_html", "price", "currency"},
+                                {"product_id"}),
     "shopify.create_discount": (Risk.L1, {"code", "percent_off"}, {"starts_at", "ends_at"}),
     "shopify.adjust_inventory": (Risk.L1, {"variant_id", "delta", "unit_cost", "currency"},
                                  set()),
     "crm.log_note": (Risk.L0, {"record_id", "body"}, set()),
-    "crm.upsert_contact": (Risk.L1, {"email"}, {"properties"}),
+    "crm.upsert_contact": (Risk.L1, {"email", "properties"}, set()),
     "crm.update_deal_stage": (Risk.L1, {"deal_id", "stage"}, {"amount"}),
     "crm.delete_contact": (Risk.L2, {"contact_ids"}, set()),
     "crm.send_business_case": (Risk.L1, {"deal_id", "roi_multiple", "payback_months",
@@ -97,6 +97,10 @@ def test_shipped_policies_name_only_known_tools() -> None:
     assert not codes & {"unknown_tool", "glob_matches_nothing", "tool_without_risk"}
 
 
+#: policy test cases whose params the gateway refuses before any policy reads them
+INVALID_ON_PURPOSE = {"catalog.toml:listing_missing_body_denied": "body_html"}
+
+
 def _shipped_params() -> list[tuple[str, str, dict[str, Any]]]:
     """Every example packet's and policy test case's params (but a case about an unknown tool)."""
     found = []
@@ -114,7 +118,12 @@ def _shipped_params() -> list[tuple[str, str, dict[str, Any]]]:
 def test_shipped_example_packets_and_policy_cases_validate(
     registry: Registry, where: str, tool: str, params: dict[str, Any]
 ) -> None:
-    registry.validate(tool, params)
+    if where in INVALID_ON_PURPOSE:  # the policy's own guard, behind the params check
+        with pytest.raises(ParamsError) as caught:
+            registry.validate(tool, params)
+        assert caught.value.errors[0]["loc"] == [INVALID_ON_PURPOSE[where]]
+    else:
+        registry.validate(tool, params)
 
 
 # ---- every tool answers like its API ---------------------------------------------------------
