@@ -80,6 +80,8 @@ class Settings:
     max_packet_bytes: int = _setting(65536, "largest packet body accepted", minimum=256)
     long_poll_max_seconds: float = _setting(60.0, "longest `?wait=` on GET /v1/actions/{id}", minimum=0)
     outbox_workers: int = _setting(2, "execution workers per process", minimum=1)
+    outbox_recover_on_start: bool = _setting(
+        True, "at start, re-drive every execution left in flight (one process); false when several share a database")
     outbox_max_attempts: int = _setting(8, "attempts before an execution is recorded as failed", minimum=1)
     outbox_backoff_base_seconds: float = _setting(0.5, "first retry delay (doubles per attempt, with jitter)", minimum=0)
     outbox_backoff_max_seconds: float = _setting(60.0, "longest retry delay", minimum=0)

@@ -188,6 +188,19 @@ class Outbox:
             with conn.begin():
                 return load_decision(conn, decision_id)
 
+    def run_now(self, claim: Claim) -> Decision | None:
+        """Run a claim the caller took in its own transaction (`enqueue(..., lease_until=)`);
+        returns the decision as stored afterwards. A failure to record is logged and leaves the
+        row to lease expiry, like `run_due`."""
+        try:
+            self.run_claim(claim)
+        except Exception:
+            log.exception("execution of %s could not be recorded; it will be re-driven", claim.decision_id)
+        with self.engine.connect() as conn:
+            read_only(conn)
+            with conn.begin():
+                return load_decision(conn, claim.decision_id)
+
     def run_claim(self, claim: Claim) -> Outcome:
         """Run one claim: gates, the connector call, the recorded outcome. Returns the outcome."""
         if self._kill_switch_engaged():

@@ -76,14 +76,26 @@ def iso_time(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def enqueue(conn: Connection, *, decision_id: str, tool: str, params: Mapping[str, Any], now: float) -> None:
-    """Queue the execution of an allowed decision, inside the caller's (the decision's) transaction."""
+def enqueue(
+    conn: Connection, *, decision_id: str, tool: str, params: Mapping[str, Any], now: float,
+    lease_until: float | None = None,
+) -> Claim | None:
+    """Queue the execution of an allowed decision, inside the caller's (the decision's) transaction.
+
+    With `lease_until`, the row is written already claimed by the caller (state running, first
+    attempt) and the claim is returned: the request path then runs it at once without a claim
+    transaction of its own. If the caller dies first, the lease expires and a worker re-drives it.
+    """
+    text = dumps(dict(params))
+    claimed = lease_until is not None
     conn.execute(
         insert(executions).values(
-            decision_id=decision_id, tool=tool, params=dumps(dict(params)), state="pending",
-            attempts=0, next_attempt_at=now, lease_until=None, created_at=now, updated_at=now,
+            decision_id=decision_id, tool=tool, params=text,
+            state="running" if claimed else "pending", attempts=1 if claimed else 0,
+            next_attempt_at=now, lease_until=lease_until, created_at=now, updated_at=now,
         )
     )
+    return Claim(decision_id, tool, text, 1, lease_until) if lease_until is not None else None
 
 
 def _transition(conn: Connection, claim: Claim, now: float, **values: Any) -> bool:

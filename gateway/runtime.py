@@ -150,7 +150,8 @@ class Runtime:
             on_call=self.metrics.observe_connector_call,
             checkpointer=self.checkpointer,
         )
-        self.worker = Worker(self.outbox, threads=settings.outbox_workers)
+        self.worker = Worker(self.outbox, threads=settings.outbox_workers,
+                             recover_on_start=settings.outbox_recover_on_start)
         self.metrics.breakers = lambda: {
             name: state != "closed" for name, state in self.outbox.breaker.states().items()
         }

@@ -30,7 +30,7 @@ from gateway.agents import Agent
 from gateway.engine import Engine as DecisionEngine
 from gateway.killswitch import read_kill_switch
 from gateway.models import Decision, Packet, packet_hash
-from gateway.outbox import Outbox, enqueue
+from gateway.outbox import Claim, Outbox, enqueue
 from gateway.problems import Problem
 from gateway.records import audit_ref, dumps, load_decision, new_decision_id, record_incident
 from gateway.schema import decisions, incidents
@@ -158,7 +158,7 @@ class Gateway:
         started = time.perf_counter()
         engine = self.policies()
         try:
-            decision, queued = self._write(lambda conn: self._record(conn, engine, agent, packet, digest))
+            decision, claim = self._write(lambda conn: self._record(conn, engine, agent, packet, digest))
         except IntegrityError:
             # The same agent + packet_id committed first, concurrently: answer like a replay.
             stored = self._stored(agent.name, packet, digest)
@@ -167,10 +167,8 @@ class Gateway:
             return stored
         if self.on_decision is not None:
             self.on_decision(decision, packet.action.tool, time.perf_counter() - started)
-        if queued:
-            executed = self.outbox.execute_now(decision.decision_id or "")
-            if executed is not None:
-                return executed
+        if claim is not None:
+            return self.outbox.run_now(claim) or decision
         return decision
 
     def _stored(self, agent: str, packet: Packet, digest: str) -> Decision | None:
@@ -192,8 +190,9 @@ class Gateway:
 
     def _record(
         self, conn: Connection, engine: DecisionEngine, agent: Agent, packet: Packet, digest: str
-    ) -> tuple[Decision, bool]:
-        """Decide and record, in the caller's transaction. Returns (decision, queued)."""
+    ) -> tuple[Decision, Claim | None]:
+        """Decide and record, in the caller's transaction. Returns the decision and, when it is
+        to be executed, the claim on its outbox row (this process runs it right after commit)."""
         now = self.clock()
         kill = read_kill_switch(conn).engaged
         decision = engine.decide(packet, agent, now=datetime.fromtimestamp(now, UTC), kill_switch=kill)
@@ -224,11 +223,13 @@ class Gateway:
             .where(decisions.c.decision_id == decision.decision_id)
             .values(decision=decision.model_dump_json())
         )
+        claim = None
         if queued:
-            enqueue(conn, decision_id=decision.decision_id, tool=packet.action.tool,
-                    params=packet.action.params, now=now)
+            claim = enqueue(conn, decision_id=decision.decision_id, tool=packet.action.tool,
+                            params=packet.action.params, now=now,
+                            lease_until=now + self.outbox.lease_seconds)
         self._incidents_for(conn, decision, agent, now)
-        return decision, queued
+        return decision, claim
 
     def _incidents_for(self, conn: Connection, decision: Decision, agent: Agent, now: float) -> None:
         """Proof mismatches (claimed PASS, verified FAIL) and repeated denials open incidents."""
