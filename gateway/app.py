@@ -204,7 +204,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         decision = await run_in_threadpool(gw.get, decision_id)
         deadline = time.monotonic() + min(wait, runtime.long_poll_max)
         first = decision.status
-        while decision.status == first and time.monotonic() < deadline:
+        while decision.status == first and first in ACCEPTED and time.monotonic() < deadline:
             await runtime.changes.wait(decision_id, min(0.25, max(0.0, deadline - time.monotonic())))
             decision = await run_in_threadpool(gw.get, decision_id)
         return JSONResponse(decision.model_dump(mode="json"))
