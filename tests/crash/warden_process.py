@@ -2,7 +2,8 @@
 settings, wait until it answers, `kill -9` it, start it again on the same database and data dir.
 
 - `prepare(db_url, root)` creates the schema, writes the checkpoint signing key (so the test knows
-  the verifier key), registers an agent (`crash-bot`, A2, every tool) and an auditor, and returns
+  the verifier key), registers an agent (`crash-bot` unless named, A2, every tool) and an
+  auditor, and returns
   a `Deployment` (settings as environment variables, tokens, verifier key).
 - `WardenProcess(deployment).start()` runs `python -m gateway.cli serve` with that environment
   (working directory `root`, no inherited `WARDEN_*` variable, output in `root/serve-N.log`) and
@@ -50,6 +51,7 @@ class Deployment:
     root: Path
     db_url: str
     data_dir: Path
+    agent: str
     agent_token: str
     auditor_token: str
     verifier_key: str
@@ -74,9 +76,10 @@ class Deployment:
         )
 
 
-def prepare(db_url: str, root: Path, **settings: Any) -> Deployment:
-    """Schema, signing key and identities for a gateway over `db_url`; `settings` are extra
-    `WARDEN_*` settings of its processes (e.g. `sandbox_latency_ms=200`)."""
+def prepare(db_url: str, root: Path, *, agent: str = AGENT, **settings: Any) -> Deployment:
+    """Schema, signing key and identities (`agent`: A2, every tool; an auditor) for a gateway
+    over `db_url`; `settings` are extra `WARDEN_*` settings of its processes (e.g.
+    `sandbox_latency_ms=200`)."""
     from gateway import identities
     from gateway.schema import upgrade
     from ledger.database import make_engine
@@ -94,11 +97,11 @@ def prepare(db_url: str, root: Path, **settings: Any) -> Deployment:
         with engine.begin() as conn:
             now = time.time()
             _agent, agent_token = identities.add_agent(
-                conn, ledger, AGENT, "A2", ("*",), AGENT_OWNER, now, "test")
+                conn, ledger, agent, "A2", ("*",), AGENT_OWNER, now, "test")
             _user, auditor_token = identities.add_user(conn, ledger, AUDITOR, "auditor", now, "test")
     finally:
         engine.dispose()
-    return Deployment(root, db_url, data_dir, agent_token, auditor_token, signer.verifier_key,
+    return Deployment(root, db_url, data_dir, agent, agent_token, auditor_token, signer.verifier_key,
                       {"log_origin": LOG_ORIGIN, **settings})
 
 
@@ -121,6 +124,7 @@ class WardenProcess:
         return self.process.pid
 
     def start(self, timeout: float = 60.0) -> WardenProcess:
+        self.deployment.root.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "gateway.cli", "serve"], cwd=self.deployment.root,
