@@ -95,6 +95,9 @@ class Approvals:
             select(decisions.c.agent, decisions.c.packet, decisions.c.packet_hash)
             .where(decisions.c.decision_id == decision_id)
         ).one()
+        if decision.status == "expired":
+            raise Problem("approval_expired", f"decision {decision_id} expired before it was approved",
+                          decision=_json(decision))
         if decision.status != "pending_approval":
             raise Problem("not_pending", f"decision {decision_id} is {decision.status}", decision=_json(decision))
         assert decision.approval is not None
