@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
+from uuid import uuid4
 
 import httpx
 import pytest
@@ -140,21 +141,25 @@ def test_one_packet_id_with_two_bodies_gets_one_decision(gateway: Server) -> Non
 
 
 def pending_decisions(server: Server, count: int) -> list[str]:
-    ids = []
-    for _ in range(count):
-        response = server.client("a2").post("/v1/actions", json=refund("a2", LARGE))
-        assert response.status_code == 202, response.text
-        ids.append(response.json()["decision_id"])
-    return ids
+    answers = at_once(server, [("a2", post("/v1/actions", refund("a2", LARGE, packet_id=f"race-{uuid4()}")))
+                               for _ in range(count)])
+    assert {a.status_code for a in answers} == {202}, [a.text for a in answers]
+    return [a.json()["decision_id"] for a in answers]
 
 
 def test_approve_and_reject_at_once_one_wins(gateway: Server) -> None:
-    outcomes = []
-    for decision_id in pending_decisions(gateway, ROUNDS):
-        approve, reject = at_once(gateway, [
-            ("approver", post(f"/v1/approvals/{decision_id}/approve", {"comment": "yes"})),
-            ("approver2", post(f"/v1/approvals/{decision_id}/reject", {"reason": "no"})),
-        ])
+    ids = pending_decisions(gateway, ROUNDS)
+    calls = []
+    for decision_id in ids:  # every decision raced by both people, all decisions at once
+        calls += [("approver", post(f"/v1/approvals/{decision_id}/approve", {"comment": "yes"})),
+                  ("approver2", post(f"/v1/approvals/{decision_id}/reject", {"reason": "no"}))]
+    answers = at_once(gateway, calls)
+
+    approvals = [e["subject"] for e in audit(gateway, "approval")]
+    rejections = [e["subject"] for e in audit(gateway, "rejection")]
+    counted = executions(gateway)
+    for n, decision_id in enumerate(ids):
+        approve, reject = answers[2 * n], answers[2 * n + 1]
         won = [r for r in (approve, reject) if r.status_code in (200, 202)]
         lost = [r for r in (approve, reject) if r.status_code == 409]
         assert (len(won), len(lost)) == (1, 1), (approve.text, reject.text)
@@ -162,28 +167,26 @@ def test_approve_and_reject_at_once_one_wins(gateway: Server) -> None:
         final = settled(gateway, decision_id)["status"]
         if won[0] is approve:
             assert final == "executed"
+            assert (approvals.count(decision_id), rejections.count(decision_id)) == (1, 0)
             assert executions(gateway).get(decision_id) == 1
         else:
             assert final == "rejected"
-            assert decision_id not in executions(gateway)
-        outcomes.append((decision_id, "approval" if won[0] is approve else "rejection"))
-
-    approvals = {e["subject"] for e in audit(gateway, "approval")}
-    rejections = {e["subject"] for e in audit(gateway, "rejection")}
-    for decision_id, kind in outcomes:
-        assert (decision_id in approvals, decision_id in rejections) == (kind == "approval", kind == "rejection")
+            assert (approvals.count(decision_id), rejections.count(decision_id)) == (0, 1)
+            assert decision_id not in counted
 
 
 def test_two_approvers_at_once_execute_once(gateway: Server) -> None:
     ids = pending_decisions(gateway, ROUNDS // 2)
+    calls = []
     for decision_id in ids:
-        answers = at_once(gateway, [
-            ("approver", post(f"/v1/approvals/{decision_id}/approve")),
-            ("approver2", post(f"/v1/approvals/{decision_id}/approve")),
-        ])
-        codes = sorted(a.status_code for a in answers)
-        assert codes in ([200, 409], [202, 409]), [a.text for a in answers]
-        assert [a.json()["code"] for a in answers if a.status_code == 409] == ["not_pending"]
+        calls += [("approver", post(f"/v1/approvals/{decision_id}/approve")),
+                  ("approver2", post(f"/v1/approvals/{decision_id}/approve"))]
+    answers = at_once(gateway, calls)
+
+    for n, decision_id in enumerate(ids):
+        pair = answers[2 * n: 2 * n + 2]
+        assert sorted(a.status_code for a in pair) in ([200, 409], [202, 409]), [a.text for a in pair]
+        assert [a.json()["code"] for a in pair if a.status_code == 409] == ["not_pending"]
         assert settled(gateway, decision_id)["status"] == "executed"
     counted = executions(gateway)
     assert [counted.get(d) for d in ids] == [1] * len(ids)

@@ -171,8 +171,8 @@ def test_approval_while_engaged_is_recorded_and_executes_on_release(gateway: Ser
 
 
 def test_execution_queued_before_engaging_waits_for_release(db_url: str, tmp_path: Path) -> None:
-    # The first call fails with Retry-After: 2 s, so the execution sits in the outbox meanwhile.
-    server, stop = start_server(server_config(db_url, tmp_path, sandbox_faults="stripe.refund=transient*1@2"))
+    # The first call fails with Retry-After: 1.5 s, so the execution sits in the outbox meanwhile.
+    server, stop = start_server(server_config(db_url, tmp_path, sandbox_faults="stripe.refund=transient*1@1.5"))
     try:
         submitted = server.client("a2").post("/v1/actions", json=refund("a2", SMALL))
         assert submitted.status_code == 202, submitted.text
@@ -183,8 +183,9 @@ def test_execution_queued_before_engaging_waits_for_release(db_url: str, tmp_pat
 
         # Wait past the retry time: the execution was due, and still nothing ran.
         due = datetime.fromisoformat(queued["execution"]["next_attempt_at"]).timestamp()
-        held = server.client("a2").get(f"/v1/actions/{decision_id}", params={"wait": 4}).json()
-        assert time.time() > due + 1
+        held = server.client("a2").get(f"/v1/actions/{decision_id}",
+                                       params={"wait": max(0.0, due + 1.2 - time.time())}).json()
+        assert time.time() > due + 1  # the worker polls every 0.2 s
         assert held["status"] == "executing"
         assert executions(server, decision_id) == 0
         assert metric(server, "warden_outbox_pending") == 1
