@@ -272,22 +272,11 @@ def test_expiry_denies_after_the_deadline(tuned_server: Server) -> None:
     assert any(r["rule"] == "approval_expired" for r in expired["reasons"])
     [entry] = audit(server, "expiry", decision_id)
     assert (entry["actor"], entry["data"]["decision_id"], entry["data"]["approvals"]) == ("warden", decision_id, 0)
-    late = server.client("approver").post(f"/v1/approvals/{decision_id}/approve")
-    assert late.status_code == 409, late.text
-    assert late.json()["code"] in {"approval_expired", "not_pending"}  # see the strict xfail below
+    problem(server.client("approver").post(f"/v1/approvals/{decision_id}/approve"), 409, "approval_expired")
     assert audit(server, "approval", decision_id) == []
     assert server.client("approver").get(f"/v1/actions/{decision_id}").json()["status"] == "expired"
     assert executions(server, decision_id) == 0
     assert decision_id not in [d["decision_id"] for d in server.client("approver").get("/v1/approvals").json()]
-
-
-@pytest.mark.xfail(strict=True, reason="approving a decision the housekeeper already expired answers "
-                   "409 not_pending instead of approval_expired (gateway/approvals.py _locked_pending)")
-def test_approving_an_expired_decision_says_it_expired(tuned_server: Server) -> None:
-    decision_id = submit_deletion(tuned_server)
-    waited = tuned_server.client("a2").get(f"/v1/actions/{decision_id}", params={"wait": 10})
-    assert waited.json()["status"] == "expired"
-    problem(tuned_server.client("approver").post(f"/v1/approvals/{decision_id}/approve"), 409, "approval_expired")
 
 
 def test_rejection_is_final_and_executes_nothing(shared_server: Server) -> None:
