@@ -1,0 +1,190 @@
+"""The served OpenAPI document, the docs page and the operator endpoints (health, readiness,
+Prometheus metrics), over real HTTP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.problems import PROBLEM_JSON
+from gateway_server import Server, note, refund, server_config, start_server
+
+#: DESIGN.md's HTTP table as built: path → methods; True when the route needs a token.
+ROUTES: dict[str, tuple[set[str], bool]] = {
+    "/v1/actions": ({"post"}, True),
+    "/v1/actions/evaluate": ({"post"}, True),
+    "/v1/actions/{decision_id}": ({"get"}, True),
+    "/v1/tools": ({"get"}, True),
+    "/v1/approvals": ({"get"}, True),
+    "/v1/approvals/{decision_id}/approve": ({"post"}, True),
+    "/v1/approvals/{decision_id}/reject": ({"post"}, True),
+    "/v1/kill-switch": ({"get", "post"}, True),
+    "/v1/incidents": ({"get"}, True),
+    "/v1/audit/checkpoint": ({"get"}, True),
+    "/v1/audit/entries": ({"get"}, True),
+    "/v1/audit/proofs/inclusion": ({"get"}, True),
+    "/v1/audit/proofs/consistency": ({"get"}, True),
+    "/healthz": ({"get"}, False),
+    "/readyz": ({"get"}, False),
+    "/metrics": ({"get"}, False),
+}
+PACKET_PROBLEMS = {"400", "401", "403", "409", "413", "415", "422"}
+
+
+def refs(node: Any) -> set[str]:
+    """Every `$ref` in a JSON document."""
+    found: set[str] = set()
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if isinstance(item.get("$ref"), str):
+                found.add(item["$ref"])
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+def openapi(server: Server) -> dict[str, Any]:
+    response = server.client().get("/openapi.json")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    return response.json()
+
+
+def test_the_openapi_document_describes_the_api(warden_server: Server) -> None:
+    doc = openapi(warden_server)
+    assert doc["openapi"].startswith("3.")
+    assert doc["info"]["title"] == "Warden"
+    paths = doc["paths"]
+    assert set(paths) == set(ROUTES)
+    for path, (methods, _auth) in ROUTES.items():
+        assert set(paths[path]) == methods, path
+        for method, operation in paths[path].items():
+            assert "200" in operation["responses"], (method, path)
+
+    schemas = doc["components"]["schemas"]
+    for ref in refs(doc):
+        assert ref.startswith("#/components/schemas/") and ref.rsplit("/", 1)[1] in schemas, ref
+    for path in ("/v1/actions", "/v1/actions/evaluate"):
+        operation = paths[path]["post"]
+        assert operation["requestBody"]["required"] is True
+        assert operation["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Packet"}
+        assert operation["responses"]["200"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Decision"}
+        documented = set(operation["responses"])
+        assert PACKET_PROBLEMS <= documented, (path, documented)
+        for status in PACKET_PROBLEMS:
+            assert PROBLEM_JSON in operation["responses"][status]["content"], (path, status)
+            assert "`" in operation["responses"][status]["description"]  # names the codes
+    assert "202" in paths["/v1/actions"]["post"]["responses"]
+    assert "`packet_id_reused`" in paths["/v1/actions"]["post"]["responses"]["409"]["description"]
+
+    packet = schemas["Packet"]
+    assert set(packet["required"]) == {"packet_id", "agent", "action"}
+    assert set(packet["properties"]) == {"packet_id", "agent", "action", "evidence", "proof", "context"}
+    assert packet["additionalProperties"] is False
+    assert schemas["Decision"]["properties"]["status"]["enum"] or schemas["Decision"]["properties"]["status"]
+    assert set(schemas["ProblemDetail"]["required"]) >= {"type", "title", "status", "detail", "code"}
+    assert doc["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer"}
+
+    docs = warden_server.client().get("/docs")
+    assert docs.status_code == 200 and docs.headers["content-type"].startswith("text/html")
+    assert "/openapi.json" in docs.text
+
+
+@pytest.mark.xfail(strict=True, reason="gateway/app.py declares problem responses only on some routes: "
+                   "GET /v1/tools, /v1/approvals, /v1/kill-switch, /v1/incidents, /v1/audit/* document no "
+                   "401/403, and FastAPI's default 422 (HTTPValidationError, application/json) stands where the "
+                   "API answers a problem+json `invalid_request`; no operation carries the bearer security requirement")
+def test_every_route_documents_its_problem_responses(warden_server: Server) -> None:
+    doc = openapi(warden_server)
+    missing: list[str] = []
+    for path, (methods, auth) in ROUTES.items():
+        for method in methods:
+            operation = doc["paths"][path][method]
+            responses = operation["responses"]
+            if auth:
+                missing += [f"{method} {path}: {s}" for s in ("401", "403") if s not in responses]
+                if not operation.get("security") and not doc.get("security"):
+                    missing.append(f"{method} {path}: no security requirement")
+            for status, response in responses.items():
+                if status.startswith(("4", "5")) and PROBLEM_JSON not in response.get("content", {}):
+                    missing.append(f"{method} {path}: {status} is not problem+json")
+    assert missing == []
+
+
+def test_the_api_answers_as_its_openapi_document_says(warden_server: Server) -> None:
+    """With schemathesis installed (not a dependency), fuzz every operation against the document."""
+    schemathesis = pytest.importorskip("schemathesis")
+    schema = schemathesis.openapi.from_url(f"{warden_server.base_url}/openapi.json")  # pragma: no cover
+    token = warden_server.tokens["a2"]  # pragma: no cover
+    for operation in schema.get_all_operations():  # pragma: no cover
+        case = operation.ok().as_strategy().example()
+        response = case.call(base_url=warden_server.base_url, headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code < 500, (case.method, case.path, response.text)
+
+
+def samples(server: Server) -> dict[str, list[tuple[dict[str, str], float]]]:
+    response = server.client().get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return out
+
+
+def test_health_readiness_and_metrics(warden_server: Server) -> None:
+    anonymous = warden_server.client()
+    health = anonymous.get("/healthz")
+    assert (health.status_code, health.json()) == (200, {"status": "ok"})
+    ready = anonymous.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["status"] == "ready"
+    assert ready.json()["checks"] == {"database": True, "policies": True, "signing_key": True}
+
+    before = samples(warden_server)
+    assert before["warden_pending_approvals"] == [({}, 0.0)]
+    assert before["warden_kill_switch_engaged"] == [({}, 0.0)]
+    assert not any(v for _labels, v in before.get("warden_decisions_total", []))
+
+    agent = warden_server.client("a2")
+    executed = agent.post("/v1/actions", json=note("a2"))
+    assert executed.status_code in (200, 202), executed.text
+    executed = agent.get(f"/v1/actions/{executed.json()['decision_id']}", params={"wait": 20})
+    assert executed.json()["status"] == "executed"
+    assert agent.post("/v1/actions", json=refund("a2", 60000)).status_code == 202
+    size = warden_server.client("auditor").get("/v1/audit/entries", params={"from": 0, "to": 0}).json()["size"]
+
+    after = samples(warden_server)
+    decided = {(labels["status"], labels["tool"]): value for labels, value in after["warden_decisions_total"]}
+    # the executed note: its status label, test_an_executed_decision_is_counted_as_executed
+    assert sum(v for (_status, tool), v in decided.items() if tool == "crm.log_note") == 1.0, decided
+    assert decided[("pending_approval", "stripe.refund")] == 1.0
+    assert after["warden_pending_approvals"] == [({}, 1.0)]
+    assert after["warden_audit_log_entries"] == [({}, float(size))]
+    calls = after["warden_connector_calls_total"]
+    assert sum(v for labels, v in calls if labels.get("outcome") == "succeeded") == 1.0, calls
+
+    engaged = warden_server.client("founder").post("/v1/kill-switch", json={"engaged": True, "reason": "drill"})
+    assert engaged.status_code == 200 and engaged.json()["engaged"] is True
+    assert samples(warden_server)["warden_kill_switch_engaged"] == [({}, 1.0)]
+
+
+@pytest.mark.xfail(strict=True, reason="Gateway.submit (gateway/service.py) calls on_decision after _record "
+                   "set the status to the transient `executing`, so warden_decisions_total counts allowed "
+                   "actions as status=\"executing\", never \"executed\" (the metrics' tests expect executed)")
+def test_an_executed_decision_is_counted_as_executed(sqlite_url: str, tmp_path: Path) -> None:
+    server, stop = start_server(server_config(sqlite_url, tmp_path))
+    try:
+        assert server.client("a2").post("/v1/actions", json=note("a2")).status_code in (200, 202)
+        decided = {(labels["status"], labels["tool"]): value
+                   for labels, value in samples(server)["warden_decisions_total"]}
+        assert decided == {("executed", "crm.log_note"): 1.0}
+    finally:
+        stop()
