@@ -87,10 +87,12 @@ class Run:
     p99_ms: float = 0.0
     max_ms: float = 0.0
     requests: int = 0
+    answered_before: int = 0  # 2xx answers before the measured run (check packet, warm-up)
     non2xx: int = 0
     socket_errors: dict[str, int] = field(default_factory=dict)
     first_error: str = ""
     recorded: dict[str, int] = field(default_factory=dict)  # warden: what the database holds
+    recorded_note: str = ""
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -224,22 +226,43 @@ def database(backend: str, workdir: Path) -> Iterator[str]:
         server.stop()
 
 
-def recorded(db_url: str) -> dict[str, int]:
-    """Decisions by status and executions by state, as the database holds them now."""
+def recorded(db_url: str, settle_seconds: float = 30.0) -> dict[str, int]:
+    """Decisions by status and executions by state, once the requests wrk left in flight have
+    finished (no execution pending or running), or after `settle_seconds`."""
     from sqlalchemy import select
 
     from gateway.schema import decisions, executions
     from ledger.database import make_engine, read_only
 
     engine = make_engine(db_url, create=False)
+    deadline = time.monotonic() + settle_seconds
     try:
-        with read_only(engine.connect()) as conn:
-            statuses = Counter(conn.execute(select(decisions.c.status)).scalars())
-            states = Counter(conn.execute(select(executions.c.state)).scalars())
+        while True:
+            with read_only(engine.connect()) as conn:
+                statuses = Counter(conn.execute(select(decisions.c.status)).scalars())
+                states = Counter(conn.execute(select(executions.c.state)).scalars())
+            if set(states) <= {"succeeded", "failed"} or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
     finally:
         engine.dispose()
     return {**{f"decisions_{k}": v for k, v in statuses.items()},
             **{f"executions_{k}": v for k, v in states.items()}}
+
+
+def check_recorded(run: Run) -> None:
+    """The database must hold an executed decision for every 2xx answer (wrk drops the requests
+    in flight when it stops, so it may hold a few more), each with its succeeded execution."""
+    executed = run.recorded.get("decisions_executed", 0)
+    succeeded = run.recorded.get("executions_succeeded", 0)
+    answered = run.answered_before + run.requests - run.non2xx
+    others = {k: v for k, v in run.recorded.items() if k not in ("decisions_executed", "executions_succeeded")}
+    consistent = executed >= answered and succeeded == executed and not others
+    run.recorded_note = (f"the database holds {executed} executed decisions and {succeeded} succeeded "
+                         f"executions for {answered} 2xx answers{f' (also: {others})' if others else ''}: "
+                         f"{'OK' if consistent else 'MISMATCH'}")
+    if not consistent:
+        run.problems.append(run.recorded_note)
 
 
 def check_once(url: str, token: str | None, want_status: str | None) -> str | None:
@@ -305,16 +328,19 @@ def summarise_profile(path: Path, top: int = 25) -> str:
 def measure(backend: str, target: str, url: str, token: str | None, args: argparse.Namespace,
             *, profile_pid: int | None = None) -> Run:
     print(f"  {backend} / {target}: warm-up {args.warmup:g} s")
+    warmed = 0
     if args.warmup > 0:
         warm = parse_wrk(wrk(url, seconds=args.warmup, connections=args.connections, threads=args.threads,
                              token=token, quiet=True), Run(backend, target))
         if not warm.valid:
             print(f"    warm-up: {'; '.join(warm.problems)}")
+        warmed = warm.requests - warm.non2xx
     profiler = None
     if profile_pid is not None and args.py_spy is not None:
         profiler = start_profile(profile_pid, args.duration, args.py_spy / f"{backend}-{target}.txt")
     run = parse_wrk(wrk(url, seconds=args.duration, connections=args.connections, threads=args.threads,
                         token=token), Run(backend, target))
+    run.answered_before = 1 + (warmed if args.warmup > 0 else 0)
     if profiler is not None:
         profiler.wait(timeout=args.duration + 60)
         path = args.py_spy / f"{backend}-{target}.txt"
@@ -339,9 +365,8 @@ def run_backend(backend: str, args: argparse.Namespace, workdir: Path) -> list[R
                 runs.append(Run(backend, "warden", problems=[problem]))
                 return runs
             run = measure(backend, "warden", url, deployment.agent_token, args, profile_pid=server.pid)
-            # Let executions of the last requests finish, then read back what was recorded.
-            time.sleep(1.0)
             run.recorded = recorded(db_url)
+            check_recorded(run)
             runs.append(run)
     return runs
 
@@ -381,11 +406,8 @@ def report(runs: list[Run], args: argparse.Namespace) -> None:
         if r.target != "warden":
             continue
         base = bare.get(r.backend)
-        if r.recorded:
-            executed = r.recorded.get("decisions_executed", 0)
-            print(f"{r.backend}: the database holds {executed} executed decisions "
-                  f"({', '.join(f'{k} {v}' for k, v in sorted(r.recorded.items()))}); "
-                  f"2xx answers incl. warm-up and check: see above")
+        if r.recorded_note:
+            print(f"{r.backend}: {r.recorded_note}")
         if base is None or not base.rps or not r.valid or not base.valid:
             print(f"{r.backend}: goals not checked (a run is missing or invalid)")
             continue

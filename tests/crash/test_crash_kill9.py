@@ -170,6 +170,7 @@ def wait_until_drained(server: WardenProcess, engine: Any, client: httpx.Client,
 def test_kill9_during_executions_then_restart(db_url: str, tmp_path: Path) -> None:
     deployment: Deployment = prepare(
         db_url, tmp_path, sandbox_latency_ms=LATENCY_MS, outbox_workers=2, policy_reload="false",
+        outbox_recover_on_start="true",
         checkpoint_every_entries=40, log_level="info",
     )
     engine = make_engine(db_url)
