@@ -305,21 +305,33 @@ def test_last_approval_is_decided_again_under_the_policies_active_now(db_url: st
     server, stop = start_server(server_config(db_url, tmp_path, policy_dir=policies,
                                               policy_reload=True, policy_poll_seconds=0.1))
     try:
-        pending = submit_pending(server)
-        decision_id = pending["decision_id"]
-        before = pending["policy_digest"]
-        assert active_digest(server) == before
+        stricter, frozen = submit_pending(server), submit_pending(server)
+        first = stricter["policy_digest"]
+        assert frozen["policy_digest"] == active_digest(server) == first
 
+        # (1) Large refunds now need two people: one approval no longer settles it.
+        edit_policy(policies / "payments.policy", *TWO_PERSON_RULE)
+        second = eventually(lambda: (d := active_digest(server)) != first and d, "the two-person rule")
+        one = server.client("approver").post(f"/v1/approvals/{stricter['decision_id']}/approve")
+        assert one.status_code == 202, one.text
+        assert (one.json()["status"], one.json()["approval"]["count"]) == ("pending_approval", 2)
+        [still] = audit(server, "reevaluation", stricter["decision_id"])
+        assert (still["data"]["reevaluated_under"], still["data"]["outcome"]) == (second, "still_pending")
+        two = server.client("approver2").post(f"/v1/approvals/{stricter['decision_id']}/approve")
+        assert outcome(server, two)["status"] == "executed"
+        assert executions(server, stricter["decision_id"]) == 1
+
+        # (2) A deny rule now matches: the approval cannot lift it.
         edit_policy(policies / "payments.policy",
                     '  deny refund_hard_cap when',
                     '  deny refund_freeze when params.amount > 50000\n'
                     '      because "large refunds are frozen while the books are audited"\n\n'
                     '  deny refund_hard_cap when')
-        after = eventually(lambda: (d := active_digest(server)) != before and d, "the edited policies")
-        [activated] = audit(server, "policy_activated", after)
-        assert activated["data"]["digest"] == after
+        third = eventually(lambda: (d := active_digest(server)) != second and d, "the refund freeze")
+        assert [e["data"]["digest"] for e in audit(server, "policy_activated")][-3:] == [first, second, third]
 
-        approved = server.client("approver").post(f"/v1/approvals/{decision_id}/approve")
+        decision_id = frozen["decision_id"]
+        approved = server.client("founder").post(f"/v1/approvals/{decision_id}/approve")
         assert approved.status_code == 200, approved.text
         decided = approved.json()
         assert decided["status"] == "denied"
@@ -327,9 +339,9 @@ def test_last_approval_is_decided_again_under_the_policies_active_now(db_url: st
         assert decided["execution"] is None
         assert executions(server, decision_id) == 0
         [approval] = audit(server, "approval", decision_id)
-        assert approval["data"]["policy_digest"] == before  # bound to the digest it was decided under
+        assert approval["data"]["policy_digest"] == first  # bound to the digest it was decided under
         [again] = audit(server, "reevaluation", decision_id)
-        assert (again["data"]["reevaluated_under"], again["data"]["outcome"]) == (after, "denied")
+        assert (again["data"]["reevaluated_under"], again["data"]["outcome"]) == (third, "denied")
         assert server.client("a2").get(f"/v1/actions/{decision_id}").json()["status"] == "denied"
     finally:
         stop()
