@@ -254,6 +254,32 @@ def test_two_person_rule_counts_each_person_once(tuned_server: Server) -> None:
     assert {e["data"]["packet_hash"] for e in entries} == {decided["data"]["packet_hash"]}
 
 
+def test_two_person_rule_with_both_arriving_at_once_executes_once(tuned_server: Server) -> None:
+    decision_id = submit_pending(tuned_server)["decision_id"]
+    start = threading.Barrier(2)
+    answers: dict[str, httpx.Response] = {}
+
+    def approve(who: str) -> None:
+        with httpx.Client(base_url=tuned_server.base_url, timeout=30,
+                          headers={"Authorization": f"Bearer {tuned_server.tokens[who]}"}) as client:
+            start.wait(timeout=10)
+            answers[who] = client.post(f"/v1/approvals/{decision_id}/approve")
+
+    threads = [threading.Thread(target=approve, args=(who,)) for who in ("approver", "approver2")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(a.status_code for a in answers.values()) in ([200, 202], [202, 202]), \
+        [a.text for a in answers.values()]
+    assert outcome(tuned_server, max(answers.values(), key=lambda a: len(a.json()["approval"]["approvals"])))[
+        "status"] == "executed"
+    assert executions(tuned_server, decision_id) == 1
+    entries = audit(tuned_server, "approval", decision_id)
+    assert sorted(e["data"]["approver"] for e in entries) == ["approver2@test.local", "approver@test.local"]
+    assert sorted(e["data"]["approvals"] for e in entries) == [1, 2]
+
+
 def submit_deletion(server: Server) -> str:
     sent = packet("a2", "crm.delete_contact", {"contact_ids": ["c_1", "c_2"]})
     response = server.client("a2").post("/v1/actions", json=sent)
