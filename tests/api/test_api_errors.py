@@ -229,7 +229,8 @@ def test_access_and_route_errors(warden_server: Server) -> None:
             assert_problem(client.post("/v1/actions", json=note("a2")), "invalid_token", seen)
             assert_problem(client.get("/v1/incidents"), "invalid_token", seen)
 
-    # revoked identities: their tokens stop working at once
+    # revoked identities: their tokens stop working (neither was used before, so no process
+    # can hold them in a cache of recently checked tokens)
     now = time.time()
     server.runtime.gateway._write(lambda conn: identities.revoke_agent(conn, server.runtime.ledger, "a4", now, "test"))
     server.runtime.gateway._write(lambda conn: identities.revoke_user(conn, server.runtime.ledger, "viewer@test.local", now, "test"))
