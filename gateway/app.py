@@ -9,7 +9,6 @@ problem too, never a traceback.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -19,7 +18,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -28,7 +27,7 @@ from gateway.approvals import Person
 from gateway.auth import Principal, require
 from gateway.logs import RequestLogMiddleware
 from gateway.models import Decision, Packet
-from gateway.problems import PROBLEM_JSON, Problem, problem_responses
+from gateway.problems import PROBLEM_JSON, Problem, ProblemDetail, problem_responses
 from gateway.runtime import Runtime
 from gateway.views import (
     AuditEntries,
@@ -48,14 +47,20 @@ PEOPLE = ("founder", "approver", "auditor", "viewer")
 
 
 class ApprovalBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     comment: Annotated[str | None, Field(max_length=2000)] = None
 
 
 class RejectionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     reason: Annotated[str | None, Field(max_length=2000)] = None
 
 
 class KillSwitchBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     engaged: bool
     reason: Annotated[str, Field(min_length=1, max_length=2000)]
 
@@ -84,6 +89,32 @@ def _depth_and_items(value: Any, max_depth: int, max_items: int) -> str | None:
             children = item.values() if isinstance(item, dict) else item
             stack.extend((child, depth) for child in children)
     return None
+
+
+MAX_SMALL_BODY = 16_384
+
+
+async def read_body(request: Request, model: type[BaseModel], *, required: bool) -> BaseModel | None:
+    """A small JSON body, read after authentication (so a caller without the right token learns
+    nothing from the body's validation), with problem+json errors."""
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_SMALL_BODY:
+            raise Problem("invalid_request", f"the body is larger than {MAX_SMALL_BODY} bytes")
+    if not raw.strip():
+        if required:
+            raise Problem("invalid_request", f"send a JSON body ({model.__name__})")
+        return None
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise Problem("malformed_json", "the body is not valid JSON") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        raise Problem("invalid_request", f"the body does not match {model.__name__}", errors=errors) from None
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -228,30 +259,43 @@ def create_app(runtime: Runtime) -> FastAPI:
                                         "own_agent", "decision_not_found", "not_pending", "already_approved",
                                         "approval_expired")
 
-    @app.post("/v1/approvals/{decision_id}/approve", tags=["approvals"], response_model=Decision, responses=decide_problems)
-    def approve(decision_id: str, body: ApprovalBody | None = None,
-                who: Principal = Depends(require("approver", "founder"))) -> Response:
+    def body_of(model: type[BaseModel], *, required: bool) -> dict[str, Any]:
+        return {"requestBody": {"required": required, "content": {"application/json": {
+            "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
+
+    @app.post("/v1/approvals/{decision_id}/approve", tags=["approvals"], response_model=Decision,
+              openapi_extra=body_of(ApprovalBody, required=False), responses=decide_problems)
+    async def approve(request: Request, decision_id: str,
+                      who: Principal = Depends(require("approver", "founder"))) -> Response:
         """Approve a pending decision. When this is the last approval needed, the packet is decided
         again under the policies and kill switch active now and, if still allowed, executed."""
-        decision = approvals.approve(Person(who.name, who.role), decision_id, body.comment if body else None)
+        body = await read_body(request, ApprovalBody, required=False)
+        comment = body.comment if isinstance(body, ApprovalBody) else None
+        decision = await run_in_threadpool(approvals.approve, Person(who.name, who.role), decision_id, comment)
         runtime.changes.notify(decision_id)
         return decision_response(decision)
 
-    @app.post("/v1/approvals/{decision_id}/reject", tags=["approvals"], response_model=Decision, responses=decide_problems)
-    def reject(decision_id: str, body: RejectionBody | None = None,
-               who: Principal = Depends(require("approver", "founder"))) -> Response:
-        decision = approvals.reject(Person(who.name, who.role), decision_id, body.reason if body else None)
+    @app.post("/v1/approvals/{decision_id}/reject", tags=["approvals"], response_model=Decision,
+              openapi_extra=body_of(RejectionBody, required=False), responses=decide_problems)
+    async def reject(request: Request, decision_id: str,
+                     who: Principal = Depends(require("approver", "founder"))) -> Response:
+        body = await read_body(request, RejectionBody, required=False)
+        reason = body.reason if isinstance(body, RejectionBody) else None
+        decision = await run_in_threadpool(approvals.reject, Person(who.name, who.role), decision_id, reason)
         runtime.changes.notify(decision_id)
         return JSONResponse(decision.model_dump(mode="json"))
 
     # ------------------------------------------------------------ kill switch, incidents
 
     @app.post("/v1/kill-switch", tags=["operations"], response_model=KillSwitchState,
+              openapi_extra=body_of(KillSwitchBody, required=True),
               responses=problem_responses("missing_token", "invalid_token", "forbidden_role", "invalid_request"))
-    def kill_switch(body: KillSwitchBody, who: Principal = Depends(require("founder"))) -> KillSwitchState:
+    async def kill_switch(request: Request, who: Principal = Depends(require("founder"))) -> KillSwitchState:
         """Engage (`{"engaged": true, "reason": ...}`) or release the kill switch. While engaged
         nothing executes and new packets are denied."""
-        state = approvals.set_kill_switch(Person(who.name, who.role), body.engaged, body.reason)
+        body = await read_body(request, KillSwitchBody, required=True)
+        assert isinstance(body, KillSwitchBody)
+        state = await run_in_threadpool(approvals.set_kill_switch, Person(who.name, who.role), body.engaged, body.reason)
         runtime.changes.notify_all()
         return KillSwitchState.of(state)
 
@@ -328,8 +372,11 @@ def create_app(runtime: Runtime) -> FastAPI:
         packet_schema = Packet.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(packet_schema.pop("$defs", {}))
         components["Packet"] = packet_schema
+        for model in (ApprovalBody, RejectionBody, KillSwitchBody):
+            components[model.__name__] = model.model_json_schema()
         security = schema["components"].setdefault("securitySchemes", {})
         security["bearer"] = {"type": "http", "scheme": "bearer"}
+        _document_problems(schema)
         app.openapi_schema = schema
         return schema
 
@@ -337,5 +384,31 @@ def create_app(runtime: Runtime) -> FastAPI:
     return app
 
 
-async def _sleep(seconds: float) -> None:
-    await asyncio.sleep(seconds)
+def _document_problems(schema: dict[str, Any]) -> None:
+    """Make the document say what the API does: every `/v1` operation needs a bearer token and
+    may answer 401 / 403; every error is problem+json (FastAPI's default 422 body is not what
+    this API sends: it answers `invalid_request` problems)."""
+    auth = problem_responses("missing_token", "invalid_token", "forbidden_role")
+    invalid = problem_responses("invalid_request")
+    problem_ref = {"$ref": "#/components/schemas/ProblemDetail"}
+    schema["components"]["schemas"].setdefault("ProblemDetail", ProblemDetail.model_json_schema())
+    for path, operations in schema["paths"].items():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            if path.startswith("/v1/"):
+                operation["security"] = [{"bearer": []}]
+                for status, response in auth.items():
+                    responses.setdefault(str(status), _openapi_response(response, problem_ref))
+            if "422" in responses and PROBLEM_JSON not in responses["422"].get("content", {}):
+                responses["422"] = _openapi_response(invalid[422], problem_ref)
+            for status, response in responses.items():
+                if status.startswith(("4", "5")):
+                    content = response.setdefault("content", {})
+                    content.pop("application/json", None)
+                    content.setdefault(PROBLEM_JSON, {"schema": problem_ref})
+                    if not content[PROBLEM_JSON]:
+                        content[PROBLEM_JSON] = {"schema": problem_ref}
+
+
+def _openapi_response(response: dict[str, Any], problem_ref: dict[str, str]) -> dict[str, Any]:
+    return {"description": response["description"], "content": {PROBLEM_JSON: {"schema": problem_ref}}}

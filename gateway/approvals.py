@@ -31,6 +31,7 @@ from gateway.problems import Problem
 from gateway.records import load_decision, store_decision_update
 from gateway.schema import approvals, decisions
 from gateway.service import Gateway
+from ledger.database import read_only
 
 APPROVER_ROLES = frozenset({"approver", FOUNDER})
 
@@ -64,7 +65,7 @@ class Approvals:
             .order_by(decisions.c.created_at)
             .limit(limit)
         )
-        with self.gw.db.connect() as conn:
+        with read_only(self.gw.db.connect()) as conn:
             return [Decision.model_validate_json(raw) for raw in conn.execute(query).scalars()]
 
     # ------------------------------------------------------------ approve / reject
@@ -224,7 +225,7 @@ class Approvals:
     def expire_due(self, *, limit: int = 100) -> int:
         """Mark every pending decision past its deadline as expired; returns how many."""
         now = self.gw.clock()
-        with self.gw.db.connect() as conn:
+        with read_only(self.gw.db.connect()) as conn:
             due = list(conn.execute(
                 select(decisions.c.decision_id).where(and_(
                     decisions.c.status == "pending_approval", decisions.c.expires_at <= now)
@@ -279,7 +280,7 @@ class Approvals:
         return queued
 
     def kill_switch(self) -> KillSwitch:
-        with self.gw.db.connect() as conn:
+        with read_only(self.gw.db.connect()) as conn:
             return read_kill_switch(conn)
 
 

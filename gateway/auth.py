@@ -11,6 +11,9 @@ never stored or logged. Each route declares who may call it with `require(...)`:
 
 from __future__ import annotations
 
+import hashlib
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,6 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from gateway.agents import Agent
 from gateway.identities import authenticate_agent, authenticate_user
 from gateway.problems import Problem
+from ledger.database import read_only
 
 PEOPLE_ROLES = ("founder", "approver", "auditor", "viewer")
 
@@ -50,20 +54,60 @@ def bearer_token(request: Request) -> str:
     return token
 
 
-def authenticate(db: Engine, token: str) -> Principal:
+class TokenCache:
+    """Recently authenticated tokens, by SHA-256, for `ttl` seconds.
+
+    Every request authenticates; the registry changes rarely. A revoked or rotated token, or a
+    changed autonomy level, takes effect within `ttl` seconds (default 2) on every process, and
+    at once on the process that made the change (`clear()`). Unknown tokens are not cached, so
+    a token just issued works immediately.
+    """
+
+    def __init__(self, ttl: float = 2.0, size: int = 10_000) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._entries: dict[bytes, tuple[float, Principal]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: bytes) -> Principal | None:
+        found = self._entries.get(key)
+        if found is None or found[0] < time.monotonic():
+            return None
+        return found[1]
+
+    def put(self, key: bytes, principal: Principal) -> None:
+        with self._lock:
+            if len(self._entries) >= self.size:
+                self._entries.clear()
+            self._entries[key] = (time.monotonic() + self.ttl, principal)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def authenticate(db: Engine, token: str, cache: TokenCache | None = None) -> Principal:
+    key = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+    if cache is not None and (hit := cache.get(key)) is not None:
+        return hit
+    principal: Principal | None = None
     try:
-        with db.connect() as conn:
+        with read_only(db.connect()) as conn:
             if token.startswith("wdn_agent_"):
                 agent = authenticate_agent(conn, token)
                 if agent is not None:
-                    return Principal("agent", agent.name, "agent", agent)
+                    principal = Principal("agent", agent.name, "agent", agent)
             elif token.startswith("wdn_user_"):
                 user = authenticate_user(conn, token)
                 if user is not None:
-                    return Principal("user", user.email, user.role)
+                    principal = Principal("user", user.email, user.role)
     except DBAPIError as exc:
         raise Problem("database_unavailable", "cannot check the token: the database is unreachable") from exc
-    raise Problem("invalid_token", "the token is unknown or was revoked")
+    if principal is None:
+        raise Problem("invalid_token", "the token is unknown or was revoked")
+    if cache is not None:
+        cache.put(key, principal)
+    return principal
 
 
 def require(*roles: str) -> Callable[[Request], Principal]:
@@ -71,7 +115,8 @@ def require(*roles: str) -> Callable[[Request], Principal]:
     allowed = frozenset(roles)
 
     def dependency(request: Request) -> Principal:
-        principal = authenticate(request.app.state.warden.db, bearer_token(request))
+        runtime = request.app.state.warden
+        principal = authenticate(runtime.db, bearer_token(request), runtime.tokens)
         if principal.role not in allowed:
             who = "agents" if principal.is_agent else f"role {principal.role!r}"
             raise Problem("forbidden_role", f"{who} may not call this endpoint "

@@ -56,6 +56,7 @@ log = logging.getLogger("warden.outbox")
 
 Outcome = Literal["succeeded", "transient_error", "permanent_error", "breaker_open", "kill_switch"]
 CallHook = Callable[[str, str, Outcome, float], None]
+Write = Callable[[Callable[[Connection], Any]], Any]  # runs one unit of work in a durable commit
 KILL_SWITCH_RETRY_SECONDS = 1.0
 BREAKER_MIN_WAIT_SECONDS = 0.1
 
@@ -96,6 +97,7 @@ class Outbox:
         on_call: CallHook | None = None,
         checkpointer: Checkpointer | None = None,
         rng: random.Random | None = None,
+        write: Write | None = None,
     ) -> None:
         if max_attempts < 1 or lease_seconds <= 0 or backoff_base < 0 or backoff_max < 0:
             raise ValueError("outbox needs max_attempts >= 1, lease_seconds > 0 and backoff >= 0")
@@ -111,6 +113,19 @@ class Outbox:
         self.on_call = on_call
         self.checkpointer = checkpointer
         self.rng = rng if rng is not None else random.Random()
+        self.write = write
+
+    def _write(self, work: Callable[[Connection], Any]) -> Any:
+        """Run one recording unit durably: through the shared group committer when the gateway
+        gave one (many requests' writes share a commit), else in a transaction of its own."""
+        def unit(conn: Connection) -> Any:
+            self.ledger.lock_head(conn)  # the gateway's lock order: the log's head first
+            return work(conn)
+
+        if self.write is not None:
+            return self.write(unit)
+        with self.engine.begin() as conn:
+            return unit(conn)
 
     def open_breakers(self) -> dict[str, bool]:
         """{connector: True while its breaker refuses calls (open or half-open)} for metrics."""
@@ -249,14 +264,15 @@ class Outbox:
 
     def _release(self, claim: Claim, next_attempt_at: float, why: str) -> None:
         """Put the row back without counting the attempt (kill switch, open breaker)."""
-        with self.engine.begin() as conn:
-            release(conn, claim, next_attempt_at=next_attempt_at, now=self.clock())
+        self._write(lambda conn: release(conn, claim, next_attempt_at=next_attempt_at, now=self.clock()))
         log.info("execution of %s held back: %s", claim.decision_id, why)
 
     def _record_success(self, claim: Claim, result: ExecutionResult) -> None:
-        with self.engine.begin() as conn:
+        def work(conn: Connection) -> None:
             if record_success(conn, self.ledger, claim, result, now=self.clock()):
                 self._maybe_sign(conn)
+
+        self._write(work)
 
     def _record_retry(self, claim: Claim, exc: Exception) -> None:
         now = self.clock()
@@ -264,16 +280,17 @@ class Outbox:
         retry_after = exc.retry_after if isinstance(exc, TransientError) else None
         delay = backoff_delay(claim.attempts, base=self.backoff_base, cap=self.backoff_max,
                               retry_after=retry_after, rng=self.rng)
-        with self.engine.begin() as conn:
-            record_retry(conn, claim, error, next_attempt_at=now + delay, now=now)
+        self._write(lambda conn: record_retry(conn, claim, error, next_attempt_at=now + delay, now=now))
         log.info("execution of %s failed (attempt %d, %s); retrying in %.2fs",
                  claim.decision_id, claim.attempts, error.code, delay)
 
     def _record_failure(self, claim: Claim, exc: Exception) -> None:
         error = ExecutionError.of(exc)
-        with self.engine.begin() as conn:
+        def work(conn: Connection) -> None:
             if record_failure(conn, self.ledger, claim, error, now=self.clock()):
                 self._maybe_sign(conn)
+
+        self._write(work)
         log.warning("execution of %s failed for good: %s", claim.decision_id, error.code)
 
     def _maybe_sign(self, conn: Connection) -> None:

@@ -29,6 +29,7 @@ from dsl import compile_policy_dir
 from dsl.model import PolicySet
 from gateway.engine import Engine as DecisionEngine
 from gateway.approvals import Approvals
+from gateway.auth import TokenCache
 from gateway.config import Settings
 from gateway.logs import log_event
 from gateway.metrics import Metrics
@@ -44,6 +45,7 @@ from ledger.checkpointer import Checkpointer, CheckpointPolicy
 from ledger.database import make_engine, read_only
 from ledger.keys import KeyMismatchError, current_key, read_signer_key, write_signer_key
 from ledger.note import generate_key
+from ledger.group_commit import GroupCommitter
 from ledger.store import Ledger
 
 log = logging.getLogger("warden.runtime")
@@ -140,6 +142,7 @@ class Runtime:
             on_activated=self._policy_activated, on_failed=self.metrics.policy_reload_failed,
             known_tools=known,
         ) if settings.policy_reload else None
+        self.committer = GroupCommitter(self.db)
         self.outbox = Outbox(
             self.db, self.ledger, self.registry, clock=clock,
             max_attempts=settings.outbox_max_attempts,
@@ -148,7 +151,7 @@ class Runtime:
             breaker=CircuitBreakers(failures=settings.breaker_failures,
                                     cooldown=settings.breaker_cooldown_seconds),
             on_call=self.metrics.observe_connector_call,
-            checkpointer=self.checkpointer,
+            write=self.committer.run,
         )
         self.worker = Worker(self.outbox, threads=settings.outbox_workers,
                              recover_on_start=settings.outbox_recover_on_start)
@@ -158,12 +161,13 @@ class Runtime:
         self.metrics.policy_digest = lambda: self.policies.current()[0].digest
         self.gateway = Gateway(
             self.db, ledger=self.ledger, policies=lambda: self.policies.current()[1],
-            registry=self.registry, outbox=self.outbox, checkpointer=self.checkpointer,
+            registry=self.registry, outbox=self.outbox, committer=self.committer,
             clock=clock, on_decision=self._observe_decision,
             limits=Limits(settings.repeated_denials_threshold, settings.repeated_denials_window_seconds),
         )
         self.approvals = Approvals(self.gateway)
         self.changes = Changes()
+        self.tokens = TokenCache()
         self.packet_limits = PacketLimits(max_bytes=settings.max_packet_bytes)
         self.long_poll_max = float(settings.long_poll_max_seconds)
         self.tamper = TamperWatch(self.ledger, self._tamper_alarm)
@@ -189,6 +193,7 @@ class Runtime:
         self.worker.stop()
         if self._housekeeper is not None:
             self._housekeeper.join(timeout=5)
+        self.committer.close()
         self.db.dispose()
 
     @asynccontextmanager

@@ -36,10 +36,13 @@ from gateway.records import audit_ref, dumps, load_decision, new_decision_id, re
 from gateway.schema import decisions, incidents
 from ledger.checkpointer import Checkpointer
 from ledger.group_commit import GroupCommitter
+from ledger.database import read_only
 from ledger.store import Ledger
 
 log = logging.getLogger("warden.gateway")
 T = TypeVar("T")
+
+_INSERT_DECISION = insert(decisions)
 
 #: Statuses after which a decision never changes again.
 FINAL = frozenset({"executed", "denied", "drafted", "rejected", "expired", "failed"})
@@ -89,6 +92,9 @@ class Gateway:
         """Run `work` in a write transaction with a checkpoint check, committed durably."""
 
         def unit(conn: Connection) -> T:
+            # Every write takes the log's head lock first, before any decision row: one lock
+            # order everywhere, so concurrent writers queue instead of deadlocking (PostgreSQL).
+            self.ledger.lock_head(conn)
             result = work(conn)
             if self.checkpointer is not None:
                 self.checkpointer.maybe_sign(conn)
@@ -144,7 +150,7 @@ class Gateway:
     def evaluate(self, agent: Agent, packet: Packet) -> Decision:
         """Dry run: the decision a real run would get; nothing recorded or executed."""
         self.check_packet(agent, packet)
-        with self.db.connect() as conn:
+        with read_only(self.db.connect()) as conn:
             kill = read_kill_switch(conn).engaged
         return self.policies().decide(packet, agent, now=self.now(), kill_switch=kill, dry_run=True)
 
@@ -152,27 +158,25 @@ class Gateway:
         """The whole pipeline for one packet; returns the decision as stored (and executed)."""
         self.check_packet(agent, packet)
         digest = packet_hash(packet)
-        stored = self._stored(agent.name, packet, digest)
-        if stored is not None:
-            return stored
         started = time.perf_counter()
         engine = self.policies()
         try:
             decision, claim = self._write(lambda conn: self._record(conn, engine, agent, packet, digest))
         except IntegrityError:
-            # The same agent + packet_id committed first, concurrently: answer like a replay.
+            # The same agent + packet_id was recorded before (a retry, or a concurrent twin that
+            # committed first): answer with the stored decision, or 409 for another body.
             stored = self._stored(agent.name, packet, digest)
             if stored is None:
                 raise
             return stored
-        if self.on_decision is not None:
-            self.on_decision(decision, packet.action.tool, time.perf_counter() - started)
         if claim is not None:
-            return self.outbox.run_now(claim) or decision
+            decision = self.outbox.run_now(claim) or decision
+        if self.on_decision is not None:  # with the outcome: executed, failed or still executing
+            self.on_decision(decision, packet.action.tool, time.perf_counter() - started)
         return decision
 
     def _stored(self, agent: str, packet: Packet, digest: str) -> Decision | None:
-        with self.db.connect() as conn:
+        with read_only(self.db.connect()) as conn:
             row = conn.execute(
                 select(decisions.c.packet_hash, decisions.c.decision).where(
                     and_(decisions.c.agent == agent, decisions.c.packet_id == packet.packet_id)
@@ -202,27 +206,21 @@ class Gateway:
             decision.status = "executing"  # executed once the connector confirms
         expires = decision.approval.expires_at.timestamp() if decision.approval else None
         packet_json = packet.model_dump(mode="json")
-        # The row first: a concurrent duplicate fails here, before touching the log.
-        conn.execute(
-            insert(decisions).values(
-                decision_id=decision.decision_id, agent=agent.name, packet_id=packet.packet_id,
-                packet_hash=digest, tool=packet.action.tool, status=decision.status,
-                risk=int(decision.risk), policy_digest=decision.policy_digest,
-                packet=dumps(packet_json), decision="{}", created_at=now, updated_at=now,
-                expires_at=expires,
-            )
-        )
         entry = self.ledger.append(
             conn, "decision", agent.name, decision.decision_id,
             {"decision": decision.model_dump(mode="json", exclude={"audit", "execution"}),
              "packet": packet_json, "packet_hash": digest},
         )
         decision.audit = audit_ref(entry)
-        conn.execute(
-            decisions.update()
-            .where(decisions.c.decision_id == decision.decision_id)
-            .values(decision=decision.model_dump_json())
-        )
+        # A duplicate agent + packet_id fails here (unique key); the caller's transaction (or
+        # savepoint) rolls back, the entry above with it, leaving no gap in the log.
+        conn.execute(_INSERT_DECISION, {
+            "decision_id": decision.decision_id, "agent": agent.name, "packet_id": packet.packet_id,
+            "packet_hash": digest, "tool": packet.action.tool, "status": decision.status,
+            "risk": int(decision.risk), "policy_digest": decision.policy_digest,
+            "packet": dumps(packet_json), "decision": decision.model_dump_json(),
+            "created_at": now, "updated_at": now, "expires_at": expires,
+        })
         claim = None
         if queued:
             claim = enqueue(conn, decision_id=decision.decision_id, tool=packet.action.tool,
@@ -270,14 +268,14 @@ class Gateway:
     # ---------------------------------------------------------------- reads
 
     def get(self, decision_id: str) -> Decision:
-        with self.db.connect() as conn:
+        with read_only(self.db.connect()) as conn:
             found = load_decision(conn, decision_id)
         if found is None:
             raise Problem("decision_not_found", f"no decision {decision_id!r}")
         return found
 
     def decision_agent(self, decision_id: str) -> str | None:
-        with self.db.connect() as conn:
+        with read_only(self.db.connect()) as conn:
             return conn.execute(
                 select(decisions.c.agent).where(decisions.c.decision_id == decision_id)
             ).scalar_one_or_none()
@@ -286,5 +284,5 @@ class Gateway:
         query = select(incidents).order_by(incidents.c.id.desc()).limit(limit)
         if kind is not None:
             query = query.where(incidents.c.kind == kind)
-        with self.db.connect() as conn:
+        with read_only(self.db.connect()) as conn:
             return [dict(row._mapping) for row in conn.execute(query)]

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine, select
 from ledger import merkle
 from ledger.compact import MerkleAccumulator
 from ledger.database import read_only
-from ledger.entry import EntryError, chain_fields
+from ledger.entry import EntryError, chain_fields, decode_entry
 from ledger.checkpoint import open_checkpoint
 from ledger.keys import signing_keys
 from ledger.note import NoteError, Verifier
@@ -90,10 +90,13 @@ class TamperWatch:
                 if bytes(stored_leaf) != leaf:
                     return f"entry {seq}: the stored leaf hash does not match its bytes"
                 try:
-                    fields = chain_fields(body)
+                    fields = chain_fields(body)  # the fast path; None means "decode it fully"
+                    if fields is None:
+                        entry = decode_entry(body)
+                        fields = (entry.seq, entry.kind, entry.prev, entry.data)
                 except EntryError as exc:
                     return f"entry {seq}: {exc}"
-                if fields is None or fields[0] != seq:
+                if fields[0] != seq:
                     return f"entry {seq}: its seq field is not its position"
                 if fields[2] != self._prev.hex():
                     return f"entry {seq}: prev does not match entry {seq - 1}'s leaf hash"

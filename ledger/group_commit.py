@@ -100,6 +100,7 @@ class GroupCommitter:
 
     def _commit(self, group: list[_Unit]) -> None:
         done: list[tuple[_Unit, Any]] = []
+        failed: list[tuple[_Unit, Exception]] = []
         try:
             with self._engine.begin() as conn:
                 for unit in group:
@@ -109,15 +110,17 @@ class GroupCommitter:
                         with conn.begin_nested():
                             result = unit.work(conn)
                     except Exception as exc:  # the unit's own failure: only its savepoint rolls back
-                        unit.future.set_exception(exc)
+                        failed.append((unit, exc))
                     else:
                         done.append((unit, result))
         except Exception as exc:  # the shared commit failed: nothing of the group is durable
-            for unit, _result in done:
-                unit.future.set_exception(exc)
             for unit in group:
                 if not unit.future.done():
                     unit.future.set_exception(exc)
             return
+        # Answer only now, after the commit, failures included: a unit that failed because of
+        # another unit of its group (a unique key, say) then sees that unit's work committed.
+        for unit, error in failed:
+            unit.future.set_exception(error)
         for unit, result in done:
             unit.future.set_result(result)

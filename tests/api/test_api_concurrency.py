@@ -196,18 +196,9 @@ def test_two_approvers_at_once_execute_once(gateway: Server) -> None:
 
 # ---------------------------------------------------------------------------------- kill switch
 
-RELEASE_DEADLOCK = (
-    "PostgreSQL deadlock: releasing the kill switch appends its audit entry (ledger head locked) and "
-    "then locks each fully approved decision (gateway/approvals.py set_kill_switch -> "
-    "_settle_approved), while a rejection or approval locks its decision first and the ledger head "
-    "second (_locked_pending, then ledger.append). PostgreSQL aborts one side: the release or the "
-    "rejections answer 503 and the switch can stay engaged"
-)
-
-
-def test_release_racing_rejections_answers_every_request(gateway: Server, request: pytest.FixtureRequest) -> None:
-    if request.node.callspec.id.endswith("postgresql"):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=RELEASE_DEADLOCK))
+def test_release_racing_rejections_answers_every_request(gateway: Server) -> None:
+    """Every decision-changing write takes the log's head lock first: a release settling approved
+    decisions and rejections of the same decisions queue instead of deadlocking (PostgreSQL)."""
     ids = pending_decisions(gateway, 2 * ROUNDS)
     founder = gateway.client("founder")
     assert founder.post("/v1/kill-switch", json={"engaged": True, "reason": "drill"}).status_code == 200

@@ -267,6 +267,8 @@ def test_access_and_route_errors(warden_server: Server) -> None:
         problem = assert_problem(founder.post("/v1/kill-switch", json=body), "invalid_request", seen)
         assert problem["errors"], problem
     assert_problem(founder.post("/v1/kill-switch", content=b"{", headers={"content-type": "application/json"}),
+                   "malformed_json", seen)
+    assert_problem(founder.post("/v1/kill-switch", json={"engaged": True, "reason": "x", "extra": 1}),
                    "invalid_request", seen)
     assert_problem(server.client("approver").get("/v1/approvals", params={"status": "done"}), "invalid_request", seen)
     assert_problem(server.client("auditor").get("/v1/audit/entries", params={"from": -1}), "invalid_request", seen)

@@ -304,9 +304,6 @@ def test_an_unanswered_approval_expires(db_url: str, tmp_path: Path) -> None:
         stop()
 
 
-@pytest.mark.xfail(strict=False, reason="race: Gateway.submit commits the execution row due at once, so "
-                   "the outbox worker (polling every 0.2 s) can claim it before Outbox.execute_now in the "
-                   "request path; the agent then gets 202 executing for an action that executes at once")
 def test_an_executable_action_is_answered_with_its_outcome(sqlite_url: str, tmp_path: Path) -> None:
     server, stop = start_server(server_config(sqlite_url, tmp_path))
     try:
@@ -317,9 +314,6 @@ def test_an_executable_action_is_answered_with_its_outcome(sqlite_url: str, tmp_
         stop()
 
 
-@pytest.mark.xfail(strict=True, reason="gateway/tamper.py treats ledger.entry.chain_fields() returning None "
-                   "(\"ask decode_entry\", e.g. for any entry holding a non-integer number such as "
-                   "risk_score 0.1) as a verdict: a false tamper_alarm for every packet with a float")
 def test_a_float_in_a_packet_raises_no_tamper_alarm(sqlite_url: str, tmp_path: Path) -> None:
     server, stop = start_server(server_config(sqlite_url, tmp_path))
     try:

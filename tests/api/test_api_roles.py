@@ -133,10 +133,6 @@ def test_every_endpoint_admits_exactly_its_roles(warden_server: Server) -> None:
             assert secret not in text
 
 
-@pytest.mark.xfail(strict=True, reason="FastAPI reads and validates a route's JSON body model before its "
-                   "`require(...)` dependency runs, so on the approve/reject/kill-switch routes a caller "
-                   "without a token (or with the wrong role) who sends a malformed body gets 422 "
-                   "invalid_request instead of 401/403")
 def test_authentication_comes_before_the_body(sqlite_url: str, tmp_path: Path) -> None:
     server, stop = start_server(server_config(sqlite_url, tmp_path))
     try:
