@@ -29,7 +29,7 @@ PACKET_CODES = {"malformed_json", "invalid_packet", "unsupported_media_type", "p
                 "packet_too_deep", "unknown_tool", "invalid_params", "agent_mismatch",
                 "tool_not_allowed", "packet_id_reused"}
 ACCESS_CODES = {"missing_token", "invalid_token", "forbidden_role", "decision_not_found", "not_found",
-                "method_not_allowed", "invalid_request"}
+                "method_not_allowed", "invalid_request", "malformed_json"}
 APPROVAL_CODES = {"own_agent", "role_not_allowed", "already_approved", "not_pending",
                   "approval_expired", "decision_not_found", "forbidden_role"}
 
