@@ -1,4 +1,4 @@
-"""The baseline of `bench/http.py`: a bare FastAPI app under uvicorn, one POST endpoint.
+"""The baseline of `bench/http_load.py`: a bare FastAPI app under uvicorn, one POST endpoint.
 
     python bench/bare_app.py [--host 127.0.0.1] [--port 8090]
 

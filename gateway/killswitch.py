@@ -31,8 +31,11 @@ class KillSwitch:
 RELEASED = KillSwitch()
 
 
+_READ = select(gateway_state.c.value).where(gateway_state.c.key == KEY)
+
+
 def read_kill_switch(conn: Connection) -> KillSwitch:
-    raw = conn.execute(select(gateway_state.c.value).where(gateway_state.c.key == KEY)).scalar_one_or_none()
+    raw = conn.execute(_READ).scalar_one_or_none()
     if raw is None:
         return RELEASED
     return KillSwitch(**json.loads(raw))

@@ -18,7 +18,6 @@ import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-import rfc8785
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -31,6 +30,7 @@ from pydantic import (
 )
 
 from dsl.model import Autonomy, Risk
+from ledger.entry import canonical_bytes
 
 #: Integers beyond this are not exactly representable in I-JSON (RFC 7493), so RFC 8785 cannot
 #: canonicalise them and two parsers may disagree about the amount: refused at the door.
@@ -196,7 +196,7 @@ def packet_hash(packet: Packet) -> str:
     Omitted optional fields hash like their defaults (`evidence` absent == `{}`), so the hash
     names what the packet means, not how its JSON was spelt.
     """
-    canonical = rfc8785.dumps(packet.model_dump(mode="json"))
+    canonical = canonical_bytes(packet.model_dump(mode="json"))
     return "sha256:" + hashlib.sha256(canonical).hexdigest()
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from connectors.base import ConnectorError, ExecutionResult
 from gateway.records import dumps, load_decision, record_incident, store_decision_update
@@ -88,24 +88,34 @@ def enqueue(
     """
     text = dumps(dict(params))
     claimed = lease_until is not None
-    conn.execute(
-        insert(executions).values(
-            decision_id=decision_id, tool=tool, params=text,
-            state="running" if claimed else "pending", attempts=1 if claimed else 0,
-            next_attempt_at=now, lease_until=lease_until, created_at=now, updated_at=now,
-        )
-    )
+    conn.execute(_INSERT_EXECUTION, {
+        "decision_id": decision_id, "tool": tool, "params": text,
+        "state": "running" if claimed else "pending", "attempts": 1 if claimed else 0,
+        "next_attempt_at": now, "lease_until": lease_until, "created_at": now, "updated_at": now,
+    })
     return Claim(decision_id, tool, text, 1, lease_until) if lease_until is not None else None
+
+
+_INSERT_EXECUTION = insert(executions)
+#: One prebuilt UPDATE per set of changed columns (building a statement costs more than running it).
+_TRANSITIONS: dict[tuple[str, ...], Any] = {}
 
 
 def _transition(conn: Connection, claim: Claim, now: float, **values: Any) -> bool:
     """Move the row on, if it is still running under this claim."""
-    done = conn.execute(
-        update(executions)
-        .where(executions.c.decision_id == claim.decision_id)
-        .where(executions.c.state == "running", executions.c.attempts == claim.attempts)
-        .values(lease_until=None, updated_at=now, **values)
-    )
+    statement = _TRANSITIONS.get(tuple(sorted(values)))
+    if statement is None:
+        statement = _TRANSITIONS[tuple(sorted(values))] = (
+            update(executions)
+            .where(executions.c.decision_id == bindparam("claim_id"))
+            .where(executions.c.state == "running", executions.c.attempts == bindparam("claim_attempts"))
+            .values(lease_until=None, updated_at=bindparam("now"),
+                    **{name: bindparam(f"new_{name}") for name in values})
+        )
+    done = conn.execute(statement, {
+        "claim_id": claim.decision_id, "claim_attempts": claim.attempts, "now": now,
+        **{f"new_{name}": value for name, value in values.items()},
+    })
     if done.rowcount != 1:
         log.warning("execution %s was re-driven elsewhere; attempt %d records nothing", claim.decision_id, claim.attempts)
         return False

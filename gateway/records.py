@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from gateway.models import AuditRef, Decision
 from gateway.schema import decisions, incidents
@@ -22,6 +22,15 @@ from ledger.store import AppendResult, Ledger
 
 #: Kinds of incident (the `kind` column and the `incident` entry's `data.kind`).
 INCIDENT_KINDS = ("proof_mismatch", "connector_failure", "repeated_denials", "tamper_alarm")
+
+
+_READ_DECISION = select(decisions.c.decision).where(decisions.c.decision_id == bindparam("id"))
+_LOCK_DECISION = _READ_DECISION.with_for_update()
+_UPDATE_PENDING = (
+    update(decisions).where(decisions.c.decision_id == bindparam("id"))
+    .values(status=bindparam("new_status"), decision=bindparam("new_decision"), updated_at=bindparam("now"))
+)
+_UPDATE_SETTLED = _UPDATE_PENDING.values(expires_at=None)
 
 
 def new_decision_id() -> str:
@@ -42,26 +51,16 @@ def audit_ref(result: AppendResult) -> AuditRef:
 def load_decision(conn: Connection, decision_id: str, *, for_update: bool = False) -> Decision | None:
     """The decision as last stored (FOR UPDATE locks the row on PostgreSQL; SQLite's write
     transaction already holds the database lock)."""
-    query = select(decisions.c.decision).where(decisions.c.decision_id == decision_id)
-    if for_update:
-        query = query.with_for_update()
-    raw = conn.execute(query).scalar_one_or_none()
+    raw = conn.execute(_LOCK_DECISION if for_update else _READ_DECISION, {"id": decision_id}).scalar_one_or_none()
     return None if raw is None else Decision.model_validate_json(raw)
 
 
 def store_decision_update(conn: Connection, decision: Decision, *, now: float) -> None:
     """Write a changed decision (status, approvals, execution) back to its row."""
     assert decision.decision_id is not None
-    conn.execute(
-        update(decisions)
-        .where(decisions.c.decision_id == decision.decision_id)
-        .values(
-            status=decision.status,
-            decision=decision.model_dump_json(),
-            updated_at=now,
-            expires_at=None if decision.status != "pending_approval" else decisions.c.expires_at,
-        )
-    )
+    statement = _UPDATE_PENDING if decision.status == "pending_approval" else _UPDATE_SETTLED
+    conn.execute(statement, {"id": decision.decision_id, "new_status": decision.status,
+                             "new_decision": decision.model_dump_json(), "now": now})
 
 
 def record_incident(

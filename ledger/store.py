@@ -34,6 +34,12 @@ _HEAD = select(head.c.size, head.c.last_leaf, head.c.frontier).where(head.c.id =
 _HEAD_FOR_UPDATE = _HEAD.with_for_update()
 _TAKE_WRITE_LOCK = update(head).where(head.c.id == HEAD_ID).values(size=head.c.size)
 _CHECKPOINT_NOTE = select(checkpoints.c.note).where(checkpoints.c.size == bindparam("size"))
+# Built once: building a statement costs more than running it on the hot path of every append.
+_INSERT_ENTRIES = insert(entries)
+_INSERT_NODES = insert(nodes)
+_UPDATE_HEAD = update(head).where(head.c.id == HEAD_ID).values(
+    size=bindparam("new_size"), last_leaf=bindparam("new_last_leaf"), frontier=bindparam("new_frontier")
+)
 
 
 class LedgerError(Exception):
@@ -160,14 +166,13 @@ class Ledger:
         results, rows, completed, after = self._encode(current, items)
         if not rows:
             return []
-        conn.execute(insert(entries), rows)
+        conn.execute(_INSERT_ENTRIES, rows)
         if completed:
-            conn.execute(insert(nodes), completed)
-        conn.execute(
-            update(head)
-            .where(head.c.id == HEAD_ID)
-            .values(size=after.size, last_leaf=results[-1].leaf_hash, frontier=pack_frontier(after))
-        )
+            conn.execute(_INSERT_NODES, completed)
+        conn.execute(_UPDATE_HEAD, {
+            "new_size": after.size, "new_last_leaf": results[-1].leaf_hash,
+            "new_frontier": pack_frontier(after),
+        })
         return results
 
     def _encode(

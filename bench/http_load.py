@@ -1,6 +1,6 @@
 """Warden over HTTP against a bare FastAPI app, with wrk as the load generator.
 
-    python bench/http.py [--duration 15] [--connections 16] [--threads 2] [--warmup 3]
+    python bench/http_load.py [--duration 15] [--connections 16] [--threads 2] [--warmup 3]
                          [--backends sqlite,postgresql] [--json FILE] [--py-spy DIR]
 
 For each backend (SQLite in a temporary folder; PostgreSQL started for the run by
@@ -443,7 +443,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if shutil.which("wrk") is None:
-        print("bench/http.py: wrk (the HTTP load generator) is not installed; on Debian/Ubuntu run "
+        print("bench/http_load.py: wrk (the HTTP load generator) is not installed; on Debian/Ubuntu run "
               "`apt-get install -y wrk`, elsewhere see https://github.com/wg/wrk", file=sys.stderr)
         return 2
     print(f"machine: {machine()}")
