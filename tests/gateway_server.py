@@ -7,21 +7,28 @@ Identities registered:
             narrow       A2, only crm.* tools
     people  founder@test.local (founder), approver@test.local, approver2@test.local,
             owner@test.local (approver who owns the agents), auditor@test.local, viewer@test.local
+
+Shared helpers for the HTTP tests: `module_server` (one gateway per database for a module),
+`audit_log` / `audit` (the hashed audit log as the auditor), `eventually` (poll until a check holds),
+`policies_with` / `edit_policy` (a copy of the shipped policies with text edits).
 """
 
 from __future__ import annotations
 
+import shutil
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 
+from dsl import builtin_policy_dir
 from gateway import identities
 from gateway.app import create_app
 from gateway.config import Settings
@@ -142,4 +149,65 @@ def server_config(db_url: str, tmp_path: Path, **overrides: Any) -> Settings:
     return replace(base, **overrides)
 
 
+def module_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, name: str,
+                  **overrides: Any) -> Iterator[Server]:
+    """The body of a module-scoped fixture parametrised over ["sqlite", "postgresql"]: a gateway
+    over a fresh database of that kind (settings from `server_config`, with `overrides`), stopped
+    when the module is done. Use as `yield from module_server(request, tmp_path_factory, "name")`."""
+    tmp = tmp_path_factory.mktemp(name)
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp / 'warden.db'}"
+    else:
+        url = request.getfixturevalue("postgres_server").create_database()
+    server, stop = start_server(server_config(url, tmp, **overrides))
+    try:
+        yield server
+    finally:
+        stop()
 
+
+def audit_log(server: Server) -> list[dict[str, Any]]:
+    """Every item of the audit log (the entry as hashed, with its hashes), oldest first; read page
+    by page from GET /v1/audit/entries as the auditor."""
+    auditor = server.client("auditor")
+    found: list[dict[str, Any]] = []
+    while True:
+        page = auditor.get("/v1/audit/entries", params={"from": len(found)})
+        assert page.status_code == 200, page.text
+        body = page.json()
+        found += body["entries"]
+        if not body["entries"] or len(found) >= body["size"]:
+            return found
+
+
+def audit(server: Server, kind: str, subject: str | None = None) -> list[dict[str, Any]]:
+    """The audit entries (as hashed) of one kind, and of one subject if given, oldest first."""
+    entries = [item["entry"] for item in audit_log(server)]
+    return [e for e in entries if e["kind"] == kind and (subject is None or e["subject"] == subject)]
+
+
+def eventually(check: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
+    """The first truthy value of `check()`, polled every 50 ms; fails after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def policies_with(tmp_path: Path, edits: dict[str, tuple[str, str]] | None = None) -> Path:
+    """A copy of the shipped policies in tmp_path/policies with text replaced: {file: (old, new)}."""
+    target = tmp_path / "policies"
+    shutil.copytree(builtin_policy_dir(), target, ignore=shutil.ignore_patterns("tests", "examples"))
+    for name, (old, new) in (edits or {}).items():
+        edit_policy(target / name, old, new)
+    return target
+
+
+def edit_policy(file: Path, old: str, new: str) -> None:
+    """Replace `old`, which must stand in the file exactly once, by `new`."""
+    text = file.read_text(encoding="utf-8")
+    assert text.count(old) == 1, f"{old!r} not found once in {file.name}"
+    file.write_text(text.replace(old, new), encoding="utf-8")

@@ -7,10 +7,9 @@ Every approval is checked in the hashed audit log (GET /v1/audit/entries as the 
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +17,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from dsl import builtin_policy_dir
 from gateway import identities
-from gateway_server import Server, packet, refund, server_config, start_server
+from gateway_server import (Server, audit, edit_policy, eventually, module_server, packet, policies_with, refund,
+                            server_config, start_server)
 
 LARGE = 60_000  # cents: over the $500 line, so an approver is needed (L2)
 
@@ -30,35 +29,10 @@ def shared_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
     """One gateway with the shipped policies per database for this module's tests that only add
     decisions of their own (each test works on the decisions it submitted); tests that need other
     policies or settings start their own."""
-    tmp = tmp_path_factory.mktemp("approvals")
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp / 'warden.db'}"
-    else:
-        url = request.getfixturevalue("postgres_server").create_database()
-    server, stop = start_server(server_config(url, tmp))
-    try:
-        yield server
-    finally:
-        stop()
+    yield from module_server(request, tmp_path_factory, "approvals")
 
 
 # ---------------------------------------------------------------------------------- helpers
-
-
-def audit(server: Server, kind: str | None = None, subject: str | None = None) -> list[dict[str, Any]]:
-    """Every audit entry (as hashed), optionally of one kind and subject, oldest first."""
-    auditor = server.client("auditor")
-    found: list[dict[str, Any]] = []
-    start = 0
-    while True:
-        page = auditor.get("/v1/audit/entries", params={"from": start})
-        assert page.status_code == 200, page.text
-        body = page.json()
-        found += [e["entry"] for e in body["entries"]]
-        start += len(body["entries"])
-        if not body["entries"] or start >= body["size"]:
-            break
-    return [e for e in found if (kind is None or e["kind"] == kind) and (subject is None or e["subject"] == subject)]
 
 
 def executions(server: Server, decision_id: str) -> int:
@@ -68,39 +42,12 @@ def executions(server: Server, decision_id: str) -> int:
     return ledger.executions_by_key().get(decision_id, 0)
 
 
-def policy_copy(tmp_path: Path, edits: dict[str, tuple[str, str]] | None = None) -> Path:
-    """The shipped policies copied to tmp_path/policies, with `{file: (old, new)}` text edits."""
-    target = tmp_path / "policies"
-    target.mkdir()
-    for source in builtin_policy_dir().glob("*.policy"):
-        shutil.copy(source, target / source.name)
-    for name, (old, new) in (edits or {}).items():
-        edit_policy(target / name, old, new)
-    return target
-
-
-def edit_policy(file: Path, old: str, new: str) -> None:
-    text = file.read_text()
-    assert old in text, f"{file.name} no longer contains {old!r}"
-    file.write_text(text.replace(old, new, 1))
-
-
 def active_digest(server: Server) -> str:
     text = server.client().get("/metrics").text
     for family in text_string_to_metric_families(text):
         if family.name == "warden_policy_info":
             return str(family.samples[0].labels["digest"])
     raise AssertionError("no warden_policy_info in /metrics")
-
-
-def eventually(check: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def submit_pending(server: Server, agent: str = "a2", amount: int = LARGE) -> dict[str, Any]:
@@ -219,15 +166,9 @@ SHORT_EXPIRY = ('require approval deletion_approval from role "approver"',
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def tuned_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """Shipped policies with two approvers for large refunds and a one-second expiry on deletions."""
-    tmp = tmp_path_factory.mktemp("tuned")
-    url = f"sqlite:///{tmp / 'warden.db'}" if request.param == "sqlite" \
-        else request.getfixturevalue("postgres_server").create_database()
-    policies = policy_copy(tmp, {"payments.policy": TWO_PERSON_RULE, "crm.policy": SHORT_EXPIRY})
-    server, stop = start_server(server_config(url, tmp, policy_dir=policies))
-    try:
-        yield server
-    finally:
-        stop()
+    policies = policies_with(tmp_path_factory.mktemp("tuned-policies"),
+                             {"payments.policy": TWO_PERSON_RULE, "crm.policy": SHORT_EXPIRY})
+    yield from module_server(request, tmp_path_factory, "tuned", policy_dir=policies)
 
 
 def test_two_person_rule_counts_each_person_once(tuned_server: Server) -> None:
@@ -327,7 +268,7 @@ def test_rejection_is_final_and_executes_nothing(shared_server: Server) -> None:
 
 
 def test_last_approval_is_decided_again_under_the_policies_active_now(db_url: str, tmp_path: Path) -> None:
-    policies = policy_copy(tmp_path)
+    policies = policies_with(tmp_path)
     server, stop = start_server(server_config(db_url, tmp_path, policy_dir=policies,
                                               policy_reload=True, policy_poll_seconds=0.1))
     try:

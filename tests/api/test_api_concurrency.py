@@ -12,7 +12,7 @@ from uuid import uuid4
 import httpx
 import pytest
 
-from gateway_server import Server, refund, server_config, start_server
+from gateway_server import Server, audit, module_server, refund
 
 THREADS = 16
 ROUNDS = 10
@@ -22,14 +22,7 @@ SMALL, LARGE = 2_500, 60_000  # cents: an L1 refund, an L2 one (one approver)
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One gateway per database; each test races on packets and decisions of its own."""
-    tmp = tmp_path_factory.mktemp("concurrency")
-    url = f"sqlite:///{tmp / 'warden.db'}" if request.param == "sqlite" \
-        else request.getfixturevalue("postgres_server").create_database()
-    server, stop = start_server(server_config(url, tmp))
-    try:
-        yield server
-    finally:
-        stop()
+    yield from module_server(request, tmp_path_factory, "concurrency")
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -62,17 +55,6 @@ def at_once(server: Server, calls: list[tuple[str, Callable[[httpx.Client], http
         if not isinstance(answer, httpx.Response):
             raise AssertionError(f"a concurrent request did not answer: {answer!r}")
     return answers  # type: ignore[return-value]
-
-
-def audit(server: Server, kind: str) -> list[dict[str, Any]]:
-    auditor = server.client("auditor")
-    found: list[dict[str, Any]] = []
-    while True:
-        body = auditor.get("/v1/audit/entries", params={"from": len(found)}).json()
-        found += [e["entry"] for e in body["entries"]]
-        if not body["entries"] or len(found) >= body["size"]:
-            break
-    return [e for e in found if e["kind"] == kind]
 
 
 def executions(server: Server) -> dict[str, int]:

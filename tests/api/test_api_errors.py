@@ -4,7 +4,6 @@ nothing executed; bad packets are recorded nowhere, refusals only as a `refusal`
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -16,11 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from dsl import builtin_policy_dir
 from gateway import identities
 from gateway.problems import CODES, PROBLEM_JSON, TYPE_BASE
 from gateway.schema import decisions
-from gateway_server import Server, note, packet, refund, server_config, start_server
+from gateway_server import Server, note, packet, policies_with, refund, server_config, start_server
 
 #: Codes no client request can cause on a healthy gateway (the database or start-up failing).
 SERVER_SIDE = {"database_unavailable", "not_ready", "internal_error"}
@@ -280,18 +278,6 @@ def test_access_and_route_errors(warden_server: Server) -> None:
 
     ledgers.unchanged("access errors")
     assert seen == ACCESS_CODES
-
-
-def policies_with(tmp_path: Path, edits: dict[str, tuple[str, str]]) -> Path:
-    """A copy of the shipped policies with text replaced: {file: (old, new)}."""
-    target = tmp_path / "policies"
-    shutil.copytree(builtin_policy_dir(), target, ignore=shutil.ignore_patterns("tests", "examples"))
-    for name, (old, new) in edits.items():
-        path = target / name
-        text = path.read_text(encoding="utf-8")
-        assert text.count(old) == 1, f"{old!r} not found once in {name}"
-        path.write_text(text.replace(old, new), encoding="utf-8")
-    return target
 
 
 def test_approval_errors(db_url: str, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway_server import Server, refund, server_config, start_server
+from gateway_server import Server, audit, module_server, refund, server_config, start_server
 
 SMALL, LARGE = 2_500, 60_000  # cents: an L1 refund, an L2 one (an approver)
 
@@ -23,14 +23,7 @@ SMALL, LARGE = 2_500, 60_000  # cents: an L1 refund, an L2 one (an approver)
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def shared_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One gateway per database for the tests below; each leaves the switch released."""
-    tmp = tmp_path_factory.mktemp("killswitch")
-    url = f"sqlite:///{tmp / 'warden.db'}" if request.param == "sqlite" \
-        else request.getfixturevalue("postgres_server").create_database()
-    server, stop = start_server(server_config(url, tmp))
-    try:
-        yield server
-    finally:
-        stop()
+    yield from module_server(request, tmp_path_factory, "killswitch")
 
 
 @pytest.fixture
@@ -62,17 +55,6 @@ def metric(server: Server, name: str, **labels: str) -> float | None:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return float(sample.value)
     return None
-
-
-def audit(server: Server, kind: str, subject: str | None = None) -> list[dict[str, Any]]:
-    auditor = server.client("auditor")
-    found: list[dict[str, Any]] = []
-    while True:
-        body = auditor.get("/v1/audit/entries", params={"from": len(found)}).json()
-        found += [e["entry"] for e in body["entries"]]
-        if not body["entries"] or len(found) >= body["size"]:
-            break
-    return [e for e in found if e["kind"] == kind and (subject is None or e["subject"] == subject)]
 
 
 def executions(server: Server, decision_id: str) -> int:

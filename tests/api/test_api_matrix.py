@@ -3,18 +3,15 @@ that record them (DESIGN.md: "The decision", "Risk tiers and autonomy levels")."
 
 from __future__ import annotations
 
-import shutil
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
-from dsl import builtin_policy_dir
 from gateway.models import Packet, packet_hash
-from gateway_server import Server, note, packet, refund, server_config, start_server
+from gateway_server import Server, audit_log, note, packet, policies_with, refund, server_config, start_server
 
 MATCHED = {"reconciliation": {"status": "matched"}, "risk_score": 0.1, "cash_runway_days": 90}
 
@@ -46,19 +43,6 @@ MATRIX: dict[str, dict[str, tuple[int, str, str | None]]] = {
     **{agent: {"L0": EXECUTE, "L1": EXECUTE, "L2": (202, "pending_approval", "approver"),
                "L3": (202, "pending_approval", "founder")} for agent in ("a2", "a3", "a4")},
 }
-
-
-def entries(server: Server) -> list[dict[str, Any]]:
-    """Every audit entry, as the auditor reads them (paged)."""
-    auditor = server.client("auditor")
-    out: list[dict[str, Any]] = []
-    while True:
-        page = auditor.get("/v1/audit/entries", params={"from": len(out)})
-        assert page.status_code == 200, page.text
-        body = page.json()
-        out.extend(body["entries"])
-        if len(out) >= body["size"] or not body["entries"]:
-            return out
 
 
 def submit(client: httpx.Client, sent: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -187,7 +171,7 @@ def test_matrix_every_status_and_its_audit_entries(warden_server: Server) -> Non
         ("connector_failure", "a2", failed_id)]
 
     # -- allowed: the dry run of an executable action, recorded nowhere
-    before = len(entries(warden_server))
+    before = len(audit_log(warden_server))
     dry = warden_server.client("a2").post("/v1/actions/evaluate", json=refund("a2", 2500))
     assert dry.status_code == 200, dry.text
     assert dry.json()["status"] == "allowed"
@@ -213,7 +197,7 @@ def test_matrix_every_status_and_its_audit_entries(warden_server: Server) -> Non
     assert calls == {d: 1 for d in executed}
 
     # -- the audit log: one decision entry per decision, one execution entry per execution
-    log = entries(warden_server)
+    log = audit_log(warden_server)
     assert len(log) == before  # the dry runs added nothing
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for item in log:
@@ -247,18 +231,6 @@ def test_matrix_every_status_and_its_audit_entries(warden_server: Server) -> Non
 
 
 # ---------------------------------------------------------------- expiry
-
-
-def policies_with(tmp_path: Path, edits: dict[str, tuple[str, str]]) -> Path:
-    """A copy of the shipped policies with text replaced: {file: (old, new)}."""
-    target = tmp_path / "policies"
-    shutil.copytree(builtin_policy_dir(), target, ignore=shutil.ignore_patterns("tests", "examples"))
-    for name, (old, new) in edits.items():
-        path = target / name
-        text = path.read_text(encoding="utf-8")
-        assert text.count(old) == 1, f"{old!r} not found once in {name}"
-        path.write_text(text.replace(old, new), encoding="utf-8")
-    return target
 
 
 def seconds_left(decision: dict[str, Any]) -> float:
@@ -296,7 +268,7 @@ def test_an_unanswered_approval_expires(db_url: str, tmp_path: Path) -> None:
             assert any(r["rule"] == "approval_expired" for r in expired["reasons"])
         queue = server.client("approver").get("/v1/approvals").json()
         assert [d["decision_id"] for d in queue] == [by_long_rule["decision_id"]]
-        log = entries(server)
+        log = audit_log(server)
         assert sorted(e["entry"]["subject"] for e in log if e["entry"]["kind"] == "expiry") == sorted(
             [by_rule["decision_id"], by_default["decision_id"]])
         assert server.runtime.registry.call_ledger.calls() == []

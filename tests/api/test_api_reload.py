@@ -3,16 +3,12 @@ the fixed files become the active set with a `policy_activated` audit entry."""
 
 from __future__ import annotations
 
-import shutil
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from dsl import builtin_policy_dir
-from gateway_server import Server, note, server_config, start_server
+from gateway_server import Server, audit, eventually, note, policies_with, server_config, start_server
 
 NEW_RULE = '''
   deny greeting_in_note when params.body.contains("hello there")
@@ -32,27 +28,6 @@ def scrape(server: Server) -> dict[str, Any]:
     return found
 
 
-def audit(server: Server, kind: str) -> list[dict[str, Any]]:
-    auditor = server.client("auditor")
-    found: list[dict[str, Any]] = []
-    while True:
-        body = auditor.get("/v1/audit/entries", params={"from": len(found)}).json()
-        found += [e["entry"] for e in body["entries"]]
-        if not body["entries"] or len(found) >= body["size"]:
-            break
-    return [e for e in found if e["kind"] == kind]
-
-
-def eventually(check: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def decide(server: Server, body: str = "called the customer") -> dict[str, Any]:
     sent = note("a2")
     sent["action"]["params"]["body"] = body
@@ -62,10 +37,7 @@ def decide(server: Server, body: str = "called the customer") -> dict[str, Any]:
 
 
 def test_broken_edit_keeps_the_last_good_set_until_it_is_fixed(db_url: str, tmp_path: Path) -> None:
-    policies = tmp_path / "policies"
-    policies.mkdir()
-    for source in builtin_policy_dir().glob("*.policy"):
-        shutil.copy(source, policies / source.name)
+    policies = policies_with(tmp_path)
     crm = policies / "crm.policy"
     original = crm.read_text()
     anchor = '  risk L0\n'

@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from gateway.problems import PROBLEM_JSON
-from gateway_server import Server, note, refund, server_config, start_server
+from gateway_server import Server, audit_log, note, refund, server_config, start_server
 
 AGENT = "a2"
 CALLERS = (AGENT, "founder", "approver", "auditor", "viewer", None)
@@ -116,13 +115,7 @@ def test_every_endpoint_admits_exactly_its_roles(warden_server: Server) -> None:
     assert len(server.client(AGENT).get("/v1/tools").json()) > len(narrow_tools)
 
     # no token, raw or hashed, in any answer or audit entry
-    entries: list[dict[str, Any]] = []
-    auditor = server.client("auditor")
-    while True:
-        page = auditor.get("/v1/audit/entries", params={"from": len(entries)}).json()
-        entries += page["entries"]
-        if len(entries) >= page["size"]:
-            break
+    entries = audit_log(server)
     texts = [r.text for r in answers] + [json.dumps(entries)]
     assert {e["entry"]["kind"] for e in entries} >= {"agent_registered", "user_added", "decision", "kill_switch"}
     secrets = list(server.tokens.values())
