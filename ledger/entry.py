@@ -286,7 +286,8 @@ def canonical_bytes(value: Any) -> bytes:
         fast = _encode(value)
     except (TypeError, ValueError, OverflowError):
         fast = None
-    if fast is not None and fast_canonical(fast) is not _UNKNOWN:
+    # The round trip must give the value back: msgspec writes NaN as null, which RFC 8785 refuses.
+    if fast is not None and fast_canonical(fast) == value:
         return fast
     return rfc8785.dumps(value)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -22,6 +23,12 @@ VALUES = st.recursive(
 @given(VALUES)
 def test_canonical_bytes_equal_rfc8785(value: object) -> None:
     assert canonical_bytes(value) == rfc8785.dumps(value)
+
+
+def test_values_rfc8785_refuses_are_refused() -> None:
+    for value in ({"amount": float("nan")}, [float("inf")], {"n": 2**60}):
+        with pytest.raises(rfc8785.CanonicalizationError):
+            canonical_bytes(value)
 
 
 def test_deep_astral_and_float_values_take_the_exact_path() -> None:
