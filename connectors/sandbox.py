@@ -82,10 +82,17 @@ def params_hash(tool: str, params: Mapping[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
+_ALPHABET = string.ascii_letters + string.digits
+
+
 def new_object_id(prefix: str, length: int = 24) -> str:
     """A Stripe-style object id: `re_` + 24 letters and digits."""
-    alphabet = string.ascii_letters + string.digits
-    return prefix + "".join(secrets.choice(alphabet) for _ in range(length))
+    number = secrets.randbits(length * 6)  # 62**24 < 2**144: one draw, then base 62
+    digits = []
+    for _ in range(length):
+        number, digit = divmod(number, 62)
+        digits.append(_ALPHABET[digit])
+    return prefix + "".join(digits)
 
 
 def new_number() -> int:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, Protocol
@@ -114,12 +115,14 @@ class Outbox:
         self.checkpointer = checkpointer
         self.rng = rng if rng is not None else random.Random()
         self.write = write
+        self._recorded = threading.local()  # the decision the last success on this thread stored
 
     def _write(self, work: Callable[[Connection], Any]) -> Any:
         """Run one recording unit durably: through the shared group committer when the gateway
         gave one (many requests' writes share a commit), else in a transaction of its own."""
         def unit(conn: Connection) -> Any:
-            self.ledger.lock_head(conn)  # the gateway's lock order: the log's head first
+            if conn.dialect.name == "postgresql":  # the gateway's lock order: the log's head first
+                self.ledger.lock_head(conn)
             return work(conn)
 
         if self.write is not None:
@@ -207,10 +210,14 @@ class Outbox:
         """Run a claim the caller took in its own transaction (`enqueue(..., lease_until=)`);
         returns the decision as stored afterwards. A failure to record is logged and leaves the
         row to lease expiry, like `run_due`."""
+        self._recorded.decision = None
         try:
             self.run_claim(claim)
         except Exception:
             log.exception("execution of %s could not be recorded; it will be re-driven", claim.decision_id)
+        if (recorded := self._recorded.decision) is not None:  # as just committed
+            self._recorded.decision = None
+            return recorded
         with self.engine.connect() as conn:
             read_only(conn)
             with conn.begin():
@@ -268,11 +275,14 @@ class Outbox:
         log.info("execution of %s held back: %s", claim.decision_id, why)
 
     def _record_success(self, claim: Claim, result: ExecutionResult) -> None:
-        def work(conn: Connection) -> None:
-            if record_success(conn, self.ledger, claim, result, now=self.clock()):
+        def work(conn: Connection) -> Decision | bool:
+            stored = record_success(conn, self.ledger, claim, result, now=self.clock())
+            if stored:
                 self._maybe_sign(conn)
+            return stored
 
-        self._write(work)
+        stored = self._write(work)
+        self._recorded.decision = stored if isinstance(stored, Decision) else None
 
     def _record_retry(self, claim: Claim, exc: Exception) -> None:
         now = self.clock()

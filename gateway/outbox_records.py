@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, insert, select, update
 
 from connectors.base import ConnectorError, ExecutionResult
+from gateway.models import Decision
 from gateway.records import dumps, load_decision, record_incident, store_decision_update
 from gateway.schema import decisions, executions
 from ledger.store import Ledger
@@ -137,13 +138,16 @@ def record_retry(conn: Connection, claim: Claim, error: ExecutionError, *, next_
     return True
 
 
-def record_success(conn: Connection, ledger: Ledger, claim: Claim, result: ExecutionResult, *, now: float) -> bool:
+def record_success(
+    conn: Connection, ledger: Ledger, claim: Claim, result: ExecutionResult, *, now: float
+) -> Decision | bool:
+    """Record a success; returns the decision as now stored (False: the lease was lost)."""
     decision = load_decision(conn, claim.decision_id, for_update=True)
     summary = dict(result.summary)
     document = {"external_id": result.external_id, "summary": summary, "replayed": result.replayed}
     if not _transition(conn, claim, now, state="succeeded", result=dumps(document), error=None):
         return False
-    _store(conn, decision, "executed", {
+    stored = _store(conn, decision, "executed", {
         "state": "succeeded", "external_id": result.external_id, "summary": summary,
         "attempts": claim.attempts, "idempotency_key": claim.decision_id, "executed_at": iso_time(now),
     }, now)
@@ -152,7 +156,7 @@ def record_success(conn: Connection, ledger: Ledger, claim: Claim, result: Execu
         "external_id": result.external_id, "summary": summary, "attempts": claim.attempts,
         "idempotency_key": claim.decision_id,
     })
-    return True
+    return stored if stored is not None else True
 
 
 def record_failure(conn: Connection, ledger: Ledger, claim: Claim, error: ExecutionError, *, now: float) -> bool:
@@ -176,8 +180,10 @@ def record_failure(conn: Connection, ledger: Ledger, claim: Claim, error: Execut
     return True
 
 
-def _store(conn: Connection, decision: Any, status: str, execution: dict[str, Any], now: float) -> None:
+def _store(conn: Connection, decision: Any, status: str, execution: dict[str, Any], now: float) -> Decision | None:
     if decision is None:
         log.error("execution of a decision that has no row: %s", execution)
-        return
-    store_decision_update(conn, decision.model_copy(update={"status": status, "execution": execution}), now=now)
+        return None
+    changed = decision.model_copy(update={"status": status, "execution": execution})
+    store_decision_update(conn, changed, now=now)
+    return changed

@@ -179,6 +179,7 @@ class Runtime:
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
+        self.checkpointer.tick(self.db)  # a log that has never been checkpointed gets one now
         self.worker.start()
         if self.watcher is not None:
             self.watcher.start()

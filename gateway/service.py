@@ -94,7 +94,8 @@ class Gateway:
         def unit(conn: Connection) -> T:
             # Every write takes the log's head lock first, before any decision row: one lock
             # order everywhere, so concurrent writers queue instead of deadlocking (PostgreSQL).
-            self.ledger.lock_head(conn)
+            if conn.dialect.name == "postgresql":  # SQLite: BEGIN IMMEDIATE already serialises
+                self.ledger.lock_head(conn)
             result = work(conn)
             if self.checkpointer is not None:
                 self.checkpointer.maybe_sign(conn)
