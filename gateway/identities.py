@@ -43,6 +43,7 @@ Role = Literal["founder", "approver", "auditor", "viewer"]
 ROLES: tuple[str, ...] = get_args(Role)
 
 ERROR_CODES = (
+    "last_founder",
     "agent_exists", "unknown_agent", "agent_revoked", "invalid_agent", "invalid_autonomy",
     "user_exists", "unknown_user", "user_revoked", "invalid_email", "invalid_role",
 )  # fmt: skip
@@ -280,6 +281,8 @@ def list_users(conn: Connection, *, include_revoked: bool = True) -> list[UserRe
 def set_role(conn: Connection, ledger: Ledger, email: str, role: str, now: float, actor: str) -> User:
     current = _active_user(conn, email)
     changed = User(email=current.email, role=parse_role(role))
+    if current.role == "founder" and changed.role != "founder":
+        _keep_a_founder(conn, current.email, "demote")
     if changed.role != current.role:
         conn.execute(update(users).where(users.c.email == current.email).values(role=changed.role))
         ledger.append(conn, "user_changed", actor, current.email, {"field": "role", "old": current.role, "new": changed.role})
@@ -297,9 +300,23 @@ def rotate_user_token(conn: Connection, ledger: Ledger, email: str, now: float, 
 
 def revoke_user(conn: Connection, ledger: Ledger, email: str, now: float, actor: str) -> User:
     user = _active_user(conn, email)
+    if user.role == "founder":
+        _keep_a_founder(conn, user.email, "revoke")
     conn.execute(update(users).where(users.c.email == user.email).values(revoked_at=now))
     ledger.append(conn, "user_revoked", actor, user.email, {"email": user.email, "role": user.role})
     return user
+
+
+def _keep_a_founder(conn: Connection, email: str, verb: str) -> None:
+    """Refuse to leave the deployment without an active founder: only founders pull the kill
+    switch and approve L3 actions, so a registry without one could never do either again."""
+    others = conn.execute(
+        select(users.c.email).where(users.c.role == "founder", users.c.revoked_at.is_(None),
+                                    users.c.email != email).limit(1)
+    ).first()
+    if others is None:
+        raise IdentityError("last_founder", f"cannot {verb} {email}: it is the last active founder; "
+                            "add another founder first (`warden users add EMAIL --role founder`)")
 
 
 def _active_user(conn: Connection, email: str) -> User:

@@ -118,6 +118,9 @@ def test_user_lifecycle_and_a_token_that_works(tmp_path: Path, warden: Warden) -
     assert added.returncode == EXIT_OK, added.stderr
     token = added.stdout.strip()
     assert token.startswith("wdn_user_") and "added founder@example.com as founder" in added.stderr
+    last = warden("users", "set-role", "founder@example.com", "--role", "approver", "--db", url)
+    assert last.returncode == 2 and "last active founder" in last.stderr  # never leave no founder
+    assert warden("users", "add", "second@example.com", "--role", "founder", "--db", url).returncode == EXIT_OK
     assert warden("users", "set-role", "founder@example.com", "--role", "approver", "--db", url).returncode == 0
     engine = make_engine(url)
     with engine.connect() as conn:
@@ -127,7 +130,8 @@ def test_user_lifecycle_and_a_token_that_works(tmp_path: Path, warden: Warden) -
     assert rotated.returncode == EXIT_OK and rotated.stdout.strip().startswith("wdn_user_")
     assert warden("users", "revoke", "founder@example.com", "--db", url).returncode == EXIT_OK
     listed = json.loads(warden("users", "list", "--json", "--db", url).stdout)
-    assert [(u["email"], u["role"], u["revoked_at"] is not None) for u in listed] == [("founder@example.com", "approver", True)]
+    assert [(u["email"], u["role"], u["revoked_at"] is not None) for u in listed] == [
+        ("founder@example.com", "approver", True), ("second@example.com", "founder", False)]
 
 
 def test_the_database_comes_from_the_settings_and_the_schema_is_created(tmp_path: Path, warden: Warden) -> None:

@@ -131,3 +131,17 @@ def test_duplicates_and_unknown_users(store: Any) -> None:
             change(conn)
         assert raised.value.code == "unknown_user"
     assert store.size() == 1
+
+
+def test_the_last_founder_cannot_be_revoked_or_demoted(store: Any) -> None:
+    founder, _token = _add(store, "ana@example.com", "founder")
+    for change in (lambda c: ids.revoke_user(c, Ledger(), founder.email, 2.0, ACTOR),
+                   lambda c: ids.set_role(c, Ledger(), founder.email, "approver", 2.0, ACTOR)):
+        with pytest.raises(ids.IdentityError) as refused, store.engine.begin() as conn:
+            change(conn)
+        assert refused.value.code == "last_founder"
+    _add(store, "ben@example.com", "founder")
+    with store.engine.begin() as conn:  # with a second founder, either change is allowed
+        assert ids.set_role(conn, Ledger(), founder.email, "approver", 3.0, ACTOR).role == "approver"
+    with store.engine.begin() as conn, pytest.raises(ids.IdentityError, match="last active founder"):
+        ids.revoke_user(conn, Ledger(), "ben@example.com", 4.0, ACTOR)
