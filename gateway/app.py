@@ -38,6 +38,7 @@ from gateway.views import (
     consistency_proof,
     inclusion_proof,
 )
+from ledger.group_commit import GroupCommitterClosed
 
 log = logging.getLogger("warden.http")
 
@@ -152,6 +153,8 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, GroupCommitterClosed):  # shutting down: nothing was recorded
+            return problem_response(Problem("not_ready", "Warden is shutting down; nothing was recorded or executed"))
         log.exception("unexpected error")
         if isinstance(exc, DBAPIError):
             return problem_response(Problem("database_unavailable", "a database error stopped the request; nothing was executed"))

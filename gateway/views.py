@@ -4,11 +4,12 @@ kill switch, audit entries and proofs (hashes as lowercase hex, entries as their
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
+from sqlalchemy import Connection
 
 from connectors.base import ToolSpec
 from gateway.killswitch import KillSwitch
@@ -94,12 +95,17 @@ def audit_entries(runtime: Runtime, start: int, stop: int | None) -> AuditEntrie
     return AuditEntries(size=size, entries=out)
 
 
-def inclusion_proof(runtime: Runtime, seq: int, size: int | None) -> dict[str, Any]:
+def _proof(runtime: Runtime, read: Callable[[Connection], Any]) -> Any:
+    """Read a proof in one snapshot; an impossible request (unknown seq, sizes) is a 422."""
     try:
         with read_only(runtime.db.connect()) as conn:
-            receipt = runtime.ledger.inclusion(conn, seq, size)
+            return read(conn)
     except LedgerError as exc:
         raise Problem("invalid_request", str(exc)) from None
+
+
+def inclusion_proof(runtime: Runtime, seq: int, size: int | None) -> dict[str, Any]:
+    receipt = _proof(runtime, lambda conn: runtime.ledger.inclusion(conn, seq, size))
     return {
         "seq": receipt.seq, "size": receipt.size, "leaf_hash": receipt.leaf_hash.hex(),
         "root": receipt.root.hex(), "proof": [p.hex() for p in receipt.proof],
@@ -108,11 +114,7 @@ def inclusion_proof(runtime: Runtime, seq: int, size: int | None) -> dict[str, A
 
 
 def consistency_proof(runtime: Runtime, size1: int, size2: int | None) -> dict[str, Any]:
-    try:
-        with read_only(runtime.db.connect()) as conn:
-            receipt = runtime.ledger.consistency(conn, size1, size2)
-    except LedgerError as exc:
-        raise Problem("invalid_request", str(exc)) from None
+    receipt = _proof(runtime, lambda conn: runtime.ledger.consistency(conn, size1, size2))
     return {
         "from": receipt.size1, "to": receipt.size2, "root1": receipt.root1.hex(),
         "root2": receipt.root2.hex(), "proof": [p.hex() for p in receipt.proof],
