@@ -30,7 +30,7 @@ from fastapi import FastAPI, Request  # noqa: E402
 from fastapi.responses import JSONResponse, Response  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
 
-from gateway.models import Packet  # noqa: E402
+from gateway.engine.models import Packet  # noqa: E402
 
 ANSWER = {"decision_id": "dec_bare", "status": "executed", "risk": "L1", "autonomy": "A2"}
 

@@ -6,7 +6,7 @@ Over the shipped policies and the fixed packets in `bench/packets/decide.json` (
 the whole tool catalog: allowed, pending, denied, drafted), one run measures, in-process and per
 decision:
 
-  (a) Warden: `Engine.decide(packet, agent, dry_run=True)` on a validated Packet (compiled
+  (a) Warden: `Decider.decide(packet, agent, dry_run=True)` on a validated Packet (compiled
       policy set, CEL on the Rust `cel` engine);
   (b) Rego: the same rules written in Rego (`bench/rego/*.rego`) evaluated by `regopy`
       (rego-cpp) from a compiled bundle: `set_input` + `query_bundle`, its fastest path;
@@ -36,9 +36,9 @@ sys.path.insert(0, str(ROOT))
 
 from dsl import compile_policy_dir  # noqa: E402
 from dsl.model import Autonomy, PolicySet, Risk  # noqa: E402
-from gateway.agents import Agent  # noqa: E402
-from gateway.engine import Engine  # noqa: E402
-from gateway.models import Packet  # noqa: E402
+from gateway.engine.agents import Agent  # noqa: E402
+from gateway.engine.decider import Decider  # noqa: E402
+from gateway.engine.models import Packet  # noqa: E402
 
 NOW = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
 Item = tuple[str, str, dict[str, Any]]  # name, autonomy, packet JSON
@@ -53,7 +53,7 @@ def load_items(path: Path) -> list[Item]:
 
 
 def warden_deciders(policy_set: PolicySet, items: list[Item]) -> list[Callable[[], Outcome]]:
-    engine = Engine(policy_set)
+    engine = Decider(policy_set)
 
     def decider(packet: Packet, agent: Agent) -> Callable[[], Outcome]:
         def run() -> Outcome:

@@ -230,7 +230,7 @@ def recorded(db_url: str, settle_seconds: float = 30.0) -> dict[str, int]:
     finished (no execution pending or running), or after `settle_seconds`."""
     from sqlalchemy import select
 
-    from gateway.schema import decisions, executions
+    from gateway.store.schema import decisions, executions
     from ledger.database import make_engine, read_only
 
     engine = make_engine(db_url, create=False)

@@ -29,10 +29,10 @@ import pytest
 import uvicorn
 
 from dsl import builtin_policy_dir
-from gateway import identities
-from gateway.app import create_app
+from gateway.store import identities
+from gateway.http.app import create_app
 from gateway.config import Settings
-from gateway.runtime import Runtime
+from gateway.runtime.runtime import Runtime
 
 AGENTS = {f"a{level}": (f"A{level}", ("*",)) for level in range(5)} | {"narrow": ("A2", ("crm.*",))}
 OWNER = "owner@test.local"

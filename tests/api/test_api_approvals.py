@@ -17,7 +17,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway import identities
+from gateway.store import identities
 from gateway_server import (Server, audit, edit_policy, eventually, module_server, packet, policies_with, refund,
                             server_config, start_server)
 

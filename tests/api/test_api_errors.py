@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from gateway import identities
-from gateway.problems import CODES, PROBLEM_JSON, TYPE_BASE
-from gateway.schema import decisions
+from gateway.store import identities
+from gateway.http.problems import CODES, PROBLEM_JSON, TYPE_BASE
+from gateway.store.schema import decisions
 from gateway_server import Server, note, packet, policies_with, refund, server_config, start_server
 
 #: Codes no client request can cause on a healthy gateway (the database or start-up failing).

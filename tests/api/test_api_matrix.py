@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from gateway.models import Packet, packet_hash
+from gateway.engine.models import Packet, packet_hash
 from gateway_server import Server, audit_log, note, packet, policies_with, refund, server_config, start_server
 
 MATCHED = {"reconciliation": {"status": "matched"}, "risk_score": 0.1, "cash_runway_days": 90}

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.problems import PROBLEM_JSON
+from gateway.http.problems import PROBLEM_JSON
 from gateway_server import Server, note, refund, server_config, start_server
 
 #: DESIGN.md's HTTP table as built: path → methods; True when the route needs a token.

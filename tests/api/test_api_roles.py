@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from gateway.problems import PROBLEM_JSON
+from gateway.http.problems import PROBLEM_JSON
 from gateway_server import Server, audit_log, note, refund, server_config, start_server
 
 AGENT = "a2"

@@ -80,8 +80,8 @@ def prepare(db_url: str, root: Path, *, agent: str = AGENT, **settings: Any) -> 
     """Schema, signing key and identities (`agent`: A2, every tool; an auditor) for a gateway
     over `db_url`; `settings` are extra `WARDEN_*` settings of its processes (e.g.
     `sandbox_latency_ms=200`)."""
-    from gateway import identities
-    from gateway.schema import upgrade
+    from gateway.store import identities
+    from gateway.store.schema import upgrade
     from ledger.database import make_engine
     from ledger.keys import write_signer_key
     from ledger.note import generate_key

@@ -28,9 +28,9 @@ from dsl.model import (
     Span,
     ToolSelector,
 )
-from gateway.agents import Agent
-from gateway.engine import Engine
-from gateway.models import Decision, Packet
+from gateway.engine.agents import Agent
+from gateway.engine.decider import Decider
+from gateway.engine.models import Decision, Packet
 from invariants import compile_expression
 
 NOW = datetime(2025, 1, 15, 12, 0, tzinfo=UTC)
@@ -129,7 +129,7 @@ class Build:
 
     def decide(self, policy_set: PolicySet, packet: Packet, autonomy: Autonomy = Autonomy.A2,
                **kwargs: Any) -> Decision:
-        return Engine(policy_set).decide(packet, self.agent(autonomy), now=NOW, **kwargs)
+        return Decider(policy_set).decide(packet, self.agent(autonomy), now=NOW, **kwargs)
 
 
 @pytest.fixture(scope="session")

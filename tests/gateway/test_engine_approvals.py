@@ -131,10 +131,10 @@ def test_approval_reason_names_rule_and_role(build) -> None:
 
 
 def test_naive_now_is_taken_as_utc(build) -> None:
-    from gateway.engine import Engine
+    from gateway.engine.decider import Decider
 
     policies = build.policy_set(build.policy(risk=L2))
     naive = build.now.replace(tzinfo=None)
-    decision = Engine(policies).decide(build.packet(), build.agent(A2), now=naive)
+    decision = Decider(policies).decide(build.packet(), build.agent(A2), now=naive)
     assert decision.approval is not None
     assert decision.approval.expires_at == build.now + DEFAULT_APPROVAL_EXPIRY

@@ -10,8 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from dsl.model import Autonomy, Risk
-from gateway.agents import Agent
-from gateway.models import Approval, Decision, Packet, Reason, packet_hash
+from gateway.engine.agents import Agent
+from gateway.engine.models import Approval, Decision, Packet, Reason, packet_hash
 
 DESIGN_PACKET: dict[str, Any] = {
     "packet_id": "01J9Z4ABC",

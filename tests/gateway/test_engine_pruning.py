@@ -13,14 +13,14 @@ from hypothesis import strategies as st
 
 from dsl import compile_policy_dir
 from dsl.model import Autonomy, Risk
-from gateway.agents import Agent
-from gateway.engine import Engine
-from gateway.models import Packet
-from gateway.policy_commands import SHIPPED_POLICY_DIR
+from gateway.engine.agents import Agent
+from gateway.engine.decider import Decider
+from gateway.engine.models import Packet
+from gateway.cli.policy import SHIPPED_POLICY_DIR
 
 NOW = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
 SHIPPED = compile_policy_dir(SHIPPED_POLICY_DIR)
-PRUNED, WHOLE = Engine(SHIPPED), Engine(SHIPPED, prune=False)
+PRUNED, WHOLE = Decider(SHIPPED), Decider(SHIPPED, prune=False)
 
 TOOLS = sorted({t for p in SHIPPED.policies for t in p.applies_to.patterns if "*" not in t})
 #: Every top-level field a shipped expression reads, so random packets reach the thresholds.
@@ -35,21 +35,21 @@ def test_needs_are_the_union_over_enforced_and_shadow_policies(build: Any) -> No
     shadow = build.policy("trial", mode="shadow", risk=None,
                           escalations=[(Risk.L2, "params.currency != 'usd'")],
                           floors=[(Autonomy.A4, "has(context.goal)")])
-    engine = Engine(build.policy_set(enforced, shadow))
+    engine = Decider(build.policy_set(enforced, shadow))
     needs = engine.needs_for("stripe.refund")
     assert needs is not None
     assert needs.reads == {"evidence": frozenset({"reconciled"}),
                            "params": frozenset({"amount", "currency"}),
                            "context": frozenset({"goal"})}
     assert engine.needs_for("stripe.refund") is needs  # worked out once per tool
-    assert Engine(build.policy_set(enforced), prune=False).needs_for("stripe.refund") is None
+    assert Decider(build.policy_set(enforced), prune=False).needs_for("stripe.refund") is None
 
 
 def test_a_shadow_policy_sees_the_fields_it_reads(build: Any) -> None:
     shadow = build.policy("trial", mode="shadow", risk=None, denies=["params.currency == 'eur'"])
     policy_set = build.policy_set(build.policy(denies=["params.amount > 10"]), shadow)
     packet = build.packet(params={"amount": 1, "currency": "eur"})
-    decision = Engine(policy_set).decide(packet, build.agent(), now=NOW, dry_run=True)
+    decision = Decider(policy_set).decide(packet, build.agent(), now=NOW, dry_run=True)
     assert decision.status == "allowed"
     assert [(r.policy, r.rule, r.enforced) for r in decision.reasons] == [("trial", "deny_1", False)]
 
@@ -57,7 +57,7 @@ def test_a_shadow_policy_sees_the_fields_it_reads(build: Any) -> None:
 def test_limits_still_cover_fields_no_policy_reads(build: Any) -> None:
     policy_set = build.policy_set(build.policy(denies=["params.amount > 10"]))
     packet = build.packet(params={"amount": 1}, context={"unread": list(range(1001))})
-    decision = Engine(policy_set).decide(packet, build.agent(), now=NOW)
+    decision = Decider(policy_set).decide(packet, build.agent(), now=NOW)
     assert decision.status == "denied"
     assert [r.rule for r in decision.reasons] == ["packet_limits"]
 

@@ -7,8 +7,8 @@ from dataclasses import replace
 import pytest
 
 from dsl.model import Autonomy, Risk
-from gateway.engine import Engine, decide
-from gateway.models import Packet
+from gateway.engine.decider import Decider, decide
+from gateway.engine.models import Packet
 
 A0, A1, A2, A3, A4 = Autonomy
 L0, L1, L2, L3 = Risk
@@ -41,7 +41,7 @@ def test_drafted_for_a0_even_with_a_firing_approval_rule(build) -> None:
 def test_module_level_decide_matches_engine(build) -> None:
     policies = build.policy_set(build.policy(risk=L2))
     packet, agent = build.packet(), build.agent(A2)
-    assert decide(policies, packet, agent, now=build.now) == Engine(policies).decide(
+    assert decide(policies, packet, agent, now=build.now) == Decider(policies).decide(
         packet, agent, now=build.now)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from gateway import schema as gateway_schema
+from gateway.store import schema as gateway_schema
 from ledger import schema as ledger_schema
 from ledger.database import make_engine
 from ledger.store import Ledger

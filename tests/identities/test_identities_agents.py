@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import Connection, event, inspect, select
 
 from dsl.model import Autonomy
-from gateway import identities as ids
-from gateway.agents import Agent
-from gateway.schema import agents
+from gateway.store import identities as ids
+from gateway.engine.agents import Agent
+from gateway.store.schema import agents
 from ledger.store import Ledger
 
 ACTOR = "cli:operator"

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway import identities as ids
-from gateway.cli import main
+from gateway.store import identities as ids
+from gateway.cli.main import main
 from gateway.config import SETTINGS
 from ledger.database import make_engine
 from ledger.store import Ledger

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection
 
-from gateway import identities as ids
+from gateway.store import identities as ids
 from ledger.store import Ledger
 
 ACTOR = "cli:operator"

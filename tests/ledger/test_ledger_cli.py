@@ -145,7 +145,7 @@ def test_verify_db_checks_that_the_head_row_matches_the_entries(
 ) -> None:
     from ledger.checkpointer import Checkpointer
     from ledger.schema import head, upgrade
-    from ledger.verification import run_verification
+    from gateway.cli.verification import run_verification
 
     engine = make_engine(db_url)
     upgrade(engine)

@@ -12,9 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, insert, text
 from sqlalchemy.engine import make_url
 
-from gateway.killswitch import KillSwitch, write_kill_switch
-from gateway.metrics import Metrics
-from gateway.schema import decisions, executions, upgrade
+from gateway.store.killswitch import KillSwitch, write_kill_switch
+from gateway.runtime.metrics import Metrics
+from gateway.store.schema import decisions, executions, upgrade
 from ledger.checkpointer import Checkpointer
 from ledger.database import make_engine
 from ledger.note import Signer

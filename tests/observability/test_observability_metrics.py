@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 
 from dsl.model import Risk
-from gateway.metrics import OUTCOMES, Metrics
+from gateway.runtime.metrics import OUTCOMES, Metrics
 
 
 def scrape(metrics: Metrics) -> dict[str, list[tuple[dict[str, str], float]]]:

@@ -14,7 +14,7 @@ from types import FrameType
 import pytest
 
 from dsl import PolicySet, builtin_policy_dir, compile_policy_dir
-from gateway.reload import PolicyHolder, PolicyWatcher, install_sighup
+from gateway.runtime.reload import PolicyHolder, PolicyWatcher, install_sighup
 
 WAIT = 10.0  # upper bound only; every wait returns as soon as its event is set
 

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.logs import RequestLogMiddleware, configure_logging, log_event
-from gateway.metrics import Metrics
+from gateway.runtime.metrics import Metrics
 
 
 @pytest.fixture

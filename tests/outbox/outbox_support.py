@@ -16,10 +16,10 @@ from typing import Any
 from sqlalchemy import Engine, Row, insert, select
 
 from connectors.base import ExecutionResult, ToolSpec
-from gateway.models import Decision
-from gateway.outbox import enqueue
-from gateway.records import load_decision, new_decision_id
-from gateway.schema import decisions, executions, incidents, upgrade
+from gateway.engine.models import Decision
+from gateway.execution.outbox import enqueue
+from gateway.store.records import load_decision, new_decision_id
+from gateway.store.schema import decisions, executions, incidents, upgrade
 from ledger.database import make_engine
 from ledger.entry import Entry, decode_entry
 from ledger.store import Ledger

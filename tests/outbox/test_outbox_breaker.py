@@ -7,7 +7,7 @@ import threading
 import pytest
 from outbox_support import FakeClock
 
-from gateway.breaker import CircuitBreakers
+from gateway.execution.breaker import CircuitBreakers
 
 
 def open_breaker(breaker: CircuitBreakers, name: str = "stripe") -> None:

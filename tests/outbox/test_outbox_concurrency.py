@@ -12,7 +12,7 @@ from pathlib import Path
 from outbox_support import FakeClock, RecordingConnector, add_decision, audit_entries, execution_row
 from sqlalchemy import Engine
 
-from gateway.outbox import Outbox
+from gateway.execution.outbox import Outbox
 from ledger.store import Ledger
 
 ROWS = 40
@@ -50,7 +50,7 @@ import json, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[3])
 from outbox_support import RecordingConnector
-from gateway.outbox import Outbox
+from gateway.execution.outbox import Outbox
 from ledger.database import make_engine
 from ledger.store import Ledger
 

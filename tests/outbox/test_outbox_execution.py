@@ -21,7 +21,7 @@ from outbox_support import (
 from sqlalchemy import Engine, select
 
 from connectors.base import PermanentError, TransientError
-from gateway.outbox import Outbox
+from gateway.execution.outbox import Outbox
 from ledger.checkpointer import CheckpointPolicy, Checkpointer
 from ledger.note import generate_key
 from ledger.schema import checkpoints

@@ -7,9 +7,9 @@ from outbox_support import FakeClock, RecordingConnector, TopOfRange, add_decisi
 from sqlalchemy import Engine
 
 from connectors.base import PermanentError, TransientError
-from gateway.breaker import CircuitBreakers
-from gateway.killswitch import RELEASED, KillSwitch, write_kill_switch
-from gateway.outbox import Outbox
+from gateway.execution.breaker import CircuitBreakers
+from gateway.store.killswitch import RELEASED, KillSwitch, write_kill_switch
+from gateway.execution.outbox import Outbox
 from ledger.store import Ledger
 
 

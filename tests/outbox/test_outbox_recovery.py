@@ -16,7 +16,7 @@ from outbox_support import (
 from sqlalchemy import Engine
 
 from connectors.base import TransientError
-from gateway.outbox import Outbox, Worker
+from gateway.execution.outbox import Outbox, Worker
 from ledger.store import Ledger
 
 

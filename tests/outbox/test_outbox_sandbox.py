@@ -11,7 +11,7 @@ from outbox_support import FakeClock, TopOfRange, add_decision, audit_entries, e
 from sqlalchemy import Engine
 
 from connectors.registry import Registry, build_registry
-from gateway.outbox import Outbox
+from gateway.execution.outbox import Outbox
 from ledger.store import Ledger
 
 REFUND = {"charge": "ch_3PqL0a2eZvKYlo2C", "amount": 1500, "currency": "usd"}

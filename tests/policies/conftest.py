@@ -12,8 +12,8 @@ import pytest
 
 from dsl import compile_policy_dir
 from dsl.model import PolicySet
-from gateway.engine import Engine
-from gateway.policy_commands import SHIPPED_POLICY_DIR
+from gateway.engine.decider import Decider
+from gateway.cli.policy import SHIPPED_POLICY_DIR
 
 WardenRun = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -24,8 +24,8 @@ def shipped_policy_set() -> PolicySet:
 
 
 @pytest.fixture(scope="session")
-def shipped_engine(shipped_policy_set: PolicySet) -> Engine:
-    return Engine(shipped_policy_set)
+def shipped_engine(shipped_policy_set: PolicySet) -> Decider:
+    return Decider(shipped_policy_set)
 
 
 @pytest.fixture

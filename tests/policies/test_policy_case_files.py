@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from dsl.model import Autonomy, Risk
-from gateway.models import Approval, Decision, Reason
-from gateway.policy_cases import (
+from gateway.engine.models import Approval, Decision, Reason
+from gateway.engine.cases import (
     ApprovalExpectation,
     CaseFileError,
     Expectation,

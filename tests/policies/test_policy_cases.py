@@ -11,15 +11,15 @@ from collections import Counter
 import pytest
 
 from dsl.model import Autonomy, PolicySet, Risk
-from gateway.engine import Engine
-from gateway.policy_cases import PolicyCase, load_cases, run_case
-from gateway.policy_commands import SHIPPED_POLICY_DIR
+from gateway.engine.decider import Decider
+from gateway.engine.cases import PolicyCase, load_cases, run_case
+from gateway.cli.policy import SHIPPED_POLICY_DIR
 
 CASES = load_cases(SHIPPED_POLICY_DIR / "tests")
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_shipped_policy_case(shipped_engine: Engine, case: PolicyCase) -> None:
+def test_shipped_policy_case(shipped_engine: Decider, case: PolicyCase) -> None:
     result = run_case(shipped_engine, case)
     assert result.passed, f"{case.file.name}: {case.name}\n" + "\n".join(result.failures)
 
@@ -29,7 +29,7 @@ def test_there_are_at_least_fifty_cases() -> None:
     assert len({c.name for c in CASES}) == len(CASES)
 
 
-def _fired(shipped_engine: Engine) -> set[str]:
+def _fired(shipped_engine: Decider) -> set[str]:
     fired: set[str] = set()
     for case in CASES:
         decision = run_case(shipped_engine, case).decision
@@ -38,7 +38,7 @@ def _fired(shipped_engine: Engine) -> set[str]:
 
 
 def test_every_rule_of_every_shipped_policy_fires_in_some_case(
-    shipped_policy_set: PolicySet, shipped_engine: Engine
+    shipped_policy_set: PolicySet, shipped_engine: Decider
 ) -> None:
     rules = {
         f"{p.name}.{rule.name}"

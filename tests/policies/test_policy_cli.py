@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import EXIT_CHECK_FAILED, EXIT_COMPILE_ERROR, EXIT_OK, EXIT_USAGE
-from gateway.models import Decision
+from gateway.cli.exits import EXIT_CHECK_FAILED, EXIT_COMPILE_ERROR, EXIT_OK, EXIT_USAGE
+from gateway.engine.models import Decision
 
 WardenRun = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -39,7 +39,7 @@ def _no_traceback(result: object) -> None:
 
 def test_the_default_directory_is_the_shipped_one() -> None:
     from dsl import builtin_policy_dir
-    from gateway.policy_commands import SHIPPED_POLICY_DIR
+    from gateway.cli.policy import SHIPPED_POLICY_DIR
 
     assert SHIPPED_POLICY_DIR == builtin_policy_dir()
 

@@ -12,15 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dsl.model import Autonomy, Risk
-from gateway.agents import Agent
-from gateway.engine import Engine
-from gateway.models import Decision, Packet
+from gateway.engine.agents import Agent
+from gateway.engine.decider import Decider
+from gateway.engine.models import Decision, Packet
 
 NOW = datetime(2025, 6, 2, 12, tzinfo=UTC)
 AUTONOMY = st.sampled_from([Autonomy.A1, Autonomy.A2, Autonomy.A3, Autonomy.A4])
 
 
-def _decide(engine: Engine, tool: str, params: dict[str, Any], evidence: dict[str, Any],
+def _decide(engine: Decider, tool: str, params: dict[str, Any], evidence: dict[str, Any],
             autonomy: Autonomy = Autonomy.A2) -> Decision:
     packet = Packet.model_validate({"packet_id": "p1", "agent": "prop",
                                     "action": {"tool": tool, "params": params},
@@ -30,7 +30,7 @@ def _decide(engine: Engine, tool: str, params: dict[str, Any], evidence: dict[st
 
 @settings(max_examples=200, deadline=None)
 @given(amount=st.integers(min_value=1, max_value=2_000_000), autonomy=AUTONOMY)
-def test_refund_thresholds(shipped_engine: Engine, amount: int, autonomy: Autonomy) -> None:
+def test_refund_thresholds(shipped_engine: Decider, amount: int, autonomy: Autonomy) -> None:
     decision = _decide(shipped_engine, "stripe.refund",
                        {"charge": "ch_1", "amount": amount, "currency": "usd"},
                        {"reconciled": True}, autonomy)
@@ -48,7 +48,7 @@ def test_refund_thresholds(shipped_engine: Engine, amount: int, autonomy: Autono
 @given(old=st.integers(min_value=0, max_value=10_000_000),
        new=st.integers(min_value=1, max_value=10_000_000))
 def test_price_change_needs_an_approver_exactly_beyond_20_percent(
-    shipped_engine: Engine, old: int, new: int
+    shipped_engine: Decider, old: int, new: int
 ) -> None:
     decision = _decide(shipped_engine, "shopify.update_price",
                        {"product_id": "p", "variant_id": "v", "old_price": old, "new_price": new,
@@ -61,7 +61,7 @@ def test_price_change_needs_an_approver_exactly_beyond_20_percent(
 @settings(max_examples=100, deadline=None)
 @given(percent=st.one_of(st.integers(0, 100), st.floats(0, 100, allow_nan=False)),
        margin=st.floats(0, 1, allow_nan=False))
-def test_discounts(shipped_engine: Engine, percent: float, margin: float) -> None:
+def test_discounts(shipped_engine: Decider, percent: float, margin: float) -> None:
     decision = _decide(shipped_engine, "shopify.create_discount",
                        {"code": "X", "percent_off": percent}, {"projected_margin": margin})
     allowed = percent <= 40 and margin >= 0.15
@@ -88,7 +88,7 @@ JSON_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), s
        junk=st.dictionaries(st.sampled_from(["unrelated", "notes", "score"]), JSON_SCALARS,
                             max_size=3))
 def test_missing_evidence_never_lets_an_action_through(
-    shipped_engine: Engine, tool: str, autonomy: Autonomy, junk: dict[str, Any]
+    shipped_engine: Decider, tool: str, autonomy: Autonomy, junk: dict[str, Any]
 ) -> None:
     decision = _decide(shipped_engine, tool, EVIDENCE_NEEDED[tool], junk, autonomy)
     assert decision.status == "denied"
@@ -98,7 +98,7 @@ def test_missing_evidence_never_lets_an_action_through(
 @settings(max_examples=100, deadline=None)
 @given(count=st.integers(min_value=1, max_value=300),
        autonomy=st.sampled_from(list(Autonomy)))
-def test_contact_deletion_tiers(shipped_engine: Engine, count: int, autonomy: Autonomy) -> None:
+def test_contact_deletion_tiers(shipped_engine: Decider, count: int, autonomy: Autonomy) -> None:
     ids = [f"c_{i}" for i in range(count)]
     decision = _decide(shipped_engine, "crm.delete_contact", {"contact_ids": ids}, {}, autonomy)
     assert decision.risk == (Risk.L3 if count > 100 else Risk.L2)

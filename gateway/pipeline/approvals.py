@@ -1,0 +1,300 @@
+"""Approvals, rejections, expiry and the kill switch: every change to a pending decision.
+
+An approval is bound to one decision, its packet hash and the policy digest it was decided under;
+all three go into the hashed `approval` entry with the approver's identity. Each change locks the
+decision row (PostgreSQL `FOR UPDATE`; SQLite's write lock) and checks the status again inside the
+transaction, so of an approval and a rejection arriving together exactly one wins and the other
+gets 409 `not_pending`.
+
+When the last approval needed arrives, the packet is decided again under the policies and kill
+switch active now (`_settle`): a violation now denies; an obligation the approvals gathered so far
+do not cover keeps it pending; otherwise it executes. While the kill switch is engaged approvals
+are still recorded but nothing is settled; releasing the switch settles every fully approved
+decision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, insert, select
+
+from gateway.engine.agents import Agent
+from gateway.store.identities import IdentityError, get_agent
+from gateway.store.killswitch import KillSwitch, read_kill_switch, write_kill_switch
+from gateway.engine.matrix import FOUNDER
+from gateway.engine.models import ApprovalGrant, Decision, Packet, Reason, packet_hash
+from gateway.execution.outbox import enqueue
+from gateway.http.problems import Problem
+from gateway.store.records import load_decision, store_decision_update
+from gateway.store.schema import approvals, decisions
+from gateway.pipeline.submit import Gateway
+from ledger.database import read_only
+
+APPROVER_ROLES = frozenset({"approver", FOUNDER})
+
+
+@dataclass(frozen=True)
+class Person:
+    """Who is acting: a user's email and role (or `cli:<name>` with a role, from the CLI)."""
+
+    email: str
+    role: str
+
+
+def covers(grants: list[ApprovalGrant], role: str, count: int) -> bool:
+    """Whether distinct people with the right role (a founder counts for any role) number `count`."""
+    people = {g.approver for g in grants if g.role == role or g.role == FOUNDER}
+    return len(people) >= count
+
+
+class Approvals:
+    """The approval queue and its transitions, on top of a `Gateway`."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gw = gateway
+
+    # ------------------------------------------------------------ queue
+
+    def pending(self, *, limit: int = 100) -> list[Decision]:
+        query = (
+            select(decisions.c.decision)
+            .where(decisions.c.status == "pending_approval")
+            .order_by(decisions.c.created_at)
+            .limit(limit)
+        )
+        with read_only(self.gw.db.connect()) as conn:
+            return [Decision.model_validate_json(raw) for raw in conn.execute(query).scalars()]
+
+    # ------------------------------------------------------------ approve / reject
+
+    def approve(self, person: Person, decision_id: str, comment: str | None) -> Decision:
+        result = self.gw._write(lambda conn: self._approve(conn, person, decision_id, comment))
+        return self._after(result)
+
+    def reject(self, person: Person, decision_id: str, reason: str | None) -> Decision:
+        return self._after(self.gw._write(lambda conn: self._reject(conn, person, decision_id, reason)))
+
+    def _after(self, result: tuple[Decision, Problem | None, bool]) -> Decision:
+        decision, problem, queued = result
+        if problem is not None:
+            raise problem
+        if queued:
+            executed = self.gw.outbox.execute_now(decision.decision_id or "")
+            if executed is not None:
+                return executed
+        return decision
+
+    def _locked_pending(self, conn: Connection, person: Person, decision_id: str) -> tuple[Decision, Any]:
+        """The decision, locked, if `person` may act on it now; expiry is applied on the way."""
+        decision = load_decision(conn, decision_id, for_update=True)
+        if decision is None:
+            raise Problem("decision_not_found", f"no decision {decision_id!r}")
+        row = conn.execute(
+            select(decisions.c.agent, decisions.c.packet, decisions.c.packet_hash)
+            .where(decisions.c.decision_id == decision_id)
+        ).one()
+        if decision.status == "expired":
+            raise Problem("approval_expired", f"decision {decision_id} expired before it was approved",
+                          decision=_json(decision))
+        if decision.status != "pending_approval":
+            raise Problem("not_pending", f"decision {decision_id} is {decision.status}", decision=_json(decision))
+        assert decision.approval is not None
+        if person.role not in APPROVER_ROLES:
+            raise Problem("forbidden_role", f"role {person.role!r} cannot approve or reject")
+        required = decision.approval.required_role
+        if person.role != FOUNDER and person.role != required:
+            raise Problem("role_not_allowed", f"this decision needs a {required}'s approval")
+        agent = _current_agent(conn, row.agent)
+        if agent is not None and agent.owner and agent.owner.lower() == person.email.lower():
+            raise Problem("own_agent", f"you own agent {row.agent!r}; another person must decide")
+        return decision, row
+
+    def _approve(
+        self, conn: Connection, person: Person, decision_id: str, comment: str | None
+    ) -> tuple[Decision, Problem | None, bool]:
+        decision, row = self._locked_pending(conn, person, decision_id)
+        now = self.gw.clock()
+        if self._expire_if_due(conn, decision, now):
+            return decision, Problem("approval_expired", f"decision {decision_id} expired", decision=_json(decision)), False
+        assert decision.approval is not None
+        if any(g.approver == person.email for g in decision.approval.approvals):
+            raise Problem("already_approved", f"{person.email} has already approved {decision_id}")
+        grant = ApprovalGrant(approver=person.email, role=person.role,
+                              approved_at=datetime.fromtimestamp(now, UTC), comment=comment)
+        conn.execute(insert(approvals).values(
+            decision_id=decision_id, approver=person.email, role=person.role, comment=comment,
+            approved_at=now))
+        decision.approval.approvals.append(grant)
+        self.gw.ledger.append(conn, "approval", person.email, decision_id, {
+            "decision_id": decision_id, "packet_hash": row.packet_hash,
+            "policy_digest": decision.policy_digest, "approver": person.email,
+            "role": person.role, "comment": comment,
+            "approvals": len(decision.approval.approvals),
+            "required": {"role": decision.approval.required_role, "count": decision.approval.count},
+        })
+        queued = False
+        if covers(decision.approval.approvals, decision.approval.required_role, decision.approval.count):
+            queued = self._settle(conn, decision, row, now)
+        store_decision_update(conn, decision, now=now)
+        return decision, None, queued
+
+    def _reject(
+        self, conn: Connection, person: Person, decision_id: str, reason: str | None
+    ) -> tuple[Decision, Problem | None, bool]:
+        decision, _row = self._locked_pending(conn, person, decision_id)
+        now = self.gw.clock()
+        if self._expire_if_due(conn, decision, now):
+            return decision, Problem("approval_expired", f"decision {decision_id} expired", decision=_json(decision)), False
+        decision.status = "rejected"
+        decision.reasons.append(Reason(policy="warden", rule="rejected", effect="approval",
+                                       message=f"rejected by {person.email}: {reason or 'no reason given'}"))
+        self.gw.ledger.append(conn, "rejection", person.email, decision_id, {
+            "decision_id": decision_id, "policy_digest": decision.policy_digest,
+            "approver": person.email, "role": person.role, "reason": reason,
+        })
+        store_decision_update(conn, decision, now=now)
+        return decision, None, False
+
+    # ------------------------------------------------------------ settle
+
+    def _settle(self, conn: Connection, decision: Decision, row: Any, now: float) -> bool:
+        """Decide again under the policies and kill switch active now. Returns whether the
+        execution was queued. Leaves the decision pending while the kill switch is engaged."""
+        if read_kill_switch(conn).engaged:
+            return False
+        packet = Packet.model_validate_json(row.packet)
+        agent = _current_agent(conn, row.agent)
+        assert decision.approval is not None and decision.decision_id is not None
+        if packet_hash(packet) != row.packet_hash:  # the approval is bound to this exact packet
+            return self._conclude(conn, decision, "denied", now, Reason(
+                policy="warden", rule="packet_changed", effect="deny",
+                message="the stored packet no longer matches the hash the approvals were given for"))
+        if agent is None:
+            return self._conclude(conn, decision, "denied", now, Reason(
+                policy="warden", rule="agent_revoked", effect="deny",
+                message=f"agent {row.agent!r} was revoked before the approval completed"))
+        engine = self.gw.policies()
+        again = engine.decide(packet, agent, now=datetime.fromtimestamp(now, UTC))
+        note = {"reevaluated_under": again.policy_digest, "status": again.status,
+                "risk": again.risk.name, "reasons": [r.model_dump() for r in again.reasons]}
+        if again.status == "denied" or again.status == "drafted":
+            decision.reasons.extend(r for r in again.reasons if r not in decision.reasons)
+            return self._conclude(conn, decision, again.status, now, None, note)
+        if again.status == "pending_approval" and again.approval is not None and not covers(
+            decision.approval.approvals, again.approval.required_role, again.approval.count
+        ):
+            decision.approval.required_role = again.approval.required_role
+            decision.approval.count = again.approval.count
+            self.gw.ledger.append(conn, "reevaluation", "warden", decision.decision_id, {**note, "outcome": "still_pending"})
+            return False
+        decision.status = "executing"
+        self.gw.ledger.append(conn, "reevaluation", "warden", decision.decision_id, {**note, "outcome": "executing"})
+        enqueue(conn, decision_id=decision.decision_id, tool=packet.action.tool,
+                params=packet.action.params, now=now)
+        return True
+
+    def _conclude(self, conn: Connection, decision: Decision, status: str, now: float,
+                  reason: Reason | None, note: dict[str, Any] | None = None) -> bool:
+        if reason is not None:
+            decision.reasons.append(reason)
+        decision.status = status  # type: ignore[assignment]
+        self.gw.ledger.append(conn, "reevaluation", "warden", decision.decision_id or "",
+                              {**(note or {}), "outcome": status})
+        return False
+
+    # ------------------------------------------------------------ expiry
+
+    def _expire_if_due(self, conn: Connection, decision: Decision, now: float) -> bool:
+        assert decision.approval is not None
+        if decision.approval.expires_at.timestamp() > now:
+            return False
+        decision.status = "expired"
+        decision.reasons.append(Reason(policy="warden", rule="approval_expired", effect="approval",
+                                       message="no approval arrived before the deadline: denied"))
+        self.gw.ledger.append(conn, "expiry", "warden", decision.decision_id or "", {
+            "decision_id": decision.decision_id,
+            "expired_at": decision.approval.expires_at.isoformat(),
+            "approvals": len(decision.approval.approvals),
+        })
+        store_decision_update(conn, decision, now=now)
+        return True
+
+    def expire_due(self, *, limit: int = 100) -> int:
+        """Mark every pending decision past its deadline as expired; returns how many."""
+        now = self.gw.clock()
+        with read_only(self.gw.db.connect()) as conn:
+            due = list(conn.execute(
+                select(decisions.c.decision_id).where(and_(
+                    decisions.c.status == "pending_approval", decisions.c.expires_at <= now)
+                ).limit(limit)).scalars())
+
+        def work(conn: Connection, decision_id: str) -> bool:
+            decision = load_decision(conn, decision_id, for_update=True)
+            if decision is None or decision.status != "pending_approval":
+                return False
+            return self._expire_if_due(conn, decision, self.gw.clock())
+
+        return sum(1 for d in due if self.gw._write(lambda conn, d=d: work(conn, d)))
+
+    # ------------------------------------------------------------ kill switch
+
+    def set_kill_switch(self, person: Person, engaged: bool, reason: str) -> KillSwitch:
+        if person.role != FOUNDER:
+            raise Problem("forbidden_role", "only a founder engages or releases the kill switch")
+
+        def work(conn: Connection) -> tuple[KillSwitch, list[str]]:
+            now = self.gw.clock()
+            state = KillSwitch(engaged=engaged, reason=reason, by=person.email, at=now)
+            write_kill_switch(conn, state)
+            self.gw.ledger.append(conn, "kill_switch", person.email, "kill_switch",
+                                  {"engaged": engaged, "reason": reason})
+            queued: list[str] = []
+            if not engaged:
+                queued = self._settle_approved(conn, now)
+            return state, queued
+
+        state, _queued = self.gw._write(work)  # the outbox worker picks up what was queued
+        return state
+
+    def _settle_approved(self, conn: Connection, now: float) -> list[str]:
+        """On release: settle every pending decision whose approvals are complete."""
+        queued: list[str] = []
+        rows = conn.execute(
+            select(decisions.c.decision_id, decisions.c.agent, decisions.c.packet, decisions.c.packet_hash)
+            .where(decisions.c.status == "pending_approval")
+        ).all()
+        for row in rows:
+            decision = load_decision(conn, row.decision_id, for_update=True)
+            if decision is None or decision.approval is None:
+                continue
+            if not covers(decision.approval.approvals, decision.approval.required_role, decision.approval.count):
+                continue
+            if self._expire_if_due(conn, decision, now):
+                continue
+            if self._settle(conn, decision, row, now):
+                queued.append(row.decision_id)
+            store_decision_update(conn, decision, now=now)
+        return queued
+
+    def kill_switch(self) -> KillSwitch:
+        with read_only(self.gw.db.connect()) as conn:
+            return read_kill_switch(conn)
+
+
+def _current_agent(conn: Connection, name: str) -> Agent | None:
+    """The agent as registered now; None when unknown or revoked."""
+    try:
+        record = get_agent(conn, name)
+    except IdentityError:
+        return None
+    return record.agent if record.active else None
+
+
+def _json(decision: Decision) -> dict[str, Any]:
+    return decision.model_dump(mode="json")
+
+
+__all__ = ["Approvals", "Person", "covers", "Agent", "packet_hash"]

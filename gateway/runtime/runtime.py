@@ -1,0 +1,298 @@
+"""One running gateway: the database, the log and its signer, the active policies, the connectors,
+the outbox worker and the background loops, assembled from `Settings`.
+
+`Runtime(settings)` opens and migrates the database, loads (or, on first start, generates) the
+checkpoint signing key, compiles the policies and builds the pipeline. Threads start in
+`start()` (the FastAPI lifespan calls it) and stop in `stop()`:
+
+- the outbox worker (re-drives what a crash left in flight, then runs due executions);
+- the policy watcher (activates changed policy files that compile; SIGHUP reloads at once);
+- the housekeeping loop: expires overdue approvals and signs checkpoints on time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from datetime import timedelta
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from connectors.registry import Registry, build_registry
+from dsl import compile_policy_dir
+from dsl.model import PolicySet
+from gateway.engine.decider import Decider
+from gateway.pipeline.approvals import Approvals
+from gateway.http.auth import TokenCache
+from gateway.config import Settings
+from gateway.logs import log_event
+from gateway.runtime.metrics import Metrics
+from gateway.execution.breaker import CircuitBreakers
+from gateway.execution.outbox import Outbox
+from gateway.execution.worker import Worker
+from gateway.runtime.reload import PolicyHolder, PolicyWatcher
+from gateway.store.schema import gateway_state, upgrade
+from gateway.store.records import record_incident
+from gateway.pipeline.submit import Gateway, Limits
+from gateway.runtime.tamper import TamperWatch
+from ledger.checkpointer import Checkpointer, CheckpointPolicy
+from ledger.database import make_engine, read_only
+from ledger.keys import KeyMismatchError, current_key, read_signer_key, write_signer_key
+from ledger.note import generate_key
+from ledger.group_commit import GroupCommitter
+from ledger.store import Ledger
+
+log = logging.getLogger("warden.runtime")
+decision_log = logging.getLogger("warden.decisions")
+POLICY_STATE_KEY = "active_policy"
+
+
+@dataclass(frozen=True)
+class PacketLimits:
+    max_bytes: int = 65_536
+    max_depth: int = 16
+    max_items: int = 1_000
+
+
+class Changes:
+    """Wakes long-polling requests of this process when a decision changes (other processes'
+    changes are seen by the requests' periodic re-read)."""
+
+    def __init__(self) -> None:
+        self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+        self._lock = threading.Lock()
+
+    async def wait(self, decision_id: str, timeout: float) -> None:
+        event = asyncio.Event()
+        entry = (asyncio.get_running_loop(), event)
+        with self._lock:
+            self._waiters.setdefault(decision_id, set()).add(entry)
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            pass
+        finally:
+            with self._lock:
+                waiting = self._waiters.get(decision_id)
+                if waiting is not None:
+                    waiting.discard(entry)
+                    if not waiting:
+                        del self._waiters[decision_id]
+
+    def notify(self, decision_id: str) -> None:
+        with self._lock:
+            entries = list(self._waiters.get(decision_id, ()))
+        for loop, event in entries:
+            loop.call_soon_threadsafe(event.set)
+
+    def notify_all(self) -> None:
+        with self._lock:
+            ids = list(self._waiters)
+        for decision_id in ids:
+            self.notify(decision_id)
+
+
+class Runtime:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+        registry: Registry | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.db = make_engine(settings.database_url, pool_size=16, max_overflow=16) \
+            if not settings.database_url.startswith("sqlite") else make_engine(settings.database_url)
+        upgrade(self.db)
+        self.signer = _load_or_create_signer(settings)
+        with self.db.connect() as conn:
+            current = current_key(conn)
+        if current is not None and current.verifier_key != self.signer.verifier_key:
+            raise KeyMismatchError(
+                f"{settings.signing_key_file} is not the audit log's signing key (the log signs "
+                f"with key {current.key_id}); point signing_key_file at the right key"
+            )
+        self.ledger = Ledger()
+        self.checkpointer = Checkpointer(
+            self.signer,
+            CheckpointPolicy(every_entries=settings.checkpoint_every_entries,
+                             every_seconds=settings.checkpoint_every_seconds),
+            ledger=self.ledger, clock=clock,
+        )
+        self.registry = registry or build_registry(
+            settings.connectors_mode, data_dir=settings.data_dir,
+            faults=settings.sandbox_faults or None, latency_ms=settings.sandbox_latency_ms,
+        )
+        self.metrics = Metrics(engine=self.db)
+        known = self.registry.known_tools()
+        expiry = timedelta(seconds=settings.approval_ttl_default_seconds)
+        self.policies = PolicyHolder(
+            compile_policy_dir(settings.policy_dir, known_tools=known),
+            engine_factory=lambda policy_set: Decider(policy_set, approval_expiry=expiry),
+        )
+        self.watcher = PolicyWatcher(
+            self.policies, settings.policy_dir, poll_seconds=settings.policy_poll_seconds,
+            on_activated=self._policy_activated, on_failed=self.metrics.policy_reload_failed,
+            known_tools=known,
+        ) if settings.policy_reload else None
+        self.committer = GroupCommitter(self.db)
+        self.outbox = Outbox(
+            self.db, self.ledger, self.registry, clock=clock,
+            max_attempts=settings.outbox_max_attempts,
+            backoff_base=settings.outbox_backoff_base_seconds,
+            backoff_max=settings.outbox_backoff_max_seconds,
+            breaker=CircuitBreakers(failures=settings.breaker_failures,
+                                    cooldown=settings.breaker_cooldown_seconds),
+            on_call=self.metrics.observe_connector_call,
+            write=self.committer.run,
+        )
+        self.worker = Worker(self.outbox, threads=settings.outbox_workers,
+                             recover_on_start=settings.outbox_recover_on_start)
+        self.metrics.breakers = lambda: {
+            name: state != "closed" for name, state in self.outbox.breaker.states().items()
+        }
+        self.metrics.policy_digest = lambda: self.policies.current()[0].digest
+        self.gateway = Gateway(
+            self.db, ledger=self.ledger, policies=lambda: self.policies.current()[1],
+            registry=self.registry, outbox=self.outbox, committer=self.committer,
+            clock=clock, on_decision=self._observe_decision,
+            limits=Limits(settings.repeated_denials_threshold, settings.repeated_denials_window_seconds),
+        )
+        self.approvals = Approvals(self.gateway)
+        self.changes = Changes()
+        self.tokens = TokenCache()
+        self.packet_limits = PacketLimits(max_bytes=settings.max_packet_bytes)
+        self.long_poll_max = float(settings.long_poll_max_seconds)
+        self.tamper = TamperWatch(self.ledger, self._tamper_alarm)
+        self.tamper_full_seconds = 3600.0  # a full re-verification of the live log this often
+        self._stop = threading.Event()
+        self._housekeeper: threading.Thread | None = None
+        self._record_active_policy(self.policies.current()[0])
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self.checkpointer.tick(self.db)  # a log that has never been checkpointed gets one now
+        self.worker.start()
+        if self.watcher is not None:
+            self.watcher.start()
+        self._stop.clear()
+        self._housekeeper = threading.Thread(target=self._housekeeping, name="warden-housekeeping", daemon=True)
+        self._housekeeper.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.watcher is not None:
+            self.watcher.stop()
+        self.worker.stop()
+        if self._housekeeper is not None:
+            self._housekeeper.join(timeout=5)
+        self.committer.close()
+        self.db.dispose()
+
+    @asynccontextmanager
+    async def lifespan(self, _app: Any) -> AsyncIterator[None]:
+        self.start()
+        try:
+            yield
+        finally:
+            self.stop()
+
+    def _housekeeping(self) -> None:
+        last_full = time.monotonic()
+        while not self._stop.wait(1.0):
+            try:
+                if self.approvals.expire_due():
+                    self.changes.notify_all()
+                self.checkpointer.tick(self.db)
+                full = time.monotonic() - last_full >= self.tamper_full_seconds
+                self.tamper.check(self.db, full=full)
+                if full:
+                    last_full = time.monotonic()
+            except Exception:  # keep the loop alive; the next tick retries
+                log.exception("housekeeping failed")
+
+    def _tamper_alarm(self, problem: str, detail: dict[str, object]) -> None:
+        """The live log failed verification: open an incident (recorded in the log itself, so
+        an auditor sees it beside whatever was altered)."""
+        now = self.clock()
+        self.gateway._write(lambda conn: record_incident(
+            conn, self.ledger, kind="tamper_alarm", now=now,
+            summary=f"the audit log failed verification: {problem}", detail={"problem": problem, **detail}))
+
+    # ------------------------------------------------------------ policies
+
+    def _policy_activated(self, policy_set: PolicySet) -> None:
+        self._record_active_policy(policy_set)
+
+    def _record_active_policy(self, policy_set: PolicySet) -> None:
+        """A `policy_activated` entry whenever the active digest differs from the last recorded."""
+        import json
+
+        def work(conn: Any) -> None:
+            raw = conn.execute(
+                select(gateway_state.c.value).where(gateway_state.c.key == POLICY_STATE_KEY)
+            ).scalar_one_or_none()
+            if raw is not None and json.loads(raw).get("digest") == policy_set.digest:
+                return
+            files = sorted({p.span.file for p in policy_set.policies if getattr(p, "span", None)})
+            self.ledger.append(conn, "policy_activated", "warden", policy_set.digest, {
+                "digest": policy_set.digest, "policies": [p.name for p in policy_set.policies],
+                "files": [str(f) for f in files],
+            })
+            value = json.dumps({"digest": policy_set.digest, "at": self.clock()})
+            if raw is None:
+                conn.execute(gateway_state.insert().values(key=POLICY_STATE_KEY, value=value))
+            else:
+                conn.execute(gateway_state.update().where(gateway_state.c.key == POLICY_STATE_KEY).values(value=value))
+
+        self.gateway._write(work)
+        log.info("policies active", extra={"digest": policy_set.digest})
+
+    # ------------------------------------------------------------ observations
+
+    def _observe_decision(self, decision: Any, tool: str, seconds: float) -> None:
+        self.metrics.observe_decision(decision.status, tool, decision.risk, seconds)
+        log_event(decision_log, "decision", decision_id=decision.decision_id, packet_id=decision.packet_id,
+                  tool=tool, status=decision.status, risk=decision.risk.name,
+                  autonomy=decision.autonomy.name, duration_ms=round(seconds * 1000, 3))
+
+    def latest_checkpoint(self) -> str | None:
+        with read_only(self.db.connect()) as conn:
+            found = self.ledger.latest_checkpoint(conn)
+        return None if found is None else found[1]
+
+    def readiness(self) -> dict[str, bool]:
+        checks = {"database": False, "policies": self.policies.current()[0] is not None, "signing_key": self.signer is not None}
+        try:
+            with self.db.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+            checks["database"] = True
+        except Exception:
+            log.warning("readiness: database unreachable")
+        return checks
+
+
+def _load_or_create_signer(settings: Settings) -> Any:
+    """The checkpoint signing key; on first start a new one is written (mode 0600)."""
+    path = settings.signing_key_file
+    if path.exists():
+        signer = read_signer_key(path)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        signer = generate_key(settings.log_origin)
+        write_signer_key(path, signer)
+        log.warning("generated a new checkpoint signing key",
+                    extra={"path": str(path), "verifier_key": signer.verifier_key})
+    # The verifier (public) key beside it, for auditors: `warden audit verify DIR --key FILE`.
+    public = path.with_suffix(".pub")
+    if not public.exists():
+        public.write_text(signer.verifier_key + "\n", encoding="utf-8")
+    return signer

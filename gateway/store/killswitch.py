@@ -1,0 +1,48 @@
+"""The kill switch: one row of `gateway_state`, read on every decision and before every execution.
+
+While engaged, new packets are denied (the engine's `kill_switch` gate), nothing executes (the
+outbox worker checks before each call), and approvals are still recorded but their decisions stay
+pending until a founder releases the switch and the last approval is re-evaluated.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+from sqlalchemy import Connection, insert, select, update
+
+from gateway.store.schema import gateway_state
+
+KEY = "kill_switch"
+
+
+@dataclass(frozen=True)
+class KillSwitch:
+    engaged: bool = False
+    reason: str | None = None
+    by: str | None = None
+    at: float | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+RELEASED = KillSwitch()
+
+
+_READ = select(gateway_state.c.value).where(gateway_state.c.key == KEY)
+
+
+def read_kill_switch(conn: Connection) -> KillSwitch:
+    raw = conn.execute(_READ).scalar_one_or_none()
+    if raw is None:
+        return RELEASED
+    return KillSwitch(**json.loads(raw))
+
+
+def write_kill_switch(conn: Connection, state: KillSwitch) -> None:
+    value = json.dumps(state.to_json(), separators=(",", ":"))
+    done = conn.execute(update(gateway_state).where(gateway_state.c.key == KEY).values(value=value))
+    if done.rowcount == 0:
+        conn.execute(insert(gateway_state).values(key=KEY, value=value))

@@ -1,0 +1,100 @@
+"""Writing the gateway's state and its audit entries together, in the caller's transaction.
+
+Every state change the gateway makes goes through here with the audit entry that records it, in
+one transaction: a decision row and its `decision` entry, a status change and its `approval`,
+`rejection`, `execution` or `expiry` entry, an incident row and its `incident` entry. Either both
+are committed or neither is.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, insert, select, update
+
+from gateway.engine.models import AuditRef, Decision
+from gateway.store.schema import decisions, incidents
+from ledger.store import AppendResult, Ledger
+
+#: Kinds of incident (the `kind` column and the `incident` entry's `data.kind`).
+INCIDENT_KINDS = ("proof_mismatch", "connector_failure", "repeated_denials", "tamper_alarm")
+
+
+_READ_DECISION = select(decisions.c.decision).where(decisions.c.decision_id == bindparam("id"))
+_LOCK_DECISION = _READ_DECISION.with_for_update()
+_UPDATE_PENDING = (
+    update(decisions).where(decisions.c.decision_id == bindparam("id"))
+    .values(status=bindparam("new_status"), decision=bindparam("new_decision"), updated_at=bindparam("now"))
+)
+_UPDATE_SETTLED = _UPDATE_PENDING.values(expires_at=None)
+
+
+def new_decision_id() -> str:
+    """`dec_` + 26 characters: a millisecond timestamp and 80 random bits (sortable by time)."""
+    millis = int(time.time() * 1000)
+    return "dec_" + f"{millis:012x}" + secrets.token_hex(10)[:14]
+
+
+def dumps(document: Any) -> str:
+    """Compact JSON for the text columns."""
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def audit_ref(result: AppendResult) -> AuditRef:
+    return AuditRef(seq=result.seq, leaf_hash=result.leaf_hash.hex())
+
+
+def load_decision(conn: Connection, decision_id: str, *, for_update: bool = False) -> Decision | None:
+    """The decision as last stored (FOR UPDATE locks the row on PostgreSQL; SQLite's write
+    transaction already holds the database lock)."""
+    raw = conn.execute(_LOCK_DECISION if for_update else _READ_DECISION, {"id": decision_id}).scalar_one_or_none()
+    return None if raw is None else Decision.model_validate_json(raw)
+
+
+def store_decision_update(conn: Connection, decision: Decision, *, now: float) -> None:
+    """Write a changed decision (status, approvals, execution) back to its row."""
+    assert decision.decision_id is not None
+    statement = _UPDATE_PENDING if decision.status == "pending_approval" else _UPDATE_SETTLED
+    conn.execute(statement, {"id": decision.decision_id, "new_status": decision.status,
+                             "new_decision": decision.model_dump_json(), "now": now})
+
+
+def record_incident(
+    conn: Connection,
+    ledger: Ledger,
+    *,
+    kind: str,
+    summary: str,
+    detail: Mapping[str, Any],
+    now: float,
+    agent: str | None = None,
+    decision_id: str | None = None,
+) -> int:
+    """Open an incident: a row in `incidents` and an `incident` audit entry. Returns its id."""
+    if kind not in INCIDENT_KINDS:
+        raise ValueError(f"unknown incident kind {kind!r}")
+    entry = ledger.append(
+        conn,
+        "incident",
+        "warden",
+        decision_id or agent or kind,
+        {"kind": kind, "summary": summary, "agent": agent, "decision_id": decision_id, "detail": dict(detail)},
+    )
+    row = conn.execute(
+        insert(incidents)
+        .values(
+            kind=kind,
+            agent=agent,
+            decision_id=decision_id,
+            summary=summary,
+            detail=dumps(dict(detail)),
+            created_at=now,
+            audit_seq=entry.seq,
+        )
+        .returning(incidents.c.id)
+    )
+    return int(row.scalar_one())

@@ -1,0 +1,158 @@
+"""The gateway's tables, beside the ledger's, with their own versioned migrations.
+
+`upgrade(engine)` brings both the ledger and the gateway tables to their latest versions
+(`warden db upgrade` and `warden serve` call it). Times are UNIX seconds (float, UTC); JSON
+documents are stored as text exactly as served.
+
+- `agents`      name → autonomy, owner, tool globs, SHA-256 of the bearer token, revoked_at.
+- `users`       email → role, SHA-256 of the API token, revoked_at.
+- `decisions`   one row per accepted packet: (agent, packet_id) is unique (the idempotency key),
+                the packet and its hash, the current status and the whole decision JSON as served.
+- `approvals`   (decision_id, approver) → role, comment, time: one person counts once.
+- `executions`  the outbox: written in the decision's transaction; a worker claims a row with a
+                lease, calls the connector with the decision id as idempotency key and records the
+                outcome. `state`: pending → running → succeeded | failed.
+- `incidents`   proof mismatches, connector failures, repeated denials, tamper alarms.
+- `gateway_state` small named documents (the kill switch).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    Float,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    Index,
+)
+
+from ledger import schema as ledger_schema
+COMPONENT = "gateway"
+metadata = MetaData()
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("autonomy", SmallInteger, nullable=False),
+    Column("owner", String(254), nullable=True),
+    Column("tools", Text, nullable=False),  # JSON list of globs
+    Column("token_hash", LargeBinary(32), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("email", String(254), primary_key=True),
+    Column("role", String(32), nullable=False),
+    Column("token_hash", LargeBinary(32), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+)
+
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("decision_id", String(40), primary_key=True),
+    Column("agent", String(64), nullable=False),
+    Column("packet_id", String(128), nullable=False),
+    Column("packet_hash", String(71), nullable=False),
+    Column("tool", String(128), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("risk", SmallInteger, nullable=False),
+    Column("policy_digest", String(71), nullable=False),
+    Column("packet", Text, nullable=False),  # the validated packet, JSON
+    Column("decision", Text, nullable=False),  # the Decision as served, JSON
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=True),  # pending approvals only
+    UniqueConstraint("agent", "packet_id", name="uq_decisions_agent_packet"),
+)
+Index("ix_decisions_status_expires", decisions.c.status, decisions.c.expires_at)
+
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("decision_id", String(40), primary_key=True),
+    Column("approver", String(254), primary_key=True),
+    Column("role", String(32), nullable=False),
+    Column("comment", Text, nullable=True),
+    Column("approved_at", Float, nullable=False),
+)
+
+executions = Table(
+    "executions",
+    metadata,
+    Column("decision_id", String(40), primary_key=True),
+    Column("tool", String(128), nullable=False),
+    Column("params", Text, nullable=False),  # JSON
+    Column("state", String(16), nullable=False),  # pending | running | succeeded | failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("lease_until", Float, nullable=True),
+    Column("result", Text, nullable=True),  # JSON: external id, summary (no secrets)
+    Column("error", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+Index("ix_executions_state_next", executions.c.state, executions.c.next_attempt_at)
+
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),
+    Column("agent", String(64), nullable=True),
+    Column("decision_id", String(40), nullable=True),
+    Column("summary", Text, nullable=False),
+    Column("detail", Text, nullable=False),  # JSON
+    Column("created_at", Float, nullable=False),
+    Column("audit_seq", BigInteger, nullable=True),
+)
+Index("ix_incidents_created", incidents.c.created_at)
+
+gateway_state = Table(
+    "gateway_state",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),  # JSON
+)
+
+
+def _create_gateway_tables(conn: Connection) -> None:
+    """Version 1."""
+    metadata.create_all(conn)
+
+
+# Append only; never edit a released migration. The list index + 1 is the schema version.
+MIGRATIONS: list[ledger_schema.Migration] = [_create_gateway_tables]
+LATEST_VERSION = len(MIGRATIONS)
+
+
+def upgrade(engine: Engine) -> dict[str, tuple[int, int]]:
+    """Create or upgrade the ledger's and the gateway's tables; (before, after) per component."""
+    return {
+        ledger_schema.COMPONENT: ledger_schema.upgrade(engine),
+        COMPONENT: ledger_schema.upgrade_component(engine, COMPONENT, MIGRATIONS),
+    }
+
+
+def require_current(conn: Connection) -> None:
+    """Fail closed when the tables are missing or from another version."""
+    ledger_schema.require_current(conn)
+    found = ledger_schema.current_version(conn, COMPONENT)
+    if found != LATEST_VERSION:
+        raise ledger_schema.SchemaError(
+            f"the gateway schema is version {found}, expected {LATEST_VERSION}; run `warden db upgrade`"
+        )
