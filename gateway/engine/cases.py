@@ -216,12 +216,12 @@ def _case(path: Path, index: int, entry: Any, file_now: datetime | None) -> Poli
     if unknown:
         raise CaseFileError(f"{where}: unknown key(s): {', '.join(sorted(unknown))}")
     autonomy = entry.get("autonomy")
-    if autonomy not in Autonomy.__members__:
+    if not isinstance(autonomy, str) or autonomy not in Autonomy.__members__:
         raise CaseFileError(f"{where}: `autonomy` must be one of A0..A4, got {autonomy!r}")
     packet_data = _packet_data(where, name, entry)
     try:
         packet = Packet.model_validate(packet_data)
-        agent = Agent(name=packet.agent, autonomy=autonomy, owner=entry.get("owner"))
+        agent = Agent(name=packet.agent, autonomy=Autonomy[autonomy], owner=entry.get("owner"))
     except ValidationError as exc:
         raise CaseFileError(f"{where}: {first_error(exc)}") from None
     kill_switch = entry.get("kill_switch", False)
@@ -241,11 +241,11 @@ def _packet_data(where: str, name: str, entry: dict[str, Any]) -> dict[str, Any]
             raise CaseFileError(f"{where}: give either `packet` or {', '.join(shorthand)}, not both")
         if not isinstance(entry["packet"], dict):
             raise CaseFileError(f"{where}: `packet` must be a table")
-        return _jsonable(entry["packet"])
+        return _json_object(entry["packet"])
     if "tool" not in entry:
         raise CaseFileError(f"{where}: needs a `tool` (or a whole `packet`)")
     proof = entry.get("proof", [])
-    return _jsonable({
+    return _json_object({
         "packet_id": name,
         "agent": entry.get("agent", DEFAULT_AGENT),
         "action": {"tool": entry["tool"], "params": entry.get("params", {})},
@@ -324,6 +324,11 @@ def _moment(value: Any, where: str) -> datetime | None:
     if not isinstance(value, datetime):
         raise CaseFileError(f"{where}: must be a date-time like 2025-06-02T12:00:00Z")
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _json_object(table: dict[str, Any]) -> dict[str, Any]:
+    """A TOML table as the JSON object a packet carries."""
+    return {k: _jsonable(v) for k, v in table.items()}
 
 
 def _jsonable(value: Any) -> Any:

@@ -18,6 +18,7 @@ nothing is ever allowed by accident.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from itertools import chain
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
@@ -62,8 +63,9 @@ class Decider:
         if plan is None:
             policies = self.policy_set.policies_for(tool)
             programs = list(_programs(policies))
-            prunable = self.prune and all(isinstance(p, Program) for p in programs)
-            needs = Needs.of(programs) if prunable else None
+            compiled = [p for p in programs if isinstance(p, Program)]
+            prunable = self.prune and len(compiled) == len(programs)
+            needs = Needs.of(compiled) if prunable else None
             plan = _ToolPlan(policies, _base_risk(policies), needs)
             if len(self._plans) < _MAX_PLANS:  # bounded: tool names come from packets
                 self._plans[tool] = plan
@@ -91,14 +93,13 @@ class Decider:
     def _decide(
         self, packet: Packet, agent: Agent, now: datetime, kill_switch: bool, dry_run: bool
     ) -> Decision:
+        # (1) the kill switch stops everything, whatever the policies say; the packet is still
+        # assessed, so the denial reports the risk and the reasons it would have had.
+        if kill_switch:
+            return _under_kill_switch(self._decide(packet, agent, now, False, dry_run))
         digest = self.policy_set.digest
         tool = packet.action.tool
-        # (2) first, for the base tier every early denial still reports.
         policies, base, needs = self._plan(tool)
-        # (1) the kill switch stops everything, whatever the policies say.
-        if kill_switch:
-            return _gate(packet, agent, digest, base, "kill_switch", "kill_switch",
-                         "the kill switch is engaged: no action runs until a founder resumes")
         # (2) a tool that no enforced policy gives a base tier is one Warden knows nothing about.
         if base is None:
             return _gate(packet, agent, digest, None, "unknown_tool", "unknown_tool",
@@ -185,10 +186,11 @@ def _programs(policies: Sequence[Policy]) -> Iterator[object]:
     for policy in policies:
         for invariant in policy.invariants:
             yield invariant.expr.program
-        for rule in (*policy.denies, *policy.escalations, *policy.approvals,
-                     *policy.autonomy_rules):
-            if rule.when is not None:
-                yield rule.when.program
+        conditions = chain((d.when for d in policy.denies), (e.when for e in policy.escalations),
+                           (a.when for a in policy.approvals), (m.when for m in policy.autonomy_rules))
+        for when in conditions:
+            if when is not None:
+                yield when.program
 
 
 def _base_risk(policies: Sequence[Policy]) -> Risk | None:
@@ -213,6 +215,22 @@ def _gate(packet: Packet, agent: Agent, digest: str, risk: Risk | None, rule: st
         reasons=[Reason(policy=WARDEN, rule=rule, effect=effect,  # type: ignore[arg-type]
                         message=message)],
     )
+
+
+def _under_kill_switch(assessed: Decision) -> Decision:
+    """`assessed` denied by the kill switch: its risk, reasons and invariants stay as worked out,
+    the kill switch comes first among the reasons, and nothing is left to approve."""
+    unassessed = bool(assessed.reasons) and assessed.reasons[0].rule in _GATES
+    assessment = ("the risk could not be assessed" if unassessed
+                  else f"the action was assessed as {assessed.risk.name}")
+    stop = Reason(policy=WARDEN, rule="kill_switch", effect="kill_switch",
+                  message=f"the kill switch is engaged: no action runs until a founder resumes ({assessment})")
+    return assessed.model_copy(update={"status": "denied", "approval": None,
+                                       "reasons": [stop, *assessed.reasons]})
+
+
+#: Warden's own denials before any policy rule runs: after one, the risk is not an assessment.
+_GATES = frozenset({"unknown_tool", "packet_limits", "internal_error"})
 
 
 def _internal_error(packet: object, agent: object, digest: str, exc: Exception) -> Decision:

@@ -119,10 +119,19 @@ class Evaluation:
             self._fire(policy, name, "invariant", f"invariant could not be evaluated: {error}",
                        violation=True)
         if mismatch is not None:
-            self._fire(policy, name, PROOF_MISMATCH,
-                       f"the agent claimed {claimed}, Warden verified {verdict} ({mismatch})")
+            self._fire(policy, name, PROOF_MISMATCH, _mismatch_message(claimed, verdict, error))
             if enforced and PROOF_MISMATCH not in self.flags:
                 self.flags.append(PROOF_MISMATCH)
+
+
+def _mismatch_message(claimed: Verdict | None, verdict: Verdict, error: str | None) -> str:
+    """Why the agent's claim about an invariant was not taken, in plain words."""
+    if claimed == "PASS" and verdict == "ERROR":
+        return (f"the agent claimed PASS, but Warden could not evaluate the invariant ({error}); "
+                "the claim was not accepted")
+    if claimed == "PASS":
+        return "the agent claimed PASS, but the invariant does not hold: the claim is false"
+    return f"the agent claimed {claimed}, Warden verified PASS; the decision follows Warden's verdict"
 
 
 def _verdict(expr: Expr, act: object) -> tuple[Verdict, str | None]:

@@ -17,8 +17,10 @@ def _decide(build, evidence, claims, mode: str = "enforce"):
     return build.decide(policies, build.packet(evidence=evidence, claims=claims), A2)
 
 
-@pytest.mark.parametrize(("evidence", "verified"), [(FAILS, "FAIL"), (ERRS, "ERROR")])
-def test_claimed_pass_verified_not_pass_denies_and_flags(build, evidence, verified) -> None:
+@pytest.mark.parametrize(("evidence", "verified", "said"), [
+    (FAILS, "FAIL", "the invariant does not hold: the claim is false"),
+    (ERRS, "ERROR", "Warden could not evaluate the invariant (")])
+def test_claimed_pass_verified_not_pass_denies_and_flags(build, evidence, verified, said) -> None:
     decision = _decide(build, evidence, {"rec": "PASS"})
     assert decision.status == "denied"
     assert decision.flags == ["proof_mismatch"]
@@ -27,7 +29,8 @@ def test_claimed_pass_verified_not_pass_denies_and_flags(build, evidence, verifi
         verified, "PASS", "claimed_pass_verified_fail")
     assert [(r.rule, r.effect) for r in decision.reasons] == [
         ("rec", "invariant"), ("rec", "proof_mismatch")]
-    assert "claimed_pass_verified_fail" in decision.reasons[1].message
+    assert decision.reasons[1].message.startswith("the agent claimed PASS, but ")
+    assert said in decision.reasons[1].message
 
 
 @pytest.mark.parametrize("claimed", ["FAIL", "ERROR"])

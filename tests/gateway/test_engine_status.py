@@ -57,6 +57,20 @@ def test_kill_switch_denies_everything(build, autonomy: Autonomy) -> None:
     assert decision.risk == L0
 
 
+def test_kill_switch_reports_the_assessed_risk_and_reasons(build) -> None:
+    policies = build.policy_set(build.policy(risk=L1, escalations=[(L2, "params.amount > 50000")]))
+    decision = build.decide(policies, build.packet(params={"amount": 60000}), A2, kill_switch=True)
+    assert (decision.status, decision.risk, decision.approval) == ("denied", L2, None)
+    assert [r.effect for r in decision.reasons][:2] == ["kill_switch", "escalate"]
+    assert decision.reasons[0].message.endswith("(the action was assessed as L2)")
+
+
+def test_kill_switch_says_when_no_risk_was_assessed(build) -> None:
+    decision = build.decide(build.policy_set(), build.packet(), A2, kill_switch=True)
+    assert [r.rule for r in decision.reasons] == ["kill_switch", "unknown_tool"]
+    assert decision.reasons[0].message.endswith("(the risk could not be assessed)")
+
+
 def test_kill_switch_wins_over_dry_run(build) -> None:
     policies = build.policy_set(build.policy(risk=L0))
     decision = build.decide(policies, build.packet(), A4, kill_switch=True, dry_run=True)
