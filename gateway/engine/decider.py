@@ -4,7 +4,7 @@ Pure and in-process: no I/O, no clock unless `now` is omitted, no state between 
 the policy set's per-tool index. The gateway records, executes and long-polls around it; the
 CLI's `warden policy explain` and `warden policy test` call it directly.
 
-The steps (SPEC.md, "Decision semantics"), numbered as in `Decider._decide`:
+The steps (DESIGN.md, "The pipeline": evaluate), numbered as in `Decider._decide`:
 
     (1) kill switch       (2) applicable policies, unknown tool     (3) one activation per packet
     (4) every applicable policy's rules, shadow ones recorded only  (5) proof check

@@ -1,4 +1,4 @@
-"""What the rules of the applicable policies add up to for one packet (SPEC.md steps 4-6).
+"""What the rules of the applicable policies add up to for one packet (steps 4-6 of `Decider`).
 
 `Evaluation.evaluate(policy, act)` runs one policy's rules against a packet's activation, in a
 fixed order (invariants, deny rules, escalations, approval rules, min_autonomy), checking the
