@@ -21,8 +21,8 @@ from dsl.compiler import (
 )
 from dsl.digest import policy_digest
 from dsl.errors import MAX_ERRORS, PolicyCompileError
+from dsl.grammar import GRAMMAR_PATH, grammar_bytes
 from dsl.model import Diagnostic, PolicySet
-from dsl.parser import GRAMMAR_PATH, grammar_bytes
 
 __all__ = [
     "GRAMMAR_PATH",

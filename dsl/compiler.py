@@ -19,15 +19,16 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
-from dsl import syntax as ast
+import dsl.syntax as ast
 from dsl.cel_regions import line_column, line_starts
 from dsl.digest import policy_digest
 from dsl.errors import DiagnosticBag, PolicyCompileError, SourceLines, TooManyErrors
 from dsl.expressions import compile_policies
+from dsl.grammar import grammar_bytes
 from dsl.lint import lint_policies
 from dsl.mistakes import value_message
 from dsl.model import Diagnostic, Policy, PolicySet, Span
-from dsl.parser import ParsedFile, grammar_bytes, parse_file
+from dsl.parser import ParsedFile, parse_file
 from dsl.resolve import resolve_policies, resolve_roles
 
 #: A policy file larger than this is refused (policies are short; this bounds the work).

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from dsl.model import Diagnostic, Span
+from dsl.model import Diagnostic, Severity, Span
 
 #: Errors kept before the compiler stops listing them.
 MAX_ERRORS = 50
@@ -95,11 +95,5 @@ class DiagnosticBag:
             )
         return ordered
 
-    def _make(self, severity: str, code: str, message: str, span: Span) -> Diagnostic:
-        return Diagnostic(
-            severity,  # type: ignore[arg-type]
-            code,
-            message,
-            span,
-            self.sources.line(span.file, span.line),
-        )
+    def _make(self, severity: Severity, code: str, message: str, span: Span) -> Diagnostic:
+        return Diagnostic(severity, code, message, span, self.sources.line(span.file, span.line))

@@ -1,10 +1,10 @@
 """Known mistakes in policy files, and the messages a policy author understands for them.
 
-Like Lark's `GRAMMAR_ERRORS` and `UnexpectedInput.match_examples`: each syntax mistake is listed
-with malformed examples. The examples are parsed once per process; the parser state and the
-unexpected token they fail with identify the mistake, so a real error in the same situation gets
-the same message, and the table keeps working when the grammar changes. A few mistakes are
-recognised by what went wrong rather than where (an unterminated string, a missing `}`).
+Like Lark's `GRAMMAR_ERRORS`: each syntax mistake is listed with its message and malformed
+examples. The table is plain data and knows nothing of the grammar: `dsl.syntax_errors` parses
+the examples to learn where each mistake happens (the parser state and the unexpected token), so
+the table keeps working when the grammar changes. A few mistakes are recognised by what went
+wrong rather than where (an unterminated string, a missing `}`).
 
 Mistakes in values (a tier `L5`, a `count 0`, ...) are not syntax errors: the compiler finds them
 after parsing; their messages live here too (`VALUE_MESSAGES`) so that all of them can be read
@@ -13,20 +13,15 @@ and tested in one place.
 
 from __future__ import annotations
 
-import difflib
-import functools
 from dataclasses import dataclass
-
-from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
-
-from dsl.cel_regions import STATEMENT_WORDS
-from dsl.parser import parse_example, policy_parser
 
 _P = 'policy p {\n  applies to tool "t"\n'
 
 
 @dataclass(frozen=True, slots=True)
 class Mistake:
+    """One known mistake: its stable code, its message and inputs that make it."""
+
     code: str
     message: str  # may use {token}: the unexpected word or character
     examples: tuple[str, ...]
@@ -35,7 +30,7 @@ class Mistake:
     missing: bool = False
 
 
-#: Recognised by what went wrong (checked first): see `_by_kind`.
+#: Recognised by what went wrong (checked first): see `dsl.syntax_errors`.
 UNTERMINATED_STRING = Mistake(
     "unterminated_string",
     'this string is never closed: add the closing " on the same line',
@@ -249,166 +244,6 @@ SYNTAX_MISTAKES: tuple[Mistake, ...] = (
         missing=True,
     ),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class _Example:
-    state: object
-    token_type: str
-
-
-def _failure(example: str) -> _Example | None:
-    try:
-        parse_example(example)
-    except UnexpectedToken as err:
-        return _Example(_state_key(err), _token_key(err))
-    except UnexpectedCharacters as err:
-        return _Example(_state_key(err), "<char>")
-    except UnexpectedInput as err:
-        return _Example(_state_key(err), "$END")
-    return None
-
-
-def _token_key(err: UnexpectedToken) -> str:
-    return str(err.token.type)
-
-
-def expected_terminals(err: UnexpectedInput) -> frozenset[str]:
-    """The terminals the parser could have taken where it failed, from the LALR table."""
-    state = getattr(err, "state", None)
-    try:
-        actions = state.parse_conf.states[state.position]  # type: ignore[union-attr]
-    except (AttributeError, KeyError, TypeError):
-        found = getattr(err, "expected", None) or getattr(err, "allowed", None) or ()
-        return frozenset(found)
-    return frozenset(name for name in actions if name.isupper() or name == "$END")
-
-
-def _state_key(err: UnexpectedInput) -> object:
-    """The LALR state number the parser was in (Lark gives a state object or a number)."""
-    state = getattr(err, "state", None)
-    return getattr(state, "position", state)
-
-
-@functools.cache
-def _index() -> tuple[dict[tuple[object, str], Mistake], dict[object, Mistake]]:
-    """(state, token type) -> mistake and state -> mistake, learnt from the examples."""
-    exact: dict[tuple[object, str], Mistake] = {}
-    by_state: dict[object, Mistake] = {}
-    for mistake in SYNTAX_MISTAKES:
-        for example in mistake.examples:
-            failure = _failure(example)
-            if failure is None:
-                continue
-            exact.setdefault((failure.state, failure.token_type), mistake)
-            by_state.setdefault(failure.state, mistake)
-    return exact, by_state
-
-
-def _by_kind(err: UnexpectedInput, text: str, offset: int) -> Mistake | None:
-    """Mistakes recognised by what went wrong, wherever it happens."""
-    if isinstance(err, UnexpectedCharacters):
-        char = text[offset] if offset < len(text) else ""
-        if char == '"':
-            return UNTERMINATED_STRING
-        if char == "-" and offset > 0 and (text[offset - 1].isalnum() or text[offset - 1] == "_"):
-            return BAD_NAME_CHARACTER
-        return None
-    if not isinstance(err, UnexpectedToken):
-        return MISSING_CLOSING_BRACE
-    expected = expected_terminals(err)
-    value = str(err.token) if err.token.type != "$END" else ""
-    if "RBRACE" in expected and (err.token.type == "$END" or value in ("policy", "role")):
-        return MISSING_CLOSING_BRACE
-    if "POLICY" in expected and "RBRACE" not in expected:
-        if value in STATEMENT_WORDS - {"policy", "role"}:
-            return OUTSIDE_POLICY
-        if value == "}":
-            return UNMATCHED_CLOSING_BRACE
-    return None
-
-
-def _is_reserved_word_for_name(err: UnexpectedInput) -> bool:
-    """A keyword where the parser wanted a name (`policy deny {`)."""
-    if not isinstance(err, UnexpectedToken) or err.token.type in ("$END", "NAME"):
-        return False
-    return str(err.token).isidentifier() and "NAME" in expected_terminals(err)
-
-
-def explain(err: UnexpectedInput, text: str, offset: int) -> tuple[str, str, bool]:
-    """(code, message, missing) for a syntax error, from the known mistakes or else a plain
-    description; `missing` says the error is about something left out before `offset`."""
-    token = _describe_unexpected(err, text, offset)
-    mistake = _by_kind(err, text, offset)
-    if mistake is None:
-        exact, by_state = _index()
-        token_type = _token_key(err) if isinstance(err, UnexpectedToken) else "<char>"
-        state = _state_key(err)
-        mistake = exact.get((state, token_type))
-        if mistake is None and _is_reserved_word_for_name(err):
-            mistake = RESERVED_WORD
-        mistake = mistake or by_state.get(state)
-    if mistake is not None:
-        return mistake.code, mistake.message.replace("{token}", token), mistake.missing
-    return "syntax_error", f"unexpected {token}{_did_you_mean(err)}; expected {_expected(err)}", \
-        False
-
-
-def _did_you_mean(err: UnexpectedInput) -> str:
-    """` (did you mean `escalate`?)` for a word close to a keyword the parser could take."""
-    if not isinstance(err, UnexpectedToken) or err.token.type != "NAME":
-        return ""
-    words = [w.strip("`") for w in _expected_words(err)]
-    close = difflib.get_close_matches(str(err.token), words, n=1, cutoff=0.75)
-    return f" (did you mean `{close[0]}`?)" if close else ""
-
-
-def _expected_words(err: UnexpectedInput) -> list[str]:
-    terminals = policy_parser().get_terminal
-    words = []
-    for name in expected_terminals(err):
-        try:
-            value = str(terminals(name).pattern.value)
-        except KeyError:
-            continue
-        if value.isidentifier():
-            words.append(value)
-    return words
-
-
-def _describe_unexpected(err: UnexpectedInput, text: str, offset: int) -> str:
-    if isinstance(err, UnexpectedCharacters):
-        return f"`{text[offset]}`" if offset < len(text) else "end of file"
-    if isinstance(err, UnexpectedToken) and err.token.type != "$END":
-        if err.token.type == "CEL":
-            return "a condition"
-        return f"`{err.token}`"
-    return "end of file"
-
-
-_TERMINAL_NAMES = {
-    "NAME": "a name",
-    "STRING": "a quoted string",
-    "INT": "a number",
-    "DURATION": "a duration such as 4h",
-    "CEL": "a condition",
-    "$END": "the end of the file",
-}
-
-
-def _expected(err: UnexpectedInput) -> str:
-    names = expected_terminals(err)
-    terminals = policy_parser().get_terminal
-    described = []
-    for name in sorted(names):
-        if name in _TERMINAL_NAMES:
-            described.append(_TERMINAL_NAMES[name])
-            continue
-        try:
-            described.append(f"`{terminals(name).pattern.value}`")
-        except KeyError:
-            described.append(name)
-    return ", ".join(described) if described else "something else"
 
 
 #: Messages for mistakes in values, found after parsing (see `dsl.resolve`).

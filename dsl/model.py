@@ -18,47 +18,18 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 from datetime import timedelta
-from enum import IntEnum
 from typing import Any, Literal
 
-
-class Risk(IntEnum):
-    """Risk tier of an action. Ordered: L0 < L1 < L2 < L3."""
-
-    L0 = 0
-    L1 = 1
-    L2 = 2
-    L3 = 3
-
-    @classmethod
-    def parse(cls, text: str) -> "Risk":
-        return cls[text]
-
-    def __str__(self) -> str:
-        return self.name
-
-
-class Autonomy(IntEnum):
-    """Autonomy level an agent's owner grants it. Ordered: A0 < A1 < ... < A4."""
-
-    A0 = 0
-    A1 = 1
-    A2 = 2
-    A3 = 3
-    A4 = 4
-
-    @classmethod
-    def parse(cls, text: str) -> "Autonomy":
-        return cls[text]
-
-    def __str__(self) -> str:
-        return self.name
+# The vocabulary is part of the model: `from dsl.model import Risk` is the usual spelling.
+from dsl.vocabulary import BUILTIN_ROLES as BUILTIN_ROLES
+from dsl.vocabulary import PEOPLE_ROLES as PEOPLE_ROLES
+from dsl.vocabulary import Autonomy as Autonomy
+from dsl.vocabulary import Risk as Risk
 
 
 Mode = Literal["enforce", "shadow"]
-
-#: Roles every policy set knows without declaring them. Policy files may declare more.
-BUILTIN_ROLES: frozenset[str] = frozenset({"founder", "approver", "auditor", "viewer"})
+SelectorKind = Literal["tool", "list", "glob"]
+Severity = Literal["error", "warning"]
 
 #: Approval expiry when a rule does not say.
 DEFAULT_APPROVAL_EXPIRY = timedelta(hours=24)
@@ -93,7 +64,7 @@ class Expr:
 class ToolSelector:
     """Which tools a policy applies to. `patterns` may hold exact names or globs (`stripe.*`)."""
 
-    kind: Literal["tool", "list", "glob"]
+    kind: SelectorKind
     patterns: tuple[str, ...]
 
     def matches(self, tool: str) -> bool:
@@ -184,7 +155,7 @@ class Policy:
 class Diagnostic:
     """A compile error or warning, located in a policy file."""
 
-    severity: Literal["error", "warning"]
+    severity: Severity
     code: str  # stable, e.g. "duplicate_policy", "cel_syntax", "unknown_role"
     message: str
     span: Span

@@ -1,27 +1,23 @@
 """Parse one policy file into a Lark tree, reporting every syntax error it can find.
 
-The grammar is `policies.lark` at the repository root (LALR(1), contextual lexer). Conditions are
-cut out first by `dsl.cel_regions` (see there for why). A syntax error is turned into a message
-a policy author understands by `dsl.mistakes`; then the parser recovers, panic-mode style: it
-blanks the broken statement (keeping every offset) and parses again, so one run reports the
-errors of every statement in the file, not only the first.
+Conditions are cut out first by `dsl.cel_regions` (see there for why); the rest is parsed with
+the grammar's parser (`dsl.grammar`). A syntax error is turned into a message a policy author
+understands by `dsl.syntax_errors`; then the parser recovers, panic-mode style: it blanks the
+broken statement (keeping every offset) and parses again, so one run reports the errors of every
+statement in the file, not only the first.
 """
 
 from __future__ import annotations
 
-import functools
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
-from lark import Lark, Token, Tree
-from lark.lark import PostLex
+from lark import Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from dsl.cel_regions import STATEMENT_WORDS, Region, ScannedSource, scan
-
-GRAMMAR_PATH = Path(__file__).resolve().parent.parent / "policies.lark"
+from dsl.grammar import parse_masked
+from dsl.syntax_errors import explain
 
 #: Syntax errors reported per file before the parser gives up on it.
 MAX_SYNTAX_ERRORS_PER_FILE = 20
@@ -51,71 +47,12 @@ class ParsedFile:
     problems: list[SyntaxProblem]
 
 
-@functools.cache
-def grammar_bytes() -> bytes:
-    """The grammar exactly as shipped; part of every policy digest."""
-    return GRAMMAR_PATH.read_bytes()
-
-
-@functools.cache
-def policy_parser() -> Lark:
-    """The Lark parser, built once per process."""
-    whole_words = _WholeWords()
-    parser = Lark(
-        grammar_bytes().decode("utf-8"),
-        parser="lalr",
-        lexer="contextual",
-        propagate_positions=True,
-        maybe_placeholders=True,
-        postlex=whole_words,
-    )
-    whole_words.keywords = {
-        str(t.pattern.value): t.name
-        for t in parser.terminals
-        if t.pattern.type == "str" and str(t.pattern.value).isidentifier()
-    }
-    return parser
-
-
-class _WholeWords(PostLex):
-    """Make keywords whole, reserved words.
-
-    NAME is accepted in every lexer state: without it the contextual lexer reads `tools` as the
-    keyword `tool` followed by `s`, and `policyfoo` as `policy foo`. A NAME that spells a
-    keyword is then given the keyword's type, so `when` is never a name, wherever it appears.
-    """
-
-    always_accept = ("NAME",)
-
-    def __init__(self) -> None:
-        self.keywords: dict[str, str] = {}
-
-    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
-        keywords = self.keywords
-        for token in stream:
-            if token.type == "NAME" and token.value in keywords:
-                token.type = keywords[token.value]
-            yield token
-
-
-def parse_masked(masked: str) -> Tree[Token]:
-    """Parse text whose conditions are already masked; raises Lark's UnexpectedInput."""
-    return policy_parser().parse(masked)
-
-
-def parse_example(text: str) -> Tree[Token]:
-    """Scan and parse `text` the way files are parsed (used to learn the known mistakes)."""
-    return parse_masked(scan(text).masked)
-
-
 def parse_file(text: str) -> ParsedFile:
     """Parse one file's text; never raises for bad input."""
     bad = _FORBIDDEN.search(text)
     if bad:
         message = f"control character U+{ord(bad.group()):04X} is not allowed in a policy file"
         return ParsedFile(None, {}, [SyntaxProblem(bad.start(), "control_character", message)])
-    from dsl.mistakes import explain  # the mistakes table parses examples with this module
-
     scanned: ScannedSource = scan(text)
     problems = [SyntaxProblem(p.offset, p.code, p.message) for p in scanned.problems]
     masked = scanned.masked

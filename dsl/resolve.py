@@ -11,17 +11,20 @@ carries `program=None` until the next stage.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TypeVar
 
-from dsl import syntax as ast
+import dsl.syntax as ast
 from dsl.errors import DiagnosticBag
 from dsl.mistakes import value_message
 from dsl.model import (
     BUILTIN_ROLES, ApprovalRule, Autonomy, AutonomyRule, DenyRule, Escalation, Expr, Invariant,
-    Policy, Risk, Span, ToolSelector,
+    Mode, Policy, Risk, Span, ToolSelector,
 )
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 MAX_APPROVAL_COUNT = 10
+
+_Stmt = TypeVar("_Stmt", bound=ast.Statement)
 
 
 def resolve_roles(files: list[ast.PolicyFile], bag: DiagnosticBag) -> frozenset[str]:
@@ -82,11 +85,11 @@ class _PolicyResolver:
                       f"the mode is already set in the header of policy `{block.name.text}`",
                       mode_stmt.span)
         mode_word = block.header_mode or (mode_stmt.mode if mode_stmt else None)
-        mode = "enforce"
+        mode: Mode = "enforce"
         if mode_word is not None:
-            if mode_word.text in ("enforce", "shadow"):
-                mode = mode_word.text
-            else:
+            if mode_word.text == "shadow":
+                mode = "shadow"
+            elif mode_word.text != "enforce":
                 bag.error("unknown_mode", value_message("unknown_mode", mode_word.text),
                           mode_word.span)
         if applies is None:
@@ -120,12 +123,12 @@ class _PolicyResolver:
         if applies is None:
             return None
         return Policy(
-            block.name.text, block.description, mode,  # type: ignore[arg-type]
+            block.name.text, block.description, mode,
             self._selector(applies), risk, tuple(invariants), tuple(escalations), tuple(denies),
             tuple(approvals), tuple(autonomy), block.span,
         )
 
-    def _single(self, kind: type, label: str):  # type: ignore[no-untyped-def]
+    def _single(self, kind: type[_Stmt], label: str) -> _Stmt | None:
         """The one statement of `kind`; a second one is an error."""
         found = [s for s in self.block.statements if isinstance(s, kind)]
         for extra in found[1:]:

@@ -15,7 +15,7 @@ from lark import Token, Transformer, Tree, v_args
 from lark.tree import Meta
 
 from dsl.cel_regions import Region
-from dsl.model import Span
+from dsl.model import SelectorKind, Span
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +42,13 @@ class RoleDecl:
 
 @dataclass(frozen=True, slots=True)
 class Applies:
-    kind: Literal["tool", "list", "glob"]
+    kind: SelectorKind
     patterns: tuple[Word, ...]
     span: Span
+
+
+#: What a tool selector rule gives `applies`: the kind, the names or globs, where they start.
+Selector = tuple[SelectorKind, tuple[Word, ...], Span]
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,17 +215,17 @@ class BuildSyntax(Transformer[Token, PolicyFile]):
         return Word(str(name), self._span(name))
 
     @v_args(meta=True, inline=True)
-    def applies(self, meta: Meta, selector: tuple[str, tuple[Word, ...], Span]) -> Applies:
+    def applies(self, meta: Meta, selector: Selector) -> Applies:
         kind, patterns, _ = selector
-        return Applies(kind, patterns, self._at(meta))  # type: ignore[arg-type]
+        return Applies(kind, patterns, self._at(meta))
 
-    def tool_exact(self, tool: Token) -> tuple[str, tuple[Word, ...], Span]:
+    def tool_exact(self, tool: Token) -> Selector:
         return "tool", (self._string_word(tool),), self._span(tool)
 
-    def tool_glob(self, glob: Token) -> tuple[str, tuple[Word, ...], Span]:
+    def tool_glob(self, glob: Token) -> Selector:
         return "glob", (self._string_word(glob),), self._span(glob)
 
-    def tool_list(self, *tools: Token) -> tuple[str, tuple[Word, ...], Span]:
+    def tool_list(self, *tools: Token) -> Selector:
         words = tuple(self._string_word(t) for t in tools)
         return "list", words, words[0].span if words else Span(self.path, 1, 1)
 

@@ -150,7 +150,8 @@ class _Budget:
         if count > self.max_items:
             raise _Refusal(f"has {count} entries; the limit is {self.max_items}")
         is_list = type(value) is list
-        items = enumerate(value) if is_list else value.items()  # type: ignore[union-attr]
+        items = value.items() if type(value) is dict else enumerate(value)
+        key: Any  # a list index, or an object key that is checked to be a string before use
         remaining = self.remaining - 1 - count  # brackets and separators
         for key, item in items:
             if not is_list and type(key) is not str:

@@ -31,6 +31,10 @@ _NUMBER = re.compile(
 _IDENT = re.compile(r"[_a-zA-Z][_a-zA-Z0-9]*")
 _OPERATOR = re.compile(r"&&|\|\||==|!=|<=|>=|[-+*/%<>!?:]")
 _STRING_START = re.compile(r"(?:[rR][bB]?|[bB][rR]?)?(?:\"\"\"|'''|\"|')")
+#: Tried in order at each character that does not start a string.
+_PATTERNS: tuple[tuple[TokenKind, re.Pattern[str]], ...] = (
+    ("number", _NUMBER), ("ident", _IDENT), ("op", _OPERATOR),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +79,10 @@ def tokenize(source: str) -> list[Token]:
                 line_start = i + text.rfind("\n") + 1
             i = end
             continue
-        for kind, pattern in (("number", _NUMBER), ("ident", _IDENT), ("op", _OPERATOR)):
+        for kind, pattern in _PATTERNS:
             match = pattern.match(source, i)
             if match:
-                tokens.append(Token(kind, match.group(), i, line, column))  # type: ignore[arg-type]
+                tokens.append(Token(kind, match.group(), i, line, column))
                 i = match.end()
                 break
         else:
@@ -89,7 +93,7 @@ def tokenize(source: str) -> list[Token]:
                 else "comma" if ch == ","
                 else "other"
             )
-            tokens.append(Token(kind, ch, i, line, column))  # type: ignore[arg-type]
+            tokens.append(Token(kind, ch, i, line, column))
             i += 1
     return tokens
 

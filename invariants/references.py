@@ -104,12 +104,12 @@ def _walk(tokens: list[Token], limits: Limits) -> tuple[frozenset[str], frozense
             if bound is not None:
                 depth = sum(1 for f in frames if f is not None) + 1
                 if depth > limits.max_comprehension_nesting:
-                    name = tokens[i - 1]
+                    macro = tokens[i - 1]
                     raise CelCompileError(
                         f"comprehensions (all, exists, exists_one, map, filter) are nested "
                         f"more than {limits.max_comprehension_nesting} deep",
-                        name.line,
-                        name.column,
+                        macro.line,
+                        macro.column,
                     )
                 binder_at.add(i + 1)
                 binders.add(bound)
