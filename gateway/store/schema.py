@@ -149,7 +149,8 @@ def _unique_agent_names_regardless_of_case(conn: Connection) -> None:
     only in case cannot get the index: the upgrade stops and names them."""
     folded = func.lower(agents.c.name)
     clashing = select(folded).group_by(folded).having(func.count() > 1)
-    names = conn.execute(select(agents.c.name).where(folded.in_(clashing)).order_by(folded, agents.c.name)).scalars().all()
+    names = sorted(conn.execute(select(agents.c.name).where(folded.in_(clashing))).scalars(),
+                   key=lambda name: (name.lower(), name))  # the same order whatever the collation
     if names:
         raise ledger_schema.SchemaError(
             "agent names must be unique regardless of case, and these differ only in case: "
