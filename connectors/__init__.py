@@ -6,7 +6,9 @@
     shopify.py   shopify.update_price, .publish_listing, .create_discount, .adjust_inventory
     crm.py       crm.log_note, .upsert_contact, .update_deal_stage, .delete_contact,
                  .send_business_case
-    sandbox.py   sandbox mode: no network, real-shaped answers, the durable call ledger
+    sandbox.py   sandbox mode: the base of the sandbox connectors (no network, real-shaped
+                 answers, magic values that fail a call)
+    call_ledger.py  the sandbox's durable record of every call, keyed by idempotency key
     faults.py    fault injection for sandbox tests (WARDEN_SANDBOX_FAULTS)
     registry.py  Registry (specs, validate, execute) and build_registry(mode, ...)
 
@@ -31,7 +33,7 @@ from connectors.registry import (
     build_registry,
     catalog_tool_names,
 )
-from connectors.sandbox import CallRecord, SandboxCallLedger
+from connectors.call_ledger import CallRecord, SandboxCallLedger
 
 __all__ = [
     "CATALOG",

@@ -17,8 +17,9 @@ from typing import Annotated, Any
 from pydantic import Field, StringConstraints, field_validator
 
 from connectors.base import ToolSpec
+from connectors.call_ledger import Answer, LedgerView
 from connectors.fields import GenericId, Number, Params, Price
-from connectors.sandbox import Answer, LedgerView, SandboxConnector, new_number, stable_number
+from connectors.sandbox import SandboxConnector, new_number, stable_number
 from dsl.model import Risk
 
 Email = Annotated[str, StringConstraints(max_length=254,

@@ -26,8 +26,9 @@ from connectors.base import (
     PermanentError,
     ToolSpec,
 )
+from connectors.call_ledger import SandboxCallLedger
 from connectors.faults import SandboxFaults
-from connectors.sandbox import SandboxCallLedger, SandboxConnector
+from connectors.sandbox import SandboxConnector
 
 #: The sandbox call ledger's file name inside the gateway's data directory.
 SANDBOX_CALLS_FILE = "sandbox-calls.db"

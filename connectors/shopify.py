@@ -19,6 +19,7 @@ from typing import Annotated, Any
 from pydantic import AwareDatetime, Field, StringConstraints, model_validator
 
 from connectors.base import ToolSpec
+from connectors.call_ledger import Answer, LedgerView
 from connectors.fields import (
     MAX_SAFE_INTEGER,
     Currency,
@@ -29,7 +30,7 @@ from connectors.fields import (
     decimal_string,
     whole_number,
 )
-from connectors.sandbox import Answer, LedgerView, SandboxConnector, new_number, stable_number
+from connectors.sandbox import SandboxConnector, new_number, stable_number
 from dsl.model import Risk
 
 _PRICE = "in the currency's minor unit (cents for usd): 2999 is $29.99"

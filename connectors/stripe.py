@@ -17,8 +17,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StringConstraints
 
 from connectors.base import PermanentError, ToolSpec
+from connectors.call_ledger import Answer, LedgerView
 from connectors.fields import Amount, Currency, GenericId, Params
-from connectors.sandbox import Answer, LedgerView, SandboxConnector, new_object_id
+from connectors.sandbox import SandboxConnector, new_object_id
 from dsl.model import Risk
 
 ChargeId = Annotated[str, StringConstraints(max_length=255, pattern=r"^(ch|py)_[A-Za-z0-9_]+$")]

@@ -360,7 +360,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         if not all(checks.values()):
             failing = ", ".join(k for k, ok in checks.items() if not ok)
             return problem_response(Problem("not_ready", f"not ready: {failing}", checks=checks))
-        return JSONResponse({"status": "ready", "checks": checks})
+        return JSONResponse({"status": "ready", "checks": checks, "tamper_alarm": runtime.tamper_alarm()})
 
     @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
     def metrics() -> Response:

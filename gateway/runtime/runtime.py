@@ -7,7 +7,8 @@ checkpoint signing key, compiles the policies and builds the pipeline. Threads s
 
 - the outbox worker (re-drives what a crash left in flight, then runs due executions);
 - the policy watcher (activates changed policy files that compile; SIGHUP reloads at once);
-- the housekeeping loop: expires overdue approvals and signs checkpoints on time.
+- the housekeeping loop, every second: expires overdue approvals, signs checkpoints on time and
+  re-verifies the audit log (`TamperWatch.tick`); a tamper alarm engages the kill switch.
 """
 
 from __future__ import annotations
@@ -37,10 +38,10 @@ from gateway.execution.breaker import CircuitBreakers
 from gateway.execution.outbox import Outbox
 from gateway.execution.worker import Worker
 from gateway.runtime.reload import PolicyHolder, PolicyWatcher
+from gateway.store.killswitch import read_kill_switch
 from gateway.store.schema import gateway_state, upgrade
-from gateway.store.records import record_incident
 from gateway.pipeline.submit import Gateway, Limits
-from gateway.runtime.tamper import TamperWatch
+from gateway.runtime.tamper import TamperWatch, alarm_of, fail_closed
 from ledger.checkpointer import Checkpointer, CheckpointPolicy
 from ledger.database import make_engine, read_only
 from ledger.keys import KeyMismatchError, current_key, read_signer_key, write_signer_key
@@ -171,7 +172,6 @@ class Runtime:
         self.packet_limits = PacketLimits(max_bytes=settings.max_packet_bytes)
         self.long_poll_max = float(settings.long_poll_max_seconds)
         self.tamper = TamperWatch(self.ledger, self._tamper_alarm)
-        self.tamper_full_seconds = 3600.0  # a full re-verification of the live log this often
         self._stop = threading.Event()
         self._housekeeper: threading.Thread | None = None
         self._record_active_policy(self.policies.current()[0])
@@ -206,26 +206,36 @@ class Runtime:
             self.stop()
 
     def _housekeeping(self) -> None:
-        last_full = time.monotonic()
         while not self._stop.wait(1.0):
-            try:
-                if self.approvals.expire_due():
-                    self.changes.notify_all()
-                self.checkpointer.tick(self.db)
-                full = time.monotonic() - last_full >= self.tamper_full_seconds
-                self.tamper.check(self.db, full=full)
-                if full:
-                    last_full = time.monotonic()
-            except Exception:  # keep the loop alive; the next tick retries
-                log.exception("housekeeping failed")
+            for task in (self._expire_approvals, self._sign_checkpoints, self._verify_log):
+                try:
+                    task()
+                except Exception:  # one failing task never starves the others; the next tick retries
+                    log.exception("housekeeping failed", extra={"task": task.__name__.lstrip("_")})
+
+    def _expire_approvals(self) -> None:
+        if self.approvals.expire_due():
+            self.changes.notify_all()
+
+    def _sign_checkpoints(self) -> None:
+        self.checkpointer.tick(self.db)
+
+    def _verify_log(self) -> None:
+        self.tamper.tick(self.db)
 
     def _tamper_alarm(self, problem: str, detail: dict[str, object]) -> None:
-        """The live log failed verification: open an incident (recorded in the log itself, so
-        an auditor sees it beside whatever was altered)."""
+        """The live log failed verification: fail closed. The incident and the engaged kill switch
+        are recorded in the log itself, so an auditor sees them beside whatever was altered."""
         now = self.clock()
-        self.gateway._write(lambda conn: record_incident(
-            conn, self.ledger, kind="tamper_alarm", now=now,
-            summary=f"the audit log failed verification: {problem}", detail={"problem": problem, **detail}))
+        state = self.gateway._write(lambda conn: fail_closed(conn, self.ledger, problem, detail, now))
+        log.error("kill switch engaged", extra={"reason": state.reason})
+
+    def tamper_alarm(self) -> str | None:
+        """The reason of a kill switch a tamper alarm engaged and no founder has released yet;
+        `/readyz` reports it and stays ready: the switch denies every packet, and founders and
+        auditors must reach the gateway to investigate and release it."""
+        with read_only(self.db.connect()) as conn:
+            return alarm_of(read_kill_switch(conn))
 
     # ------------------------------------------------------------ policies
 

@@ -4,20 +4,32 @@
 each, that its stored leaf hash is the hash of its stored bytes, that its `seq` is its position
 and that its `prev` is the previous entry's leaf hash; then that the tree head recomputed from all
 leaf hashes equals the stored head's root, and that every signed checkpoint's root is the root of
-the tree at its size. Any failure opens a `tamper_alarm` incident (once per distinct failure) and
-is logged. Incremental: each check reads only the new entries and checkpoints; a full check
-re-reads everything.
+the tree at its size. Incremental: each check reads only the new entries and checkpoints; a full
+check re-reads everything. `TamperWatch.tick(engine)` is what the gateway runs every second: the
+incremental check, or a full one when `full_check_seconds` have passed since the last full check
+began. An entry edited before it was checked is caught by the next tick; one edited after is
+caught by the next full check, so within `full_check_seconds` plus a tick and that check's own
+duration.
+
+A failure is an alarm (once per distinct failure), and an alarm fails closed (`fail_closed`): in
+one transaction, a `tamper_alarm` incident and the kill switch engaged by `warden`, its reason
+naming the incident. Nothing executes and every new packet is denied until a founder releases the
+switch (`POST /v1/kill-switch`); the same failure found again does not engage it again.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
+from gateway.store.killswitch import KillSwitch, set_kill_switch
+from gateway.store.records import record_incident
 from ledger import merkle
 from ledger.compact import MerkleAccumulator
 from ledger.database import read_only
@@ -30,23 +42,65 @@ from ledger.store import Ledger
 
 log = logging.getLogger("warden.tamper")
 ZERO = bytes(32)
+ACTOR = "warden"
+_REASON = "tamper alarm: "
+
+
+def fail_closed(conn: Connection, ledger: Ledger, problem: str, detail: dict[str, object], now: float) -> KillSwitch:
+    """Open the `tamper_alarm` incident for `problem` and engage the kill switch, naming it, in the
+    caller's transaction; returns the switch as engaged."""
+    incident = record_incident(conn, ledger, kind="tamper_alarm", now=now,
+                               summary=f"the audit log failed verification: {problem}",
+                               detail={"problem": problem, **detail})
+    reason = f"{_REASON}incident {incident}: {problem}"
+    return set_kill_switch(conn, ledger, engaged=True, reason=reason, by=ACTOR, now=now)
+
+
+def alarm_of(state: KillSwitch) -> str | None:
+    """The reason of a kill switch a tamper alarm engaged and no founder has released yet."""
+    if state.engaged and state.by == ACTOR and state.reason is not None and state.reason.startswith(_REASON):
+        return state.reason
+    return None
 
 
 @dataclass
 class TamperWatch:
+    """Re-verifies the live log; `record(problem, detail)` is called once per distinct failure
+    (again on a later check if it raised), and `tick` runs a full check every
+    `full_check_seconds` (on the `clock`, monotonic seconds)."""
+
     ledger: Ledger
     record: Callable[[str, dict[str, object]], None]
     batch: int = 5000
+    full_check_seconds: float = 3600.0
+    clock: Callable[[], float] = time.monotonic
+    _last_full: float | None = None
     _tree: MerkleAccumulator = field(default_factory=MerkleAccumulator)
     _prev: bytes = ZERO
     _roots: dict[int, bytes] = field(default_factory=dict)
     _checked_checkpoints: int = 0
     _alarmed: set[str] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)  # one check at a time
+
+    def tick(self, engine: Engine) -> str | None:
+        """The periodic check: a full one when `full_check_seconds` have passed since the last
+        full check began (the first tick only starts the count), otherwise an incremental one."""
+        now = self.clock()
+        if self._last_full is None:
+            self._last_full = now
+        full = now - self._last_full >= self.full_check_seconds
+        if full:
+            self._last_full = now
+        return self.check(engine, full=full)
 
     def check(self, engine: Engine, *, full: bool = False) -> str | None:
         """Verify what is new (`full`: everything again, from entry 0); returns the failure
         found, None when the log is sound. An incremental check cannot see an edit to an entry it
-        already verified: the gateway runs a full one periodically (`tamper_full_seconds`)."""
+        already verified: `tick` runs a full one every `full_check_seconds`."""
+        with self._lock:
+            return self._check(engine, full)
+
+    def _check(self, engine: Engine, full: bool) -> str | None:
         if full:
             self._tree, self._prev, self._roots, self._checked_checkpoints = MerkleAccumulator(), ZERO, {}, 0
         try:
@@ -66,9 +120,9 @@ class TamperWatch:
             log.warning("tamper check could not run: %s", type(exc).__name__)
             return None
         if problem is not None and problem not in self._alarmed:
-            self._alarmed.add(problem)
             log.error("audit log verification failed", extra={"problem": problem})
             self.record(problem, {"verified_size": self._tree.size})
+            self._alarmed.add(problem)  # only once recorded: an alarm that could not be is raised again
         return problem
 
     def _entries(self, conn: Connection, size: int, wanted: set[int]) -> str | None:
@@ -106,7 +160,7 @@ class TamperWatch:
                     self._roots[self._tree.size] = self._tree.root()
         return None
 
-    def _checkpoints(self, conn: Connection, pending: list[Any]) -> str | None:
+    def _checkpoints(self, conn: Connection, pending: Sequence[Any]) -> str | None:
         verifiers = [Verifier.from_string(k.verifier_key) for k in signing_keys(conn)]
         for size, note in pending:
             size = int(size)

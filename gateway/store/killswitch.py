@@ -3,6 +3,9 @@
 While engaged, new packets are denied (the engine's `kill_switch` gate), nothing executes (the
 outbox worker checks before each call), and approvals are still recorded but their decisions stay
 pending until a founder releases the switch and the last approval is re-evaluated.
+
+A founder engages and releases it (`POST /v1/kill-switch`); Warden itself engages it on a tamper
+alarm (`gateway.runtime.tamper`). Every change is a `kill_switch` audit entry by whoever made it.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from dataclasses import asdict, dataclass
 from sqlalchemy import Connection, insert, select, update
 
 from gateway.store.schema import gateway_state
+from ledger.store import Ledger
 
 KEY = "kill_switch"
 
@@ -46,3 +50,12 @@ def write_kill_switch(conn: Connection, state: KillSwitch) -> None:
     done = conn.execute(update(gateway_state).where(gateway_state.c.key == KEY).values(value=value))
     if done.rowcount == 0:
         conn.execute(insert(gateway_state).values(key=KEY, value=value))
+
+
+def set_kill_switch(conn: Connection, ledger: Ledger, *, engaged: bool, reason: str, by: str, now: float) -> KillSwitch:
+    """Engage or release the switch and record it (a `kill_switch` entry by `by`), in the
+    caller's transaction; returns the new state."""
+    state = KillSwitch(engaged=engaged, reason=reason, by=by, at=now)
+    write_kill_switch(conn, state)
+    ledger.append(conn, "kill_switch", by, KEY, {"engaged": engaged, "reason": reason})
+    return state

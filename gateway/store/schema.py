@@ -5,6 +5,7 @@
 documents are stored as text exactly as served.
 
 - `agents`      name → autonomy, owner, tool globs, SHA-256 of the bearer token, revoked_at.
+                A name is unique regardless of case: a unique index on `lower(name)` (version 2).
 - `users`       email → role, SHA-256 of the API token, revoked_at.
 - `decisions`   one row per accepted packet: (agent, packet_id) is unique (the idempotency key),
                 the packet and its hash, the current status and the whole decision JSON as served.
@@ -33,9 +34,13 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Index,
+    func,
+    select,
+    text,
 )
 
 from ledger import schema as ledger_schema
+
 COMPONENT = "gateway"
 metadata = MetaData()
 
@@ -135,8 +140,28 @@ def _create_gateway_tables(conn: Connection) -> None:
     metadata.create_all(conn)
 
 
+AGENT_NAME_INDEX = "uq_agents_name_lower"
+
+
+def _unique_agent_names_regardless_of_case(conn: Connection) -> None:
+    """Version 2: `Refund-Bot` and `refund-bot` are one agent. The names are compared lowercased,
+    so a lookup by any case uses the same index. A registry that already holds names differing
+    only in case cannot get the index: the upgrade stops and names them."""
+    folded = func.lower(agents.c.name)
+    clashing = select(folded).group_by(folded).having(func.count() > 1)
+    names = sorted(conn.execute(select(agents.c.name).where(folded.in_(clashing))).scalars(),
+                   key=lambda name: (name.lower(), name))  # the same order whatever the collation
+    if names:
+        raise ledger_schema.SchemaError(
+            "agent names must be unique regardless of case, and these differ only in case: "
+            f"{', '.join(map(repr, names))}; keep one name of each group (rename or delete the other rows "
+            "of the `agents` table) and run `warden db upgrade` again"
+        )
+    conn.execute(text(f"CREATE UNIQUE INDEX {AGENT_NAME_INDEX} ON agents (lower(name))"))
+
+
 # Append only; never edit a released migration. The list index + 1 is the schema version.
-MIGRATIONS: list[ledger_schema.Migration] = [_create_gateway_tables]
+MIGRATIONS: list[ledger_schema.Migration] = [_create_gateway_tables, _unique_agent_names_regardless_of_case]
 LATEST_VERSION = len(MIGRATIONS)
 
 

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from warden_process import AGENT, Deployment, WardenProcess, prepare  # noqa: E402
 
-from connectors.sandbox import SandboxCallLedger  # noqa: E402
+from connectors.call_ledger import SandboxCallLedger  # noqa: E402
 from gateway.cli.main import main as warden  # noqa: E402
 from gateway.store.schema import decisions, executions  # noqa: E402
 from ledger.database import make_engine, read_only  # noqa: E402
