@@ -1,7 +1,6 @@
 """People's accounts: an email (kept lowercase) and one of the people roles.
 
-The roles are the ones every policy set knows (`dsl.model.BUILTIN_ROLES`), listed most powerful
-first. A deployment always keeps an active founder: only founders pull the kill switch and approve
+The roles are the ones every policy set knows (`dsl.model.PEOPLE_ROLES`), most powerful first. A deployment always keeps an active founder: only founders pull the kill switch and approve
 L3 actions. Audit entries: `user_added` (`email`, `role`), `user_changed` (`field`, `old`, `new`;
 a token rotation is field `token` with both values null), `user_revoked` (`email`, `role`).
 """
@@ -15,17 +14,13 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict
 from sqlalchemy import Connection, Row, select
 
-from dsl.model import BUILTIN_ROLES
+from dsl.model import PEOPLE_ROLES
 from gateway.store.identities import registry as reg
 from gateway.store.identities.registry import USER_TOKEN_PREFIX, IdentityError, Registration
 from gateway.store.schema import users
 from ledger.store import Ledger
 
-_LISTING_ORDER = ("founder", "approver", "auditor", "viewer")
-#: The people roles, most powerful first (a built-in role missing from that order comes last).
-ROLES: tuple[str, ...] = (
-    tuple(role for role in _LISTING_ORDER if role in BUILTIN_ROLES) + tuple(sorted(BUILTIN_ROLES - set(_LISTING_ORDER)))
-)
+ROLES: tuple[str, ...] = PEOPLE_ROLES
 
 USERS = reg.Registry(
     table=users, key=users.c.email, prefix=USER_TOKEN_PREFIX, noun="user", added="user_added",
