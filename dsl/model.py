@@ -57,8 +57,10 @@ class Autonomy(IntEnum):
 
 Mode = Literal["enforce", "shadow"]
 
-#: Roles every policy set knows without declaring them. Policy files may declare more.
-BUILTIN_ROLES: frozenset[str] = frozenset({"founder", "approver", "auditor", "viewer"})
+#: The roles people hold, highest first. Every policy set knows them without declaring them
+#: (`BUILTIN_ROLES`); policy files may declare more.
+PEOPLE_ROLES: tuple[str, ...] = ("founder", "approver", "auditor", "viewer")
+BUILTIN_ROLES: frozenset[str] = frozenset(PEOPLE_ROLES)
 
 #: Approval expiry when a rule does not say.
 DEFAULT_APPROVAL_EXPIRY = timedelta(hours=24)
