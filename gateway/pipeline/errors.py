@@ -7,7 +7,7 @@
     │   ├── ToolNotAllowed              tool_not_allowed: outside the agent's allowlist
     │   └── InvalidParams               invalid_params: the params do not match the tool (.errors)
     ├── PacketIdReused                  packet_id_reused: same packet_id, another packet
-    ├── DecisionNotFound                decision_not_found
+    ├── DecisionNotFound                decision_not_found: no such decision
     ├── NotPermitted                    not_permitted: the person's role may not do this
     ├── ApprovalRefused                 an approval or rejection that cannot be taken
     │   ├── RoleNotAllowed              role_not_allowed: the decision needs another role
@@ -18,9 +18,9 @@
     └── OutOfRange                      out_of_range: no such entry, tree size or proof
 
 The HTTP layer maps each class to a problem code and status in one table
-(`gateway.http.problems.DOMAIN_PROBLEMS`); the command line prints the message. `payload()`
-carries what a caller needs beyond the message: the field errors of bad params, the decision as
-it stands when it is no longer pending.
+(`gateway.http.problems.DOMAIN_PROBLEMS`); any other caller shows `message`. `payload()` carries
+what a caller needs beyond the message: the field errors of bad params, the decision as it stands
+when it is no longer pending. Messages cut the ids and names they echo (`shown`).
 """
 
 from __future__ import annotations
