@@ -7,13 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from gateway.engine.models import Decision
 from gateway.http.auth import ANYONE, Principal, require
 from gateway.http.body import read_packet
-from gateway.http.deps import MAX_DECISION_ID, RuntimeDep
+from gateway.http.deps import DecisionId, RuntimeDep
 from gateway.http.problems import Problem, problem_responses
 from gateway.pipeline.errors import shown
 
@@ -68,7 +67,7 @@ async def evaluate(request: Request, runtime: RuntimeDep, who: Principal = Depen
             response_model=Decision,
             responses=problem_responses("missing_token", "invalid_token", "forbidden_role", "decision_not_found"))
 async def get_decision(
-    decision_id: Annotated[str, Field(max_length=MAX_DECISION_ID)],
+    decision_id: DecisionId,
     runtime: RuntimeDep,
     wait: Annotated[float, Query(ge=0, le=3600, description="seconds to wait for a status change")] = 0,
     who: Principal = Depends(require(*ANYONE)),
