@@ -13,13 +13,12 @@ whose key names a secret (`authorization`, `token`, `password`, `secret`, ...). 
 redacts the message, every field and the traceback; `RedactingFilter` does the same on the record
 for any other handler.
 
-HTTP requests are logged by `RequestLogMiddleware` (one `http_request` line per request: method,
-route template, path without the query string, code, duration_ms, request_id, actor), which also
-feeds `Metrics.observe_request`. uvicorn's own access log is switched off in its favour: it
-prints the raw request line, query string included. Run uvicorn with
-`uvicorn.run(app, log_config=None, access_log=False)` so it keeps its hands off logging and its
-`uvicorn` / `uvicorn.error` records propagate to the handler installed here. httpx (the
-connectors' client) logs every request's full URL at info level; it is held at warning.
+HTTP requests are logged by the HTTP layer (`gateway.http.requestlog`: one `http_request` line per
+request, which sets `request_id_var` for every line logged while serving it). uvicorn's own
+access log is switched off in its favour: it prints the raw request line, query string included.
+Run uvicorn with `uvicorn.run(app, log_config=None, access_log=False)` so it keeps its hands off
+logging and its `uvicorn` / `uvicorn.error` records propagate to the handler installed here.
+httpx (the connectors' client) logs every request's full URL at info level; it is held at warning.
 """
 
 from __future__ import annotations
@@ -28,12 +27,9 @@ import json
 import logging
 import re
 import sys
-import time
-import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
 REDACTED = "[REDACTED]"
 _TOKEN = re.compile(r"(?i)(wdn_(?:agent|user)_)[A-Za-z0-9_\-]+")
@@ -43,9 +39,8 @@ _HEADER = re.compile(
 )
 _SECRET_KEY = re.compile(r"(?i)authorization|cookie|password|passwd|secret|token|api[-_]?key|credential")
 
-#: The request being served (set by RequestLogMiddleware); every log line carries it.
+#: The request being served (set by the HTTP request log); every log line carries it.
 request_id_var: ContextVar[str | None] = ContextVar("warden_request_id", default=None)
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
 _RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "fields"}
 _HANDLER_FLAG = "_warden_handler"
 _FULL_URL_LOGGERS = ("httpx", "httpcore")
@@ -171,7 +166,7 @@ def configure_logging(level: str | int = "info", json: bool = True, stream: IO[s
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers = []
         uvicorn_logger.propagate = True
-    access = logging.getLogger("uvicorn.access")  # replaced by RequestLogMiddleware
+    access = logging.getLogger("uvicorn.access")  # replaced by gateway.http.requestlog
     access.handlers = []
     access.propagate = False
     for chatty in _FULL_URL_LOGGERS:  # they log whole URLs, query strings and all, at info
@@ -183,79 +178,3 @@ def log_event(logger: logging.Logger, msg: str, /, *, level: int = logging.INFO,
     """Log `msg` with structured fields (any names, even ones `LogRecord` reserves)."""
     if logger.isEnabledFor(level):
         logger.log(level, msg, extra={"fields": fields}, stacklevel=2)
-
-
-# -- the request log ------------------------------------------------------------------------
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-class RequestObserver(Protocol):
-    def observe_request(self, method: str, route: str, code: int | str, seconds: float | None = None) -> None: ...
-
-
-UNMATCHED = "<unmatched>"
-QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
-
-
-def route_template(scope: Scope) -> str:
-    """The matched route's template (`/v1/actions/{decision_id}`); `<unmatched>` for a 404."""
-    route = scope.get("route")
-    template = getattr(route, "path_format", None) or getattr(route, "path", None)
-    return str(template) if template else UNMATCHED
-
-
-class RequestLogMiddleware:
-    """Pure ASGI middleware: a request id for every request (`X-Request-ID` in, or a new one;
-    echoed in the response and set on every log line), one `http_request` log line and one
-    `observe_request` per request. The actor is read from `request.state.actor` if the auth
-    layer sets it. Health and metrics routes are logged at debug level only."""
-
-    def __init__(self, app: ASGIApp, *, metrics: RequestObserver | None = None,
-                 logger: logging.Logger | None = None) -> None:
-        self.app = app
-        self.metrics = metrics
-        self.log = logger or logging.getLogger("warden.http")
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        incoming = _header(scope, b"x-request-id")
-        request_id = incoming if incoming and _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
-        token = request_id_var.set(request_id)
-        started = time.perf_counter()
-        code = 500
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal code
-            if message["type"] == "http.response.start":
-                code = int(message["status"])
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            seconds = time.perf_counter() - started
-            route = route_template(scope)
-            method = str(scope.get("method", ""))
-            if self.metrics is not None:
-                self.metrics.observe_request(method, route, code, seconds)
-            state = scope.get("state") or {}
-            level = logging.DEBUG if route in QUIET_ROUTES else logging.WARNING if code >= 500 else logging.INFO
-            log_event(self.log, "http_request", level=level, method=method, route=route,
-                      path=scope.get("path", ""), code=code, duration_ms=round(seconds * 1000, 3),
-                      actor=state.get("actor"))
-            request_id_var.reset(token)
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key.lower() == name:
-            return bytes(value).decode("latin-1")
-    return None

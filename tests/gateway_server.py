@@ -9,7 +9,8 @@ Identities registered:
             owner@test.local (approver who owns the agents), auditor@test.local, viewer@test.local
 
 Shared helpers for the HTTP tests: `module_server` (one gateway per database for a module),
-`audit_log` / `audit` (the hashed audit log as the auditor), `eventually` (poll until a check holds),
+`audit_log` / `audit` (the hashed audit log as the auditor), `footprint` (what a request may have
+left behind), `eventually` (poll until a check holds),
 `policies_with` / `edit_policy` (a copy of the shipped policies with text edits).
 """
 
@@ -184,6 +185,19 @@ def audit(server: Server, kind: str, subject: str | None = None) -> list[dict[st
     """The audit entries (as hashed) of one kind, and of one subject if given, oldest first."""
     entries = [item["entry"] for item in audit_log(server)]
     return [e for e in entries if e["kind"] == kind and (subject is None or e["subject"] == subject)]
+
+
+def footprint(server: Server) -> tuple[int, int, int]:
+    """(decision rows, audit entries, connector calls): equal before and after a refused request
+    when nothing was recorded and nothing executed."""
+    from sqlalchemy import func, select
+
+    from gateway.store.schema import decisions
+
+    with server.runtime.db.connect() as conn:
+        rows = conn.execute(select(func.count()).select_from(decisions)).scalar_one()
+    size = server.client("auditor").get("/v1/audit/entries", params={"from": 0, "to": 0}).json()["size"]
+    return int(rows), int(size), len(server.runtime.registry.call_ledger.calls())
 
 
 def eventually(check: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:

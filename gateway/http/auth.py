@@ -1,19 +1,19 @@
 """Bearer-token authentication and role checks for every endpoint.
 
 Agents hold `wdn_agent_…` tokens from `warden agents add`; people hold `wdn_user_…` tokens from
-`warden users add`. Tokens are looked up by their SHA-256 (`gateway.identities`); the raw token is
-never stored or logged. Each route declares who may call it with `require(...)`:
+`warden users add`. Tokens are looked up by their SHA-256 (`gateway.store.identities`, recent
+answers cached by `gateway.store.tokens`); the raw token is never stored or logged. Each route
+declares who may call it with `require(...)`:
 
     require("agent")                         agents only
     require("approver", "founder")           people with one of these roles
     require("agent", "auditor", "founder")   either
+    require(*ANYONE)                         any agent or person with a token
 """
 
 from __future__ import annotations
 
 import hashlib
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,12 +21,15 @@ from fastapi import Request
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
+from dsl.model import PEOPLE_ROLES
 from gateway.engine.agents import Agent
-from gateway.store.identities import authenticate_agent, authenticate_user
 from gateway.http.problems import Problem
+from gateway.store.identities import authenticate_agent, authenticate_user
+from gateway.store.tokens import TokenCache
 from ledger.database import read_only
 
-PEOPLE_ROLES = ("founder", "approver", "auditor", "viewer")
+#: Every caller with a token: agents and people of every role (`dsl.model.PEOPLE_ROLES`).
+ANYONE: tuple[str, ...] = ("agent", *PEOPLE_ROLES)
 
 
 @dataclass(frozen=True)
@@ -54,39 +57,7 @@ def bearer_token(request: Request) -> str:
     return token
 
 
-class TokenCache:
-    """Recently authenticated tokens, by SHA-256, for `ttl` seconds.
-
-    Every request authenticates; the registry changes rarely. A revoked or rotated token, or a
-    changed autonomy level, takes effect within `ttl` seconds (default 2) on every process, and
-    at once on the process that made the change (`clear()`). Unknown tokens are not cached, so
-    a token just issued works immediately.
-    """
-
-    def __init__(self, ttl: float = 2.0, size: int = 10_000) -> None:
-        self.ttl = ttl
-        self.size = size
-        self._entries: dict[bytes, tuple[float, Principal]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: bytes) -> Principal | None:
-        found = self._entries.get(key)
-        if found is None or found[0] < time.monotonic():
-            return None
-        return found[1]
-
-    def put(self, key: bytes, principal: Principal) -> None:
-        with self._lock:
-            if len(self._entries) >= self.size:
-                self._entries.clear()
-            self._entries[key] = (time.monotonic() + self.ttl, principal)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-
-def authenticate(db: Engine, token: str, cache: TokenCache | None = None) -> Principal:
+def authenticate(db: Engine, token: str, cache: TokenCache[Principal] | None = None) -> Principal:
     key = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
     if cache is not None and (hit := cache.get(key)) is not None:
         return hit

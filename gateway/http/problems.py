@@ -1,7 +1,9 @@
 """RFC 9457 problem details: every error the HTTP API returns, with a stable `code`.
 
-Code paths raise `Problem(status, code, detail)`; the app turns it (and FastAPI's own errors) into
-`application/problem+json`. The `code` is the stable, documented name clients switch on; `title`
+The HTTP layer raises `Problem(code, detail)`; the pipeline raises its own errors
+(`gateway.pipeline.errors`), which `DOMAIN_PROBLEMS` maps to problem codes, here and nowhere else.
+The app turns both (and FastAPI's own errors) into `application/problem+json`
+(`gateway.http.handlers`). The `code` is the stable, documented name clients switch on; `title`
 is its fixed human summary; `detail` says what happened this time.
 """
 
@@ -9,7 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.pipeline import errors
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://warden.dev/problems/"
@@ -17,6 +22,8 @@ TYPE_BASE = "https://warden.dev/problems/"
 #: code → (HTTP status, title). The catalogue of every error the API can return.
 CODES: dict[str, tuple[int, str]] = {
     "malformed_json": (400, "The request body is not valid JSON"),
+    "invalid_unicode": (422, "The body holds text that is not Unicode (a lone surrogate escape)"),
+    "duplicate_key": (422, "An object in the body names the same key twice"),
     "missing_token": (401, "Authentication required"),
     "invalid_token": (401, "The bearer token is not valid"),
     "forbidden_role": (403, "Your role may not do this"),
@@ -31,6 +38,7 @@ CODES: dict[str, tuple[int, str]] = {
     "already_approved": (409, "You have already approved this decision"),
     "approval_expired": (409, "The approval window has closed"),
     "packet_too_large": (413, "The packet is larger than the limit"),
+    "body_too_large": (413, "The request body is larger than the limit"),
     "unsupported_media_type": (415, "Send application/json"),
     "invalid_packet": (422, "The packet does not match the schema"),
     "packet_too_deep": (422, "The packet is nested deeper than the limit"),
@@ -41,6 +49,23 @@ CODES: dict[str, tuple[int, str]] = {
     "database_unavailable": (503, "The database cannot be reached; nothing was recorded or executed"),
     "not_ready": (503, "Warden is not ready"),
     "internal_error": (500, "Internal error; nothing was executed"),
+}
+
+#: The pipeline's errors → problem codes (a class not listed answers as its nearest listed base).
+DOMAIN_PROBLEMS: dict[type[errors.PipelineError], str] = {
+    errors.AgentMismatch: "agent_mismatch",
+    errors.UnknownTool: "unknown_tool",
+    errors.ToolNotAllowed: "tool_not_allowed",
+    errors.InvalidParams: "invalid_params",
+    errors.PacketIdReused: "packet_id_reused",
+    errors.DecisionNotFound: "decision_not_found",
+    errors.NotPermitted: "forbidden_role",
+    errors.RoleNotAllowed: "role_not_allowed",
+    errors.OwnAgent: "own_agent",
+    errors.AlreadyApproved: "already_approved",
+    errors.NotPending: "not_pending",
+    errors.ApprovalExpired: "approval_expired",
+    errors.OutOfRange: "invalid_request",
 }
 
 
@@ -60,15 +85,17 @@ class ProblemDetail(BaseModel):
 
 
 class Problem(Exception):
-    """An error to answer with; `extra` fields are added to the body (e.g. the decision)."""
+    """An error to answer with; `extra` fields are added to the body (e.g. the decision),
+    `headers` to the response (e.g. `Allow`)."""
 
-    def __init__(self, code: str, detail: str, **extra: Any) -> None:
+    def __init__(self, code: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any) -> None:
         super().__init__(detail)
         if code not in CODES:
             raise ValueError(f"unknown problem code {code!r}")
         self.code = code
         self.status, self.title = CODES[code]
         self.detail = detail
+        self.headers = headers or {}
         self.extra = extra
 
     def body(self) -> dict[str, Any]:
@@ -81,6 +108,24 @@ class Problem(Exception):
         }
         out.update(self.extra)
         return out
+
+
+def problem_of(error: errors.PipelineError) -> Problem:
+    """The problem answering a pipeline error: its code from `DOMAIN_PROBLEMS`, its message, its
+    payload. An error class the table does not know (nor any of its bases) is a LookupError."""
+    for cls in type(error).__mro__:
+        code = DOMAIN_PROBLEMS.get(cls)
+        if code is not None:
+            return Problem(code, error.message, **error.payload())
+    raise LookupError(f"no problem code for {type(error).__name__} ({error.code})")
+
+
+def problem_response(problem: Problem) -> JSONResponse:
+    headers = dict(problem.headers)
+    if problem.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(problem.body(), status_code=problem.status, media_type=PROBLEM_JSON,
+                        headers=headers or None)
 
 
 def problem_responses(*codes: str) -> dict[int | str, dict[str, Any]]:

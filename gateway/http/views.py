@@ -4,23 +4,17 @@ kill switch, audit entries and proofs (hashes as lowercase hex, entries as their
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import Connection
 
 from connectors.base import ToolSpec
+from gateway.pipeline.audit import EntryPage
 from gateway.store.killswitch import KillSwitch
-from gateway.http.problems import Problem
-from ledger.database import read_only
-from ledger.store import LedgerError
-
-if TYPE_CHECKING:
-    from gateway.runtime.runtime import Runtime
-
-MAX_ENTRIES_PER_CALL = 1000
+from ledger import merkle
+from ledger.store import ConsistencyReceipt, InclusionReceipt
 
 
 class ToolInfo(BaseModel):
@@ -80,31 +74,14 @@ class AuditEntries(BaseModel):
     entries: list[AuditEntry]
 
 
-def audit_entries(runtime: Runtime, start: int, stop: int | None) -> AuditEntries:
-    from ledger import merkle
-    with read_only(runtime.db.connect()) as conn:
-        size = runtime.ledger.head(conn).size
-        end = min(size, stop if stop is not None else size, start + MAX_ENTRIES_PER_CALL)
-        if start > size:
-            raise Problem("invalid_request", f"from={start} is beyond the log's size {size}")
-        out = [
-            AuditEntry(seq=seq, leaf_hash=merkle.leaf_hash(body).hex(), entry=json.loads(body))
-            for seq, body in enumerate(runtime.ledger.iter_entries(conn, start, end), start)
-        ] if end > start else []
-    return AuditEntries(size=size, entries=out)
+def audit_entries(page: EntryPage) -> AuditEntries:
+    return AuditEntries(size=page.size, entries=[
+        AuditEntry(seq=seq, leaf_hash=merkle.leaf_hash(body).hex(), entry=json.loads(body))
+        for seq, body in page.entries
+    ])
 
 
-def _proof(runtime: Runtime, read: Callable[[Connection], Any]) -> Any:
-    """Read a proof in one snapshot; an impossible request (unknown seq, sizes) is a 422."""
-    try:
-        with read_only(runtime.db.connect()) as conn:
-            return read(conn)
-    except LedgerError as exc:
-        raise Problem("invalid_request", str(exc)) from None
-
-
-def inclusion_proof(runtime: Runtime, seq: int, size: int | None) -> dict[str, Any]:
-    receipt = _proof(runtime, lambda conn: runtime.ledger.inclusion(conn, seq, size))
+def inclusion_proof(receipt: InclusionReceipt) -> dict[str, Any]:
     return {
         "seq": receipt.seq, "size": receipt.size, "leaf_hash": receipt.leaf_hash.hex(),
         "root": receipt.root.hex(), "proof": [p.hex() for p in receipt.proof],
@@ -112,8 +89,7 @@ def inclusion_proof(runtime: Runtime, seq: int, size: int | None) -> dict[str, A
     }
 
 
-def consistency_proof(runtime: Runtime, size1: int, size2: int | None) -> dict[str, Any]:
-    receipt = _proof(runtime, lambda conn: runtime.ledger.consistency(conn, size1, size2))
+def consistency_proof(receipt: ConsistencyReceipt) -> dict[str, Any]:
     return {
         "from": receipt.size1, "to": receipt.size2, "root1": receipt.root1.hex(),
         "root2": receipt.root2.hex(), "proof": [p.hex() for p in receipt.proof],

@@ -23,17 +23,21 @@ from sqlalchemy import Connection, and_, insert, select
 
 from gateway.engine.agents import Agent
 from gateway.store.identities import IdentityError, get_agent
-from gateway.store.killswitch import KillSwitch, read_kill_switch, write_kill_switch
+from gateway.store.killswitch import KillSwitch, read_kill_switch, set_kill_switch
 from gateway.engine.matrix import FOUNDER
 from gateway.engine.models import ApprovalGrant, Decision, Packet, Reason, packet_hash
 from gateway.execution.outbox import enqueue
-from gateway.http.problems import Problem
+from gateway.pipeline.errors import (
+    AlreadyApproved, ApprovalExpired, DecisionNotFound, NotPending, NotPermitted, OwnAgent, PipelineError,
+    RoleNotAllowed, shown,
+)
 from gateway.store.records import load_decision, store_decision_update
 from gateway.store.schema import approvals, decisions
 from gateway.pipeline.submit import Gateway
 from ledger.database import read_only
 
-APPROVER_ROLES = frozenset({"approver", FOUNDER})
+#: The people roles that approve and reject (a founder for any role); see `dsl.model.PEOPLE_ROLES`.
+APPROVER_ROLES: frozenset[str] = frozenset({FOUNDER, "approver"})
 
 
 @dataclass(frozen=True)
@@ -77,10 +81,10 @@ class Approvals:
     def reject(self, person: Person, decision_id: str, reason: str | None) -> Decision:
         return self._after(self.gw._write(lambda conn: self._reject(conn, person, decision_id, reason)))
 
-    def _after(self, result: tuple[Decision, Problem | None, bool]) -> Decision:
-        decision, problem, queued = result
-        if problem is not None:
-            raise problem
+    def _after(self, result: tuple[Decision, PipelineError | None, bool]) -> Decision:
+        decision, refusal, queued = result
+        if refusal is not None:
+            raise refusal
         if queued:
             executed = self.gw.outbox.execute_now(decision.decision_id or "")
             if executed is not None:
@@ -91,37 +95,37 @@ class Approvals:
         """The decision, locked, if `person` may act on it now; expiry is applied on the way."""
         decision = load_decision(conn, decision_id, for_update=True)
         if decision is None:
-            raise Problem("decision_not_found", f"no decision {decision_id!r}")
+            raise DecisionNotFound(f"no decision {shown(decision_id)}")
         row = conn.execute(
             select(decisions.c.agent, decisions.c.packet, decisions.c.packet_hash)
             .where(decisions.c.decision_id == decision_id)
         ).one()
         if decision.status == "expired":
-            raise Problem("approval_expired", f"decision {decision_id} expired before it was approved",
-                          decision=_json(decision))
+            raise ApprovalExpired(f"decision {shown(decision_id)} expired before it was approved",
+                                  _json(decision))
         if decision.status != "pending_approval":
-            raise Problem("not_pending", f"decision {decision_id} is {decision.status}", decision=_json(decision))
+            raise NotPending(f"decision {shown(decision_id)} is {decision.status}", _json(decision))
         assert decision.approval is not None
         if person.role not in APPROVER_ROLES:
-            raise Problem("forbidden_role", f"role {person.role!r} cannot approve or reject")
+            raise NotPermitted(f"role {shown(person.role)} cannot approve or reject")
         required = decision.approval.required_role
         if person.role != FOUNDER and person.role != required:
-            raise Problem("role_not_allowed", f"this decision needs a {required}'s approval")
+            raise RoleNotAllowed(f"this decision needs a {required}'s approval")
         agent = _current_agent(conn, row.agent)
         if agent is not None and agent.owner and agent.owner.lower() == person.email.lower():
-            raise Problem("own_agent", f"you own agent {row.agent!r}; another person must decide")
+            raise OwnAgent(f"you own agent {shown(row.agent)}; another person must decide")
         return decision, row
 
     def _approve(
         self, conn: Connection, person: Person, decision_id: str, comment: str | None
-    ) -> tuple[Decision, Problem | None, bool]:
+    ) -> tuple[Decision, PipelineError | None, bool]:
         decision, row = self._locked_pending(conn, person, decision_id)
         now = self.gw.clock()
         if self._expire_if_due(conn, decision, now):
-            return decision, Problem("approval_expired", f"decision {decision_id} expired", decision=_json(decision)), False
+            return decision, ApprovalExpired(f"decision {shown(decision_id)} expired", _json(decision)), False
         assert decision.approval is not None
         if any(g.approver == person.email for g in decision.approval.approvals):
-            raise Problem("already_approved", f"{person.email} has already approved {decision_id}")
+            raise AlreadyApproved(f"{shown(person.email)} has already approved {shown(decision_id)}")
         grant = ApprovalGrant(approver=person.email, role=person.role,
                               approved_at=datetime.fromtimestamp(now, UTC), comment=comment)
         conn.execute(insert(approvals).values(
@@ -143,11 +147,11 @@ class Approvals:
 
     def _reject(
         self, conn: Connection, person: Person, decision_id: str, reason: str | None
-    ) -> tuple[Decision, Problem | None, bool]:
+    ) -> tuple[Decision, PipelineError | None, bool]:
         decision, _row = self._locked_pending(conn, person, decision_id)
         now = self.gw.clock()
         if self._expire_if_due(conn, decision, now):
-            return decision, Problem("approval_expired", f"decision {decision_id} expired", decision=_json(decision)), False
+            return decision, ApprovalExpired(f"decision {shown(decision_id)} expired", _json(decision)), False
         decision.status = "rejected"
         decision.reasons.append(Reason(policy="warden", rule="rejected", effect="approval",
                                        message=f"rejected by {person.email}: {reason or 'no reason given'}"))
@@ -241,16 +245,14 @@ class Approvals:
 
     # ------------------------------------------------------------ kill switch
 
-    def set_kill_switch(self, person: Person, engaged: bool, reason: str) -> KillSwitch:
+    def set_kill_switch(self, person: Person, engaged: bool, reason: str | None) -> KillSwitch:
         if person.role != FOUNDER:
-            raise Problem("forbidden_role", "only a founder engages or releases the kill switch")
+            raise NotPermitted("only a founder engages or releases the kill switch")
 
         def work(conn: Connection) -> tuple[KillSwitch, list[str]]:
             now = self.gw.clock()
-            state = KillSwitch(engaged=engaged, reason=reason, by=person.email, at=now)
-            write_kill_switch(conn, state)
-            self.gw.ledger.append(conn, "kill_switch", person.email, "kill_switch",
-                                  {"engaged": engaged, "reason": reason})
+            state = set_kill_switch(conn, self.gw.ledger, engaged=engaged, reason=reason,
+                                    by=person.email, now=now)
             queued: list[str] = []
             if not engaged:
                 queued = self._settle_approved(conn, now)

@@ -31,7 +31,9 @@ from gateway.engine.decider import Decider
 from gateway.store.killswitch import read_kill_switch
 from gateway.engine.models import Decision, Packet, packet_hash
 from gateway.execution.outbox import Claim, Outbox, enqueue
-from gateway.http.problems import Problem
+from gateway.pipeline.errors import (
+    AgentMismatch, DecisionNotFound, InvalidParams, PacketIdReused, ToolNotAllowed, UnknownTool, shown,
+)
 from gateway.store.records import audit_ref, dumps, load_decision, new_decision_id, record_incident
 from gateway.store.schema import decisions, incidents
 from ledger.checkpointer import Checkpointer
@@ -111,31 +113,31 @@ class Gateway:
 
     # ---------------------------------------------------------------- validation
 
-    def check_packet(self, agent: Agent, packet: Packet) -> dict[str, Any]:
+    def check_packet(self, agent: Agent, packet: Packet, *, record: bool = True) -> dict[str, Any]:
         """Refuse what no policy should even see; returns the validated params. An agent naming
-        another agent, or a tool outside its allowlist, is refused and recorded (`refusal`)."""
+        another agent, or a tool outside its allowlist, is refused and, unless `record` is false
+        (a dry run), recorded (`refusal`)."""
         tool = packet.action.tool
         if packet.agent != agent.name:
-            self._refuse(agent, packet, "agent_mismatch")
-            raise Problem(
-                "agent_mismatch",
-                f"the packet names agent {packet.agent!r} but the token belongs to {agent.name!r}",
+            if record:
+                self._refuse(agent, packet, "agent_mismatch")
+            raise AgentMismatch(
+                f"the packet names agent {shown(packet.agent)} but the token belongs to {shown(agent.name)}"
             )
         spec = self.registry.spec(tool)
         if spec is None:
-            raise Problem("unknown_tool", f"no tool {tool!r}; GET /v1/tools lists the tools")
+            raise UnknownTool(f"no tool {shown(tool)}; GET /v1/tools lists the tools")
         if not agent.may_use(tool):
-            self._refuse(agent, packet, "tool_not_allowed")
-            raise Problem(
-                "tool_not_allowed", f"agent {agent.name!r} may not use {tool!r} (its allowlist: "
+            if record:
+                self._refuse(agent, packet, "tool_not_allowed")
+            raise ToolNotAllowed(
+                f"agent {shown(agent.name)} may not use {shown(tool)} (its allowlist: "
                 f"{', '.join(agent.tools) or 'none'})"
             )
         try:
             return self.registry.validate(tool, packet.action.params)
         except ParamsError as exc:
-            raise Problem(
-                "invalid_params", f"the params do not match {tool}", errors=exc.errors
-            ) from exc
+            raise InvalidParams(f"the params do not match {tool}", exc.errors) from exc
 
     def _refuse(self, agent: Agent, packet: Packet, code: str) -> None:
         self._write(
@@ -150,7 +152,7 @@ class Gateway:
 
     def evaluate(self, agent: Agent, packet: Packet) -> Decision:
         """Dry run: the decision a real run would get; nothing recorded or executed."""
-        self.check_packet(agent, packet)
+        self.check_packet(agent, packet, record=False)
         with read_only(self.db.connect()) as conn:
             kill = read_kill_switch(conn).engaged
         return self.policies().decide(packet, agent, now=self.now(), kill_switch=kill, dry_run=True)
@@ -186,10 +188,9 @@ class Gateway:
         if row is None:
             return None
         if row.packet_hash != digest:
-            raise Problem(
-                "packet_id_reused",
-                f"packet_id {packet.packet_id!r} was already used by {agent!r} with a different "
-                "packet; use a new packet_id for a new action",
+            raise PacketIdReused(
+                f"packet_id {shown(packet.packet_id)} was already used by {shown(agent)} with a "
+                "different packet; use a new packet_id for a new action",
             )
         return Decision.model_validate_json(row.decision)
 
@@ -272,7 +273,7 @@ class Gateway:
         with read_only(self.db.connect()) as conn:
             found = load_decision(conn, decision_id)
         if found is None:
-            raise Problem("decision_not_found", f"no decision {decision_id!r}")
+            raise DecisionNotFound(f"no decision {shown(decision_id)}")
         return found
 
     def decision_agent(self, decision_id: str) -> str | None:

@@ -30,7 +30,7 @@ from dsl import compile_policy_dir
 from dsl.model import PolicySet
 from gateway.engine.decider import Decider
 from gateway.pipeline.approvals import Approvals
-from gateway.http.auth import TokenCache
+from gateway.pipeline.audit import AuditReader
 from gateway.config import Settings
 from gateway.logs import log_event
 from gateway.runtime.metrics import Metrics
@@ -40,6 +40,7 @@ from gateway.execution.worker import Worker
 from gateway.runtime.reload import PolicyHolder, PolicyWatcher
 from gateway.store.killswitch import read_kill_switch
 from gateway.store.schema import gateway_state, upgrade
+from gateway.store.tokens import TokenCache
 from gateway.pipeline.submit import Gateway, Limits
 from gateway.runtime.tamper import TamperWatch, alarm_of, fail_closed
 from ledger.checkpointer import Checkpointer, CheckpointPolicy
@@ -168,7 +169,8 @@ class Runtime:
         )
         self.approvals = Approvals(self.gateway)
         self.changes = Changes()
-        self.tokens = TokenCache()
+        self.tokens: TokenCache[Any] = TokenCache()  # who each token is, for the HTTP layer
+        self.audit = AuditReader(self.db, self.ledger)
         self.packet_limits = PacketLimits(max_bytes=settings.max_packet_bytes)
         self.long_poll_max = float(settings.long_poll_max_seconds)
         self.tamper = TamperWatch(self.ledger, self._tamper_alarm)

@@ -52,7 +52,9 @@ def write_kill_switch(conn: Connection, state: KillSwitch) -> None:
         conn.execute(insert(gateway_state).values(key=KEY, value=value))
 
 
-def set_kill_switch(conn: Connection, ledger: Ledger, *, engaged: bool, reason: str, by: str, now: float) -> KillSwitch:
+def set_kill_switch(
+    conn: Connection, ledger: Ledger, *, engaged: bool, reason: str | None, by: str, now: float
+) -> KillSwitch:
     """Engage or release the switch and record it (a `kill_switch` entry by `by`), in the
     caller's transaction; returns the new state."""
     state = KillSwitch(engaged=engaged, reason=reason, by=by, at=now)

@@ -25,9 +25,9 @@ SERVER_SIDE = {"database_unavailable", "not_ready", "internal_error"}
 #: The codes each test below causes; together, every code a client can cause.
 PACKET_CODES = {"malformed_json", "invalid_packet", "unsupported_media_type", "packet_too_large",
                 "packet_too_deep", "unknown_tool", "invalid_params", "agent_mismatch",
-                "tool_not_allowed", "packet_id_reused"}
+                "tool_not_allowed", "packet_id_reused", "invalid_unicode", "duplicate_key"}
 ACCESS_CODES = {"missing_token", "invalid_token", "forbidden_role", "decision_not_found", "not_found",
-                "method_not_allowed", "invalid_request", "malformed_json"}
+                "method_not_allowed", "invalid_request", "malformed_json", "body_too_large"}
 APPROVAL_CODES = {"own_agent", "role_not_allowed", "already_approved", "not_pending",
                   "approval_expired", "decision_not_found", "forbidden_role"}
 
@@ -172,6 +172,11 @@ def test_bad_packets_are_refused_and_recorded_nowhere(warden_server: Server) -> 
         raw = json.dumps({**base, "evidence": {"score": "HERE"}}).encode().replace(b'"HERE"', literal)
         refused(post_raw(agent, raw), "invalid_packet", literal.decode())
 
+    # I-JSON (RFC 7493): unique keys, Unicode text only
+    raw = json.dumps({**base, "evidence": {"score": "HERE"}}).encode()
+    refused(post_raw(agent, raw.replace(b'"HERE"', rb'"\ud800"')), "invalid_unicode", "lone surrogate")
+    refused(post_raw(agent, raw.replace(b'"score": "HERE"', b'"n": 1, "n": 2')), "duplicate_key", "duplicate key")
+
     # tools and params
     refused(agent.post("/v1/actions", json=packet("a2", "stripe.teleport", {})), "unknown_tool", "unknown tool")
     refused(agent.post("/v1/actions/evaluate", json=packet("a2", "stripe.teleport", {})), "unknown_tool", "dry run")
@@ -275,6 +280,8 @@ def test_access_and_route_errors(warden_server: Server) -> None:
     assert_problem(server.client("a2").get("/v1/actions/dec_x", params={"wait": -1}), "invalid_request", seen)
     assert_problem(server.client("approver").post("/v1/approvals/dec_x/approve", json={"comment": "x" * 2001}),
                    "invalid_request", seen)
+    assert_problem(server.client("approver").post("/v1/approvals/dec_x/approve", json={"comment": "x" * 20_000}),
+                   "body_too_large", seen)
 
     ledgers.unchanged("access errors")
     assert seen == ACCESS_CODES

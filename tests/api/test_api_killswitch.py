@@ -178,3 +178,31 @@ def test_execution_queued_before_engaging_waits_for_release(db_url: str, tmp_pat
         assert executions(server, decision_id) == 1
     finally:
         stop()
+
+
+def test_engaged_must_be_a_json_boolean(gateway: Server) -> None:
+    before = len(audit(gateway, "kill_switch"))
+    founder = gateway.client("founder")
+    for value in ("yes", "true", 0, 1, None, [], {}):
+        response = founder.post("/v1/kill-switch", json={"engaged": value, "reason": "not a boolean"})
+        problem(response, 422, "invalid_request")
+        assert response.json()["errors"][0]["loc"] == ["engaged"], (value, response.text)
+    assert state(gateway)["engaged"] is False
+    assert len(audit(gateway, "kill_switch")) == before
+
+
+def test_releasing_needs_no_reason_but_engaging_says_it_does(gateway: Server) -> None:
+    founder = gateway.client("founder")
+    for body in ({"engaged": True}, {"engaged": True, "reason": None}):
+        response = founder.post("/v1/kill-switch", json=body)
+        problem(response, 422, "invalid_request")
+        assert "a reason is required to engage the kill switch" in response.json()["detail"]
+        assert [e["loc"] for e in response.json()["errors"]] == [["reason"]]
+    assert state(gateway)["engaged"] is False
+
+    assert switch(gateway, engaged=True, reason="card testing attack").status_code == 200
+    released = founder.post("/v1/kill-switch", json={"engaged": False})
+    assert released.status_code == 200, released.text
+    assert (released.json()["engaged"], released.json()["reason"]) == (False, None)
+    assert state(gateway)["engaged"] is False
+    assert audit(gateway, "kill_switch")[-1]["data"] == {"engaged": False, "reason": None}

@@ -4,6 +4,7 @@ Prometheus metrics), over real HTTP."""
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 from typing import Any
 
@@ -190,5 +191,60 @@ def test_an_executed_decision_is_counted_as_executed(sqlite_url: str, tmp_path: 
         decided = {(labels["status"], labels["tool"]): value
                    for labels, value in samples(server)["warden_decisions_total"]}
         assert decided == {("executed", "crm.log_note"): 1.0}
+    finally:
+        stop()
+
+
+def test_small_body_routes_document_their_body_problems(sqlite_url: str, tmp_path: Path) -> None:
+    """Approve, reject and the kill switch read JSON bodies: the document lists what reading one
+    can answer, and the packet routes list the I-JSON problems."""
+    server, stop = start_server(server_config(sqlite_url, tmp_path))
+    try:
+        paths = openapi(server)["paths"]
+    finally:
+        stop()
+    expected = {"400": ["malformed_json"], "413": ["body_too_large"], "415": ["unsupported_media_type"],
+                "422": ["invalid_request", "invalid_unicode", "duplicate_key"]}
+    for path in ("/v1/approvals/{decision_id}/approve", "/v1/approvals/{decision_id}/reject", "/v1/kill-switch"):
+        responses = paths[path]["post"]["responses"]
+        for status, codes in expected.items():
+            for code in codes:
+                assert f"`{code}`" in responses[status]["description"], (path, status, code)
+            assert PROBLEM_JSON in responses[status]["content"]
+    for path in ("/v1/actions", "/v1/actions/evaluate"):
+        described = paths[path]["post"]["responses"]["422"]["description"]
+        assert "`invalid_unicode`" in described and "`duplicate_key`" in described
+    for path in ("/v1/approvals/{decision_id}/approve", "/v1/approvals/{decision_id}/reject"):
+        [param] = [p for p in paths[path]["post"]["parameters"] if p["name"] == "decision_id"]
+        assert param["schema"]["maxLength"] == 64
+
+
+ASSET_TYPES = {".css": "text/css", ".js": "javascript", ".png": "image/png"}
+
+
+def test_docs_pages_load_only_local_assets(sqlite_url: str, tmp_path: Path) -> None:
+    """/docs and /redoc work without internet access: every script, style and icon they name is
+    served by the gateway itself, with its content type, and nothing points elsewhere."""
+    server, stop = start_server(server_config(sqlite_url, tmp_path))
+    try:
+        client = server.client()
+        seen: set[str] = set()
+        for page in ("/docs", "/redoc"):
+            response = client.get(page)
+            assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+            html = response.text
+            assert "://" not in html and "'//" not in html and '"//' not in html, page
+            assert "/openapi.json" in html
+            assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+            assert assets and all(a.startswith("/docs/assets/") for a in assets), (page, assets)
+            seen |= set(assets)
+        assert {a.rsplit(".", 1)[1] for a in seen} == {"css", "js", "png"}
+        for asset in sorted(seen):
+            served = client.get(asset)
+            assert served.status_code == 200, asset
+            expected = ASSET_TYPES["." + asset.rsplit(".", 1)[1]]
+            assert expected in served.headers["content-type"], (asset, served.headers["content-type"])
+            assert len(served.content) > 1000, asset
+        assert client.get("/docs/assets/missing.js").json()["code"] == "not_found"
     finally:
         stop()

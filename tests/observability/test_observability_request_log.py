@@ -1,19 +1,23 @@
-"""The request log middleware on a real FastAPI app: route templates, request ids, no query."""
+"""The request log middleware on a real FastAPI app: route templates, request ids, no query.
+
+Requests go to the app in process through httpx's ASGI transport (`AppClient`)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI, Request, Response
-from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.logs import RequestLogMiddleware, configure_logging, log_event
+from gateway.http.requestlog import RequestLogMiddleware
+from gateway.logs import configure_logging, log_event
 from gateway.runtime.metrics import Metrics
 
 
@@ -32,6 +36,21 @@ def lines() -> Iterator[io.StringIO]:
 def records(stream: io.StringIO, msg: str | None = None) -> list[dict[str, Any]]:
     found = [json.loads(line) for line in stream.getvalue().splitlines()]
     return [r for r in found if msg is None or r["msg"] == msg]
+
+
+class AppClient:
+    """A synchronous client calling an ASGI app in process; with `raise_server_exceptions=False`
+    a failing handler is answered with the app's own 500 instead of raising here."""
+
+    def __init__(self, app: FastAPI, raise_server_exceptions: bool = True) -> None:
+        self.transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_server_exceptions)
+
+    def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        async def call() -> httpx.Response:
+            async with httpx.AsyncClient(transport=self.transport, base_url="http://testserver") as client:
+                return await client.get(url, **kwargs)
+
+        return asyncio.run(call())
 
 
 @pytest.fixture
@@ -63,7 +82,7 @@ def test_one_line_per_request_with_route_template_and_no_query(
     app_and_metrics: tuple[FastAPI, Metrics], lines: io.StringIO
 ) -> None:
     app, metrics = app_and_metrics
-    client = TestClient(app)
+    client = AppClient(app)
     response = client.get("/v1/actions/dec_123?token=wdn_agent_querysecret&wait=5")
     assert response.status_code == 200
     request_id = response.headers["x-request-id"]
@@ -88,7 +107,7 @@ def test_one_line_per_request_with_route_template_and_no_query(
 def test_request_ids_are_taken_when_well_formed_and_replaced_otherwise(
     app_and_metrics: tuple[FastAPI, Metrics], lines: io.StringIO
 ) -> None:
-    client = TestClient(app_and_metrics[0])
+    client = AppClient(app_and_metrics[0])
     assert client.get("/v1/actions/a", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"] == "abc-123"
     replaced = client.get("/v1/actions/a", headers={"X-Request-ID": "bad id\twith spaces"}).headers["x-request-id"]
     assert replaced != "bad id\twith spaces" and len(replaced) == 32
@@ -99,7 +118,7 @@ def test_unmatched_routes_and_failures_are_logged_and_counted(
     app_and_metrics: tuple[FastAPI, Metrics], lines: io.StringIO
 ) -> None:
     app, metrics = app_and_metrics
-    client = TestClient(app, raise_server_exceptions=False)
+    client = AppClient(app, raise_server_exceptions=False)
     assert client.get("/no/such/path/wdn_user_x").status_code == 404
     assert client.get("/v1/boom").status_code == 500
     missing, failed = records(lines, "http_request")
@@ -113,6 +132,6 @@ def test_unmatched_routes_and_failures_are_logged_and_counted(
 def test_health_and_metrics_requests_log_at_debug(
     app_and_metrics: tuple[FastAPI, Metrics], lines: io.StringIO
 ) -> None:
-    TestClient(app_and_metrics[0]).get("/metrics")
+    AppClient(app_and_metrics[0]).get("/metrics")
     (line,) = records(lines, "http_request")
     assert line["level"] == "debug" and line["route"] == "/metrics"
