@@ -127,7 +127,7 @@ class Runtime:
             ledger=self.ledger, clock=clock,
         )
         self.registry = registry or build_registry(
-            settings.connectors_mode, data_dir=settings.data_dir,
+            data_dir=settings.data_dir,
             faults=settings.sandbox_faults or None, latency_ms=settings.sandbox_latency_ms,
         )
         self.metrics = Metrics(engine=self.db)
@@ -171,7 +171,7 @@ class Runtime:
         self.packet_limits = PacketLimits(max_bytes=settings.max_packet_bytes)
         self.long_poll_max = float(settings.long_poll_max_seconds)
         self.tamper = TamperWatch(self.ledger, self._tamper_alarm)
-        self.tamper_full_seconds = 3600.0  # a full re-verification of the live log this often
+        self.tamper_full_seconds = settings.tamper_full_check_seconds  # a full re-verification this often
         self._stop = threading.Event()
         self._housekeeper: threading.Thread | None = None
         self._record_active_policy(self.policies.current()[0])

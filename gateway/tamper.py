@@ -46,7 +46,7 @@ class TamperWatch:
     def check(self, engine: Engine, *, full: bool = False) -> str | None:
         """Verify what is new (`full`: everything again, from entry 0); returns the failure
         found, None when the log is sound. An incremental check cannot see an edit to an entry it
-        already verified: the gateway runs a full one periodically (`tamper_full_seconds`)."""
+        already verified: the gateway runs a full one periodically (`tamper_full_check_seconds`)."""
         if full:
             self._tree, self._prev, self._roots, self._checked_checkpoints = MerkleAccumulator(), ZERO, {}, 0
         try:

@@ -4,10 +4,11 @@ was altered behind its back."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from sqlalchemy import update
 
-from gateway_server import Server, note
+from gateway_server import Server, note, server_config, start_server
 from ledger.schema import entries
 
 
@@ -45,3 +46,22 @@ def test_a_sound_log_raises_no_alarm(warden_server: Server) -> None:
         runtime.checkpointer.sign_now(conn)
     assert runtime.tamper.check(runtime.db) is None
     assert _incidents(warden_server) == []
+
+
+def test_the_full_check_runs_as_often_as_its_setting_says(sqlite_url: str, tmp_path: Path) -> None:
+    server, stop = start_server(server_config(sqlite_url, tmp_path, tamper_full_check_seconds=1))
+    try:
+        runtime = server.runtime
+        assert runtime.tamper_full_seconds == 1.0
+        for _ in range(2):
+            assert server.client("a2").post("/v1/actions", json=note("a2")).status_code == 200
+        assert runtime.tamper.check(runtime.db) is None  # verified: only a full check looks at it again
+        with runtime.db.begin() as conn:
+            body = conn.execute(entries.select().where(entries.c.seq == 1)).one().body
+            conn.execute(update(entries).where(entries.c.seq == 1).values(body=bytes(body) + b" "))
+        deadline = time.monotonic() + 15
+        while not _incidents(server) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert ["entry 1" in alarm["summary"] for alarm in _incidents(server)] == [True]
+    finally:
+        stop()
