@@ -1,35 +1,47 @@
 """Warden's settings: one table of name, type, default and help, read from `warden.toml` and the
-`WARDEN_*` environment.
+`WARDEN_*` environment with pydantic-settings.
 
-The table is the `Settings` dataclass itself: each field's annotation is its type, its default the
-default, its metadata the help line (and whether it is secret, its bounds). Loading, validation,
+The table is the `Settings` model itself: each field's annotation is its type, its default the
+default, its description the help line, its bounds the range it must be in. Loading, validation,
 `warden config show` and `warden config list` are all derived from it (`SETTINGS`).
 
 - Precedence: the environment (`WARDEN_<NAME>`) wins over the file, the file over the default.
+  `Settings(...)` built in code takes exactly what it is given (and the defaults), never the
+  environment.
 - The file: `--config FILE`, else `$WARDEN_CONFIG`, else `./warden.toml` if there is one. Flat
-  `name = value` pairs; relative paths are relative to the working directory.
+  `name = value` pairs, typed as TOML types them (`port = "8080"` is an error, not 8080);
+  relative paths are relative to the working directory. An unknown key is an error.
 - Secrets come only from the environment: `WARDEN_<NAME>`, or `WARDEN_<NAME>_FILE` naming a file
-  that holds the value (as container secrets are mounted). A secret in `warden.toml` is refused,
-  and so is a database URL with a password in it. `masked()` shows secrets as `***`.
+  that holds the value (as container secrets are mounted). The one secret Warden reads is the
+  password inside `database_url`: a URL with a password is refused in `warden.toml`, and
+  `masked()` shows it as `***`.
 - Bad input fails loudly at start-up: `ConfigError` says where (`warden.toml:3:8`, or the
-  variable's name) and what was expected. An unknown `WARDEN_*` variable that looks like a typo of
-  a setting gives a `ConfigWarning` ("did you mean ...").
+  variable's name), which setting and what was expected. An unknown `WARDEN_*` variable that looks
+  like a typo of a setting gives a `ConfigWarning` ("did you mean ...").
 """
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
-import math
 import os
 import re
 import tomllib
 import typing
 import warnings
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo, model_validator
+from pydantic_core import ErrorDetails
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 ENV_PREFIX = "WARDEN_"
 CONFIG_ENV = "WARDEN_CONFIG"
@@ -47,65 +59,104 @@ class ConfigWarning(UserWarning):
     """Something in the environment looks wrong but does not stop Warden (a likely typo)."""
 
 
-def _setting(default: Any, help: str, *, secret: bool = False, minimum: float | None = None,
-             maximum: float | None = None) -> Any:
-    return field(default=default, metadata={"help": help, "secret": secret, "min": minimum, "max": maximum})
+def _setting(default: Any, help: str, *, secret: bool = False, ge: float | None = None,
+             le: float | None = None) -> Any:
+    return Field(default, description=help, ge=ge, le=le, json_schema_extra={"secret": True} if secret else None)
 
 
+def _path(value: Any) -> Any:
+    """Text becomes a `Path` (TOML and the environment have no path type); empty text is refused."""
+    if value == "":
+        raise ValueError("expected a path, got an empty string")
+    return Path(value) if isinstance(value, str) else value
+
+
+PathSetting = Annotated[Path, BeforeValidator(_path)]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(BaseSettings):
     """Every setting Warden reads. Construct directly in tests; `load_settings()` otherwise."""
 
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, case_sensitive=True,
+                                      env_prefix=ENV_PREFIX)
+
     database_url: str = _setting("sqlite:///warden-data/warden.db",
-                                 "database: sqlite:///PATH or postgresql+psycopg://USER@HOST/DB (password: env only)")
-    data_dir: Path = _setting(Path("warden-data"), "folder for Warden's own files (embedded database, keys)")
+                                 "database: sqlite:///PATH or postgresql+psycopg://USER@HOST/DB (password: env only)",
+                                 secret=True)
+    data_dir: PathSetting = _setting(Path("warden-data"), "folder for Warden's own files (embedded database, keys)")
     host: str = _setting("127.0.0.1", "address `warden serve` listens on")
-    port: int = _setting(8080, "port `warden serve` listens on", minimum=1, maximum=65535)
-    policy_dir: Path = _setting(SHIPPED_POLICY_DIR, "folder of *.policy files (default: the shipped policies)")
+    port: int = _setting(8080, "port `warden serve` listens on", ge=1, le=65535)
+    policy_dir: PathSetting = _setting(SHIPPED_POLICY_DIR, "folder of *.policy files (default: the shipped policies)")
     policy_reload: bool = _setting(True, "watch policy_dir and activate changed policies that compile")
-    policy_poll_seconds: float = _setting(1.0, "how often policy_dir is checked for changes", minimum=0.05)
-    signing_key_file: Path = _setting(Path("warden-data/ledger.key"),
-                                      "signing key for checkpoints (`warden keys generate`); its contents are never shown")
+    policy_poll_seconds: float = _setting(1.0, "how often policy_dir is checked for changes", ge=0.05)
+    signing_key_file: PathSetting = _setting(Path("warden-data/ledger.key"),
+                                             "signing key for checkpoints (`warden keys generate`); its contents are never shown")
     log_origin: str = _setting("warden.local/audit", "the audit log's name: first line of its checkpoints, its key's name")
-    checkpoint_every_entries: int = _setting(1000, "sign a checkpoint after this many new entries", minimum=1)
-    checkpoint_every_seconds: float = _setting(60.0, "sign a checkpoint at least this often when the log grew", minimum=0.1)
-    connectors_mode: Literal["sandbox", "live"] = _setting(
-        "sandbox", "sandbox: no network, recorded calls; live: the real APIs (credentials from the environment)")
+    checkpoint_every_entries: int = _setting(1000, "sign a checkpoint after this many new entries", ge=1)
+    checkpoint_every_seconds: float = _setting(60.0, "sign a checkpoint at least this often when the log grew", ge=0.1)
+    tamper_full_check_seconds: float = _setting(
+        3600.0, "re-verify the whole audit log this often (new entries are verified every second)", ge=1)
     sandbox_faults: str = _setting("", "faults the sandbox connectors inject (for drills), empty for none")
-    sandbox_latency_ms: int = _setting(0, "latency the sandbox connectors add to every call", minimum=0)
-    approval_ttl_default_seconds: int = _setting(86400, "how long an approval stays open unless a rule says", minimum=1)
-    max_packet_bytes: int = _setting(65536, "largest packet body accepted", minimum=256)
-    long_poll_max_seconds: float = _setting(60.0, "longest `?wait=` on GET /v1/actions/{id}", minimum=0)
-    outbox_workers: int = _setting(2, "execution workers per process", minimum=1)
+    sandbox_latency_ms: int = _setting(0, "latency the sandbox connectors add to every call", ge=0)
+    approval_ttl_default_seconds: int = _setting(86400, "how long an approval stays open unless a rule says", ge=1)
+    max_packet_bytes: int = _setting(65536, "largest packet body accepted", ge=256)
+    long_poll_max_seconds: float = _setting(60.0, "longest `?wait=` on GET /v1/actions/{id}", ge=0)
+    outbox_workers: int = _setting(2, "execution workers per process", ge=1)
     outbox_recover_on_start: bool = _setting(
         True, "at start, re-drive every execution left in flight (one process); false when several share a database")
-    outbox_max_attempts: int = _setting(8, "attempts before an execution is recorded as failed", minimum=1)
-    outbox_backoff_base_seconds: float = _setting(0.5, "first retry delay (doubles per attempt, with jitter)", minimum=0)
-    outbox_backoff_max_seconds: float = _setting(60.0, "longest retry delay", minimum=0)
-    breaker_failures: int = _setting(5, "consecutive connector failures that open its circuit breaker", minimum=1)
-    breaker_cooldown_seconds: float = _setting(60.0, "how long an open breaker waits before a trial call", minimum=0)
-    repeated_denials_threshold: int = _setting(5, "denials of one agent within the window that open an incident", minimum=1)
-    repeated_denials_window_seconds: float = _setting(300.0, "the window for repeated denials", minimum=1)
+    outbox_max_attempts: int = _setting(8, "attempts before an execution is recorded as failed", ge=1)
+    outbox_backoff_base_seconds: float = _setting(0.5, "first retry delay (doubles per attempt, with jitter)", ge=0)
+    outbox_backoff_max_seconds: float = _setting(60.0, "longest retry delay", ge=0)
+    breaker_failures: int = _setting(5, "consecutive connector failures that open its circuit breaker", ge=1)
+    breaker_cooldown_seconds: float = _setting(60.0, "how long an open breaker waits before a trial call", ge=0)
+    repeated_denials_threshold: int = _setting(5, "denials of one agent within the window that open an incident", ge=1)
+    repeated_denials_window_seconds: float = _setting(300.0, "the window for repeated denials", ge=1)
     log_level: LogLevel = _setting("info", "least severe log level written")
     log_json: bool = _setting(True, "log one JSON object per line (false: plain text)")
-    stripe_api_key: str = _setting("", "Stripe secret key for live mode", secret=True)
-    shopify_access_token: str = _setting("", "Shopify Admin API access token for live mode", secret=True)
-    crm_api_token: str = _setting("", "CRM API token for live mode", secret=True)
 
-    def __post_init__(self) -> None:
-        for spec in SETTINGS:
-            problem = spec.check(getattr(self, spec.name))
-            if problem:
-                raise ConfigError(f"{spec.name}: {problem}")
-        if self.outbox_backoff_base_seconds > self.outbox_backoff_max_seconds:
-            raise ConfigError("outbox_backoff_base_seconds must not exceed outbox_backoff_max_seconds")
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise ConfigError(_explain(exc, values, str, text=False)) from None
+
+    # Validation alone (`model_validate`, as `resolve` uses it per source) need not go through
+    # `__init__`: it reads no sources, and its `strict` and `context` reach the validators.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Built in code, settings are what the code passes; `resolve` reads the file and the
+        environment itself, to know where each value came from."""
+        return (init_settings,)
+
+    @model_validator(mode="after")
+    def _backoff_in_order(self, info: ValidationInfo) -> Settings:
+        context = info.context or {}
+        if context.get("partial") or self.outbox_backoff_base_seconds <= self.outbox_backoff_max_seconds:
+            return self
+        message = "outbox_backoff_base_seconds must not exceed outbox_backoff_max_seconds"
+        sources = context.get("sources")
+        if sources:
+            message += (f" ({self.outbox_backoff_base_seconds:g} from {sources['outbox_backoff_base_seconds']}, "
+                        f"{self.outbox_backoff_max_seconds:g} from {sources['outbox_backoff_max_seconds']})")
+        raise ValueError(message)
 
     def masked(self) -> dict[str, Any]:
         """Every setting's value as it may be shown: secrets as `***`, no database password."""
         return {spec.name: spec.masked(getattr(self, spec.name)) for spec in SETTINGS}
+
+
+#: Validation of part of the table (one source's values): the checks across settings wait for all.
+_PARTIAL = {"partial": True}
 
 
 @dataclass(frozen=True)
@@ -118,8 +169,6 @@ class Spec:
     default: Any
     help: str
     secret: bool
-    minimum: float | None
-    maximum: float | None
 
     @property
     def env(self) -> str:
@@ -127,48 +176,188 @@ class Spec:
 
     @property
     def type_name(self) -> str:
-        return "|".join(self.choices) if self.choices else {Path: "path"}.get(self.kind, self.kind.__name__)
+        if self.choices:
+            return "|".join(self.choices)
+        return "path" if self.kind is Path else self.kind.__name__
 
     def check(self, value: Any) -> str | None:
-        """What is wrong with a value (type, choices, range), or None."""
-        if self.kind is Path and value == "":
-            return "expected a path, got an empty string"
-        wanted = (int, float) if self.kind is float else self.kind
-        if not isinstance(value, wanted) or (isinstance(value, bool) and self.kind is not bool):
-            shown = MASK if self.secret else repr(value)
-            return f"expected {self.type_name}, got {type(value).__name__} {shown}"
-        if self.choices and value not in self.choices:
-            return f"expected one of {', '.join(self.choices)}, got {value!r}"
-        if isinstance(value, float) and not math.isfinite(value):
-            return f"expected a finite number, got {value!r}"
-        if self.minimum is not None and value < self.minimum:
-            return f"must be at least {self.minimum:g}, got {value!r}"
-        if self.maximum is not None and value > self.maximum:
-            return f"must be at most {self.maximum:g}, got {value!r}"
+        """What is wrong with a value as the file would give it (type, choices, range), or None."""
+        try:
+            Settings.model_validate({self.name: value}, strict=True, context=_PARTIAL)
+        except ValidationError as exc:
+            return _problem(exc.errors()[0], self, text=False)
         return None
 
     def masked(self, value: Any) -> Any:
         if self.secret:
-            return MASK if value else ""
-        if self.name == "database_url":
-            return _hide_password(value)
+            return _hide_password(str(value))
         return str(value) if isinstance(value, Path) else value
 
 
 def _specs() -> tuple[Spec, ...]:
-    hints = typing.get_type_hints(Settings)
     specs = []
-    for f in dataclasses.fields(Settings):
-        hint = hints[f.name]
+    for name, info in Settings.model_fields.items():
+        hint = info.annotation
         choices = tuple(typing.get_args(hint)) if typing.get_origin(hint) is Literal else ()
-        meta = f.metadata
-        specs.append(Spec(f.name, str if choices else hint, choices, f.default, meta["help"], meta["secret"],
-                          meta["min"], meta["max"]))
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        specs.append(Spec(name, str if choices else typing.cast(type, hint), choices, info.default,
+                          info.description or "", bool(extra.get("secret"))))
     return tuple(specs)
 
 
 SETTINGS: tuple[Spec, ...] = _specs()
 BY_NAME: Mapping[str, Spec] = {spec.name: spec for spec in SETTINGS}
+
+
+# -- explaining a bad value ---------------------------------------------------------------------
+
+_TEXT_EXPECTED = {int: "an integer", float: "a number", bool: "true or false (also 1/0, yes/no, on/off)"}
+_BOUNDS = {"greater_than_equal": ("ge", "at least"), "greater_than": ("gt", "more than"),
+           "less_than_equal": ("le", "at most"), "less_than": ("lt", "less than")}
+
+
+def _problem(error: ErrorDetails, spec: Spec, *, text: bool) -> str:
+    """What is wrong, in the reader's terms. `text`: the value was text (the environment), so a
+    wrong type means text that does not parse."""
+    kind, given, ctx = error["type"], error["input"], error.get("ctx") or {}
+    shown = ("<hidden>" if text else MASK) if spec.secret else repr(given)
+    if kind == "value_error":
+        return str(ctx["error"])
+    if kind in _BOUNDS:
+        key, words = _BOUNDS[kind]
+        number = given.strip() if isinstance(given, str) else repr(given)
+        return f"must be {words} {ctx[key]:g}, got {MASK if spec.secret else number}"
+    if kind == "literal_error":
+        return f"expected one of {', '.join(spec.choices)}, got {shown}"
+    if kind == "finite_number":
+        return f"expected a finite number, got {shown}"
+    if text and isinstance(given, str) and spec.kind in _TEXT_EXPECTED:
+        return f"expected {_TEXT_EXPECTED[spec.kind]}, got {shown}"
+    if kind.endswith(("_type", "_parsing")) or kind in ("is_instance_of", "int_from_float"):
+        return f"expected {spec.type_name}, got {type(given).__name__} {shown}"
+    return error["msg"]
+
+
+def _explain(exc: ValidationError, values: Mapping[str, Any], where: Callable[[str], str], *, text: bool) -> str:
+    """One line for the first problem (in the order the values were given): where (and which
+    setting), then what was expected."""
+    order = {name: position for position, name in enumerate(values)}
+    error = min(exc.errors(), key=lambda e: order.get(str(e["loc"][0]), len(order)) if e["loc"] else len(order))
+    if not error["loc"]:  # a check across settings
+        return str(error["ctx"]["error"]) if error["type"] == "value_error" else error["msg"]
+    name = str(error["loc"][0])
+    spec = BY_NAME.get(name)
+    if spec is None:
+        return f"unknown setting {name!r}{_did_you_mean(name)}"
+    return f"{where(name)}: {_problem(error, spec, text=text)}"
+
+
+def _validated(values: Mapping[str, Any], where: Callable[[str], str], *, text: bool) -> dict[str, Any]:
+    """The values, each checked against the table and typed (text from the environment parsed,
+    anything from the file taken strictly as TOML typed it)."""
+    try:
+        checked = Settings.model_validate(values, strict=not text, context=_PARTIAL)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, values, where, text=text)) from None
+    return {name: getattr(checked, name) for name in values}
+
+
+# -- the sources --------------------------------------------------------------------------------
+
+
+class _ConfigFile(TomlConfigSettingsSource):
+    """`warden.toml`, kept as text as well, so that every problem is shown at its line and column."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.text = ""
+        self.keys: list[str] = []  # in the order the file gives them
+        super().__init__(Settings, toml_file=path)
+
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        try:
+            self.text = Path(file_path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{self.path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+        try:
+            document = tomllib.loads(self.text)
+            self.keys = list(document)
+            return document
+        except tomllib.TOMLDecodeError as exc:
+            message = str(exc)
+            at = re.search(r"\s*\(at line (\d+), column (\d+)\)$", message)
+            if at:
+                raise ConfigError(f"{self.path}:{at[1]}:{at[2]}: invalid TOML: {message[: at.start()]}") from None
+            lines = self.text.split("\n")  # "(at end of document)": point just past the last character
+            message = message.replace(" (at end of document)", "")
+            raise ConfigError(f"{self.path}:{len(lines)}:{len(lines[-1]) + 1}: invalid TOML: {message}") from None
+
+    def values(self) -> dict[str, Any]:
+        """Every pair in the file, typed; unknown keys and passwords refused, each at its place."""
+        given = self()
+        found = {key: given[key] for key in self.keys}
+        for key, value in found.items():
+            spec = BY_NAME.get(key)
+            if spec is None:
+                raise ConfigError(f"{self._key_at(key)}: unknown setting {key!r}{_did_you_mean(key)}")
+            if spec.secret and isinstance(value, str) and spec.masked(value) != value:
+                raise ConfigError(f"{self._key_at(key)}: {key} holds a password; put the URL in {spec.env} "
+                                  f"or {spec.env}_FILE instead")
+        return _validated(found, self._value_at, text=False)
+
+    def source(self, key: str) -> str:
+        line, _col = _locate(self.text, key)
+        return f"{self.path}:{line}" if line else str(self.path)
+
+    def _key_at(self, key: str) -> str:
+        line, col = _locate(self.text, key)
+        return f"{self.path}:{line}:{col}" if line else str(self.path)
+
+    def _value_at(self, key: str) -> str:
+        line, col = _locate(self.text, key)
+        at = f"{self.path}:{line}:{_value_column(self.text, line, col)}" if line else str(self.path)
+        return f"{at}: {key}"
+
+
+class _Environment(EnvSettingsSource):
+    """`WARDEN_<NAME>` variables, from a given mapping, by their exact (upper-case) names."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._variables = {spec.env.lower(): environ[spec.env] for spec in SETTINGS if spec.env in environ}
+        super().__init__(Settings, case_sensitive=False)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return self._variables
+
+
+class _SecretFiles(PydanticBaseSettingsSource):
+    """`WARDEN_<NAME>_FILE` for a secret setting: the value is the named file's contents (one
+    trailing line break dropped)."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        super().__init__(Settings)
+        self.environ = environ
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        spec = BY_NAME[field_name]
+        variable = spec.env + "_FILE"
+        path = self.environ.get(variable)
+        if not spec.secret or not path:
+            return None, field_name, False
+        if spec.env in self.environ:
+            raise ConfigError(f"{spec.env} and {variable} are both set; use one")
+        try:
+            return Path(path).read_text(encoding="utf-8").rstrip("\r\n"), field_name, False
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{variable}: cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+
+    def __call__(self) -> dict[str, Any]:
+        found = {}
+        for name, info in self.settings_cls.model_fields.items():
+            value, _key, _complex = self.get_field_value(info, name)
+            if value is not None:
+                found[name] = value
+        return found
 
 
 # -- loading ------------------------------------------------------------------------------------
@@ -200,14 +389,18 @@ def resolve(config_path: Path | None = None, env: Mapping[str, str] | None = Non
     values: dict[str, Any] = {}
     sources = {spec.name: "default" for spec in SETTINGS}
     if config_file is not None:
-        for name, (value, line) in _read_toml(config_file).items():
-            values[name] = value
-            sources[name] = f"{config_file}:{line}" if line else str(config_file)
-    for spec in SETTINGS:
-        found = _from_env(spec, environ)
-        if found is not None:
-            values[spec.name], sources[spec.name] = found
-    settings = Settings(**values)  # each value is checked already; this checks them together
+        document = _ConfigFile(config_file)
+        for name, value in document.values().items():
+            values[name], sources[name] = value, document.source(name)
+    variables, secret_files = _Environment(environ)(), _SecretFiles(environ)()
+    names = {**{name: BY_NAME[name].env for name in variables},
+             **{name: BY_NAME[name].env + "_FILE" for name in secret_files}}
+    for name, value in _validated({**variables, **secret_files}, names.__getitem__, text=True).items():
+        values[name], sources[name] = value, f"env {names[name]}"
+    try:  # the values are checked one by one already; this checks them together
+        settings = Settings.model_validate(values, context={"sources": sources})
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, values, str, text=False)) from None
     return Loaded(settings, sources, config_file, tuple(likely_typos(environ)))
 
 
@@ -219,46 +412,6 @@ def _find_config_file(explicit: Path | None, environ: Mapping[str, str]) -> Path
             raise ConfigError(f"{explicit}: no such config file")
         return explicit
     return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
-
-
-def _read_toml(path: Path) -> dict[str, tuple[Any, int | None]]:
-    """name → (typed value, line) for every pair in the file; every problem as file:line:col."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        message = str(exc)
-        at = re.search(r"\s*\(at line (\d+), column (\d+)\)$", message)
-        if at:
-            message = message[: at.start()]
-            raise ConfigError(f"{path}:{at[1]}:{at[2]}: invalid TOML: {message}") from None
-        lines = text.split("\n")  # "(at end of document)": point just past the last character
-        message = message.replace(" (at end of document)", "")
-        raise ConfigError(f"{path}:{len(lines)}:{len(lines[-1]) + 1}: invalid TOML: {message}") from None
-    found: dict[str, tuple[Any, int | None]] = {}
-    for key, value in document.items():
-        line, col = _locate(text, key)
-        where = f"{path}:{line}:{col}" if line else str(path)
-        spec = BY_NAME.get(key)
-        if spec is None:
-            raise ConfigError(f"{where}: unknown setting {key!r}{_did_you_mean(key)}")
-        if spec.secret:
-            raise ConfigError(f"{where}: {key} is a secret; set {spec.env} or {spec.env}_FILE instead, never the config file")
-        if key == "database_url" and isinstance(value, str) and _hide_password(value) != value:
-            raise ConfigError(f"{where}: database_url holds a password; put the URL in {spec.env} instead")
-        if spec.kind is Path and isinstance(value, str) and value:
-            value = Path(value)
-        elif spec.kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        problem = spec.check(value)
-        if problem:
-            value_col = _value_column(text, line, col)
-            raise ConfigError(f"{path}:{line}:{value_col}: {key}: {problem}" if line else f"{where}: {key}: {problem}")
-        found[key] = (value, line)
-    return found
 
 
 def _locate(text: str, key: str) -> tuple[int | None, int | None]:
@@ -282,55 +435,6 @@ def _value_column(text: str, line: int | None, col: int | None) -> int | None:
     while at < len(source) and source[at] in " \t":
         at += 1
     return at + 1
-
-
-def _from_env(spec: Spec, environ: Mapping[str, str]) -> tuple[Any, str] | None:
-    """(value, source) from `WARDEN_<NAME>` (or, for secrets, `WARDEN_<NAME>_FILE`), or None."""
-    raw, source = environ.get(spec.env), f"env {spec.env}"
-    file_var = spec.env + "_FILE"
-    if spec.secret and environ.get(file_var):
-        if raw is not None:
-            raise ConfigError(f"{spec.env} and {file_var} are both set; use one")
-        try:
-            raw = Path(environ[file_var]).read_text(encoding="utf-8").rstrip("\r\n")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{file_var}: cannot read {environ[file_var]}: {getattr(exc, 'strerror', None) or exc}") from None
-        source = f"env {file_var}"
-    if raw is None:
-        return None
-    try:
-        value = _parse_text(spec, raw)
-    except ValueError as exc:
-        raise ConfigError(f"{spec.env}: {exc}") from None
-    problem = spec.check(value)
-    if problem:
-        raise ConfigError(f"{spec.env}: {problem}")
-    return value, source
-
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def _parse_text(spec: Spec, raw: str) -> Any:
-    text = raw.strip()
-    shown = "<hidden>" if spec.secret else repr(raw)
-    if spec.kind is bool:
-        if text.lower() in _TRUE | _FALSE:
-            return text.lower() in _TRUE
-        raise ValueError(f"expected true or false (also 1/0, yes/no, on/off), got {shown}")
-    if spec.kind is int:
-        if not re.fullmatch(r"[+-]?\d+", text):
-            raise ValueError(f"expected an integer, got {shown}")
-        return int(text)
-    if spec.kind is float:
-        try:
-            return float(text)
-        except ValueError:
-            raise ValueError(f"expected a number, got {shown}") from None
-    if spec.kind is Path:
-        return Path(text) if text else ""
-    return raw
 
 
 def likely_typos(environ: Mapping[str, str]) -> list[str]:
@@ -371,7 +475,7 @@ def _edit_distance(a: str, b: str) -> int:
 
 def _did_you_mean(key: str) -> str:
     close = difflib.get_close_matches(key, list(BY_NAME), n=1, cutoff=0.7)
-    return f"; did you mean {close[0]!r}?" if close else f" (see `warden config list`)"
+    return f"; did you mean {close[0]!r}?" if close else " (see `warden config list`)"
 
 
 def _hide_password(url: str) -> str:

@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +136,7 @@ def register_identities(runtime: Runtime) -> dict[str, str]:
 
 
 def server_config(db_url: str, tmp_path: Path, **overrides: Any) -> Settings:
-    base = Settings(
+    base: dict[str, Any] = dict(
         database_url=db_url,
         data_dir=tmp_path / "data",
         signing_key_file=tmp_path / "data" / "ledger.key",
@@ -147,7 +147,7 @@ def server_config(db_url: str, tmp_path: Path, **overrides: Any) -> Settings:
         checkpoint_every_entries=50,
         log_json=True,
     )
-    return replace(base, **overrides)
+    return Settings(**{**base, **overrides})
 
 
 def module_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, name: str,

@@ -309,8 +309,8 @@ def config_list_command(args: argparse.Namespace) -> Output:
 
     entries = []
     for spec in SETTINGS:
-        default = "(none)" if spec.secret else _toml_value(spec.masked(spec.default))
-        where = f"{spec.env} or {spec.env}_FILE; secret, never in the file" if spec.secret else spec.env
+        default = _toml_value(spec.masked(spec.default))
+        where = f"{spec.env} or {spec.env}_FILE; a password only there, never in the file" if spec.secret else spec.env
         entries.append(f"{spec.name} ({spec.type_name}, default {default})  {where}\n    {spec.help}")
     return Output("\n".join(entries))
 

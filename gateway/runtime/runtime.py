@@ -129,7 +129,7 @@ class Runtime:
             ledger=self.ledger, clock=clock,
         )
         self.registry = registry or build_registry(
-            settings.connectors_mode, data_dir=settings.data_dir,
+            data_dir=settings.data_dir,
             faults=settings.sandbox_faults or None, latency_ms=settings.sandbox_latency_ms,
         )
         self.metrics = Metrics(engine=self.db)
@@ -173,7 +173,8 @@ class Runtime:
         self.audit = AuditReader(self.db, self.ledger)
         self.packet_limits = PacketLimits(max_bytes=settings.max_packet_bytes)
         self.long_poll_max = float(settings.long_poll_max_seconds)
-        self.tamper = TamperWatch(self.ledger, self._tamper_alarm)
+        self.tamper = TamperWatch(self.ledger, self._tamper_alarm,
+                                  full_check_seconds=settings.tamper_full_check_seconds)
         self._stop = threading.Event()
         self._housekeeper: threading.Thread | None = None
         self._record_active_policy(self.policies.current()[0])

@@ -96,7 +96,7 @@ class TamperWatch:
     def check(self, engine: Engine, *, full: bool = False) -> str | None:
         """Verify what is new (`full`: everything again, from entry 0); returns the failure
         found, None when the log is sound. An incremental check cannot see an edit to an entry it
-        already verified: `tick` runs a full one every `full_check_seconds`."""
+        already verified: `tick` runs a full one every `full_check_seconds` (the `tamper_full_check_seconds` setting)."""
         with self._lock:
             return self._check(engine, full)
 

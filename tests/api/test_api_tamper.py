@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from gateway.runtime.runtime import Runtime
 from gateway.runtime.tamper import TamperWatch, alarm_of, fail_closed
 from gateway.store.killswitch import read_kill_switch, set_kill_switch
 from gateway.store.schema import upgrade
-from gateway_server import Server, audit, eventually, note, refund
+from gateway_server import Server, audit, eventually, note, refund, server_config, start_server
 from ledger.database import make_engine
 from ledger.schema import entries
 from ledger.store import Ledger
@@ -253,3 +254,20 @@ def test_failing_closed_records_the_incident_and_engages_the_switch_in_one_trans
         assert alarm_of(read_kill_switch(conn)) is None
         set_kill_switch(conn, ledger, engaged=True, reason=reason, by="founder@example.com", now=1301.0)
         assert alarm_of(read_kill_switch(conn)) is None  # only Warden's own alarm counts as one
+
+
+def test_the_full_check_runs_as_often_as_its_setting_says(sqlite_url: str, tmp_path: Path) -> None:
+    server, stop = start_server(server_config(sqlite_url, tmp_path, tamper_full_check_seconds=1))
+    try:
+        runtime = server.runtime
+        assert runtime.tamper.full_check_seconds == 1.0
+        for _ in range(2):
+            assert server.client("a2").post("/v1/actions", json=note("a2")).status_code == 200
+        assert runtime.tamper.check(runtime.db) is None  # verified: only a full check looks at it again
+        _edit(runtime, 1)
+        deadline = time.monotonic() + 15
+        while not _incidents(server) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert ["entry 1" in alarm["summary"] for alarm in _incidents(server)] == [True]
+    finally:
+        stop()

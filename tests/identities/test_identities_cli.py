@@ -172,21 +172,31 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, warden: Warden) -> Non
 
 
 def test_config_show_masks_secrets_and_says_where_values_came_from(tmp_path: Path, warden: Warden) -> None:
-    (tmp_path / "warden.toml").write_text("port = 9000\nconnectors_mode = 'live'\n")
-    env = {"WARDEN_STRIPE_API_KEY": "sk_live_very_secret", "WARDEN_DATABASE_URL": "postgresql://w:pw-123@db/w",
-           "WARDEN_CONNECTORS_MODE": "sandbox", "WARDEN_PROT": "1"}  # fmt: skip
+    (tmp_path / "warden.toml").write_text("port = 9000\nlog_level = 'debug'\n")
+    env = {"WARDEN_DATABASE_URL": "postgresql://w:pw-123@db/w", "WARDEN_LOG_LEVEL": "warning", "WARDEN_PROT": "1"}
     shown = warden("config", "show", env=env)
     assert shown.returncode == EXIT_OK, shown.stderr
-    assert "sk_live_very_secret" not in shown.stdout + shown.stderr and "pw-123" not in shown.stdout
+    assert "pw-123" not in shown.stdout + shown.stderr
     lines = {line.split(" = ")[0]: line for line in shown.stdout.splitlines()[1:]}
     assert list(lines) == [spec.name for spec in SETTINGS]
     assert lines["port"].split() == ["port", "=", "9000", "#", "warden.toml:1"]
-    assert lines["connectors_mode"].split() == ["connectors_mode", "=", '"sandbox"', "#", "env", "WARDEN_CONNECTORS_MODE"]
-    assert lines["stripe_api_key"].split()[:3] == ["stripe_api_key", "=", '"***"']
+    assert lines["log_level"].split() == ["log_level", "=", '"warning"', "#", "env", "WARDEN_LOG_LEVEL"]
+    assert lines["tamper_full_check_seconds"].split() == ["tamper_full_check_seconds", "=", "3600.0", "#", "default"]
     assert '"postgresql://w:***@db/w"' in lines["database_url"]
     assert shown.stderr == "warden: warning: WARDEN_PROT is not a Warden setting; did you mean WARDEN_PORT?\n"
     as_json = json.loads(warden("config", "show", "--json", env=env).stdout)
-    assert as_json["port"] == {"value": 9000, "source": "warden.toml:1"} and as_json["stripe_api_key"]["value"] == "***"
+    assert as_json["port"] == {"value": 9000, "source": "warden.toml:1"}
+    assert as_json["database_url"] == {"value": "postgresql://w:***@db/w", "source": "env WARDEN_DATABASE_URL"}
+
+
+def test_config_show_masks_a_database_url_read_from_a_file(tmp_path: Path, warden: Warden) -> None:
+    secret = tmp_path / "database-url"
+    secret.write_text("postgresql+psycopg://warden:pw-from-file@db/warden\n")
+    shown = warden("config", "show", "--json", env={"WARDEN_DATABASE_URL_FILE": str(secret)})
+    assert shown.returncode == EXIT_OK, shown.stderr
+    assert "pw-from-file" not in shown.stdout + shown.stderr
+    assert json.loads(shown.stdout)["database_url"] == {
+        "value": "postgresql+psycopg://warden:***@db/warden", "source": "env WARDEN_DATABASE_URL_FILE"}
 
 
 def test_config_list_documents_every_setting(tmp_path: Path, warden: Warden) -> None:
@@ -195,6 +205,13 @@ def test_config_list_documents_every_setting(tmp_path: Path, warden: Warden) -> 
     for spec in SETTINGS:
         assert f"{spec.name} ({spec.type_name}, default " in listed.stdout and spec.env in listed.stdout
         assert spec.help in listed.stdout
+    entries = dict(zip(listed.stdout.splitlines()[::2], listed.stdout.splitlines()[1::2]))
+    assert len(entries) == len(SETTINGS)
+    assert ('database_url (str, default "sqlite:///warden-data/warden.db")  WARDEN_DATABASE_URL or '
+            "WARDEN_DATABASE_URL_FILE; a password only there, never in the file") in entries
+    assert entries["tamper_full_check_seconds (float, default 3600.0)  WARDEN_TAMPER_FULL_CHECK_SECONDS"] == (
+        "    re-verify the whole audit log this often (new entries are verified every second)")
+    assert "connectors_mode" not in listed.stdout and "_api_key" not in listed.stdout
 
 
 @pytest.mark.parametrize("group", ["agents", "users", "config"])

@@ -3,7 +3,7 @@ errors that say where."""
 
 from __future__ import annotations
 
-import dataclasses
+import re
 import warnings
 from pathlib import Path
 
@@ -33,7 +33,7 @@ def _toml(tmp_path: Path, text: str) -> Path:
 
 
 def test_the_table_is_the_settings_class() -> None:
-    assert [spec.name for spec in SETTINGS] == [f.name for f in dataclasses.fields(Settings)]
+    assert [spec.name for spec in SETTINGS] == list(Settings.model_fields)
     for spec in SETTINGS:
         assert spec.help and "\n" not in spec.help, spec.name
         assert spec.env == "WARDEN_" + spec.name.upper()
@@ -47,8 +47,8 @@ def test_defaults_agree_with_the_rest_of_warden() -> None:
     assert settings.policy_dir == builtin_policy_dir()
     assert settings.signing_key_file == Path(DEFAULT_KEY_PATH)
     assert settings.log_origin == DEFAULT_ORIGIN
-    assert (settings.port, settings.connectors_mode, settings.policy_reload, settings.outbox_max_attempts) == (
-        8080, "sandbox", True, 8)
+    assert (settings.port, settings.policy_reload, settings.outbox_max_attempts) == (8080, True, 8)
+    assert settings.tamper_full_check_seconds == 3600.0
 
 
 @pytest.mark.parametrize(
@@ -75,7 +75,7 @@ def test_environment_over_file_over_default(
     [
         ("policy_reload", "false", False), ("policy_reload", "YES", True), ("log_json", "0", False),
         ("policy_poll_seconds", "2.5", 2.5), ("outbox_workers", "+4", 4), ("data_dir", "/var/lib/warden", Path("/var/lib/warden")),
-        ("connectors_mode", "live", "live"), ("sandbox_faults", "", ""), ("log_level", "debug", "debug"),
+        ("tamper_full_check_seconds", "600", 600.0), ("sandbox_faults", "", ""), ("log_level", "debug", "debug"),
     ],
 )  # fmt: skip
 def test_environment_values_are_parsed_by_type(name: str, text: str, value: object) -> None:
@@ -93,30 +93,36 @@ def test_the_config_file_is_chosen_explicitly_by_variable_or_by_default(tmp_path
         load_settings(tmp_path / "missing.toml", env={})
 
 
+def test_the_one_secret_is_the_database_password() -> None:
+    assert [spec.name for spec in SECRETS] == ["database_url"]
+
+
 @pytest.mark.parametrize("spec", SECRETS, ids=lambda s: s.name)
 def test_secrets_are_refused_in_the_file(tmp_path: Path, spec: config.Spec) -> None:
-    path = _toml(tmp_path, f'port = 9000\n  {spec.name} = "s3cr3t-value"\n')
+    path = _toml(tmp_path, f'port = 9000\n  {spec.name} = "postgresql://warden:s3cr3t-value@db/warden"\n')
     with pytest.raises(ConfigError) as raised:
         load_settings(path, env={})
     message = str(raised.value)
-    assert message.startswith(f"{path}:2:3: {spec.name} is a secret; set {spec.env} or {spec.env}_FILE")
+    assert message.startswith(f"{path}:2:3: {spec.name} holds a password; put the URL in {spec.env} or {spec.env}_FILE")
     assert "s3cr3t-value" not in message
 
 
 def test_secrets_come_from_the_environment_or_a_file_and_are_masked(tmp_path: Path) -> None:
-    secret_file = tmp_path / "shopify.token"
-    secret_file.write_text("shpat_from_file\n")
-    env = {"WARDEN_STRIPE_API_KEY": "sk_live_abc", "WARDEN_SHOPIFY_ACCESS_TOKEN_FILE": str(secret_file)}
-    loaded = resolve(env=env)
-    assert (loaded.settings.stripe_api_key, loaded.settings.shopify_access_token) == ("sk_live_abc", "shpat_from_file")
-    assert loaded.sources["shopify_access_token"] == "env WARDEN_SHOPIFY_ACCESS_TOKEN_FILE"
+    secret_file = tmp_path / "database.url"
+    secret_file.write_text("postgresql+psycopg://warden:from-file@db/warden\n")
+    _toml(tmp_path, 'database_url = "postgresql+psycopg://warden@file-host/warden"\n')
+    loaded = resolve(env={"WARDEN_DATABASE_URL_FILE": str(secret_file)})
+    assert loaded.settings.database_url == "postgresql+psycopg://warden:from-file@db/warden"
+    assert loaded.sources["database_url"] == "env WARDEN_DATABASE_URL_FILE"
     shown = loaded.settings.masked()
-    assert (shown["stripe_api_key"], shown["shopify_access_token"], shown["crm_api_token"]) == ("***", "***", "")
-    assert "sk_live_abc" not in repr(shown) and "shpat_from_file" not in repr(shown)
-    with pytest.raises(ConfigError, match="WARDEN_STRIPE_API_KEY and WARDEN_STRIPE_API_KEY_FILE are both set"):
-        load_settings(env={"WARDEN_STRIPE_API_KEY": "a", "WARDEN_STRIPE_API_KEY_FILE": str(secret_file)})
-    with pytest.raises(ConfigError, match="WARDEN_CRM_API_TOKEN_FILE: cannot read .*nope"):
-        load_settings(env={"WARDEN_CRM_API_TOKEN_FILE": str(tmp_path / "nope")})
+    assert shown["database_url"] == "postgresql+psycopg://warden:***@db/warden"
+    assert "from-file" not in repr(shown)
+    with pytest.raises(ConfigError, match="WARDEN_DATABASE_URL and WARDEN_DATABASE_URL_FILE are both set"):
+        load_settings(env={"WARDEN_DATABASE_URL": "sqlite:///a.db", "WARDEN_DATABASE_URL_FILE": str(secret_file)})
+    with pytest.raises(ConfigError, match="WARDEN_DATABASE_URL_FILE: cannot read .*nope"):
+        load_settings(env={"WARDEN_DATABASE_URL_FILE": str(tmp_path / "nope")})
+    with pytest.warns(ConfigWarning, match="^WARDEN_PORT_FILE is not a Warden setting"):
+        assert load_settings(env={"WARDEN_PORT_FILE": str(secret_file)}).port == 8080  # only secrets come from files
 
 
 def test_a_database_password_stays_out_of_the_file_and_the_output(tmp_path: Path) -> None:
@@ -155,7 +161,7 @@ def test_bad_toml_says_line_and_column(tmp_path: Path, text: str, where: str, me
         ("host = 'x'\nport = 0\n", ":2:8: port: must be at least 1, got 0"),
         ("policy_reload = 1\n", ":1:17: policy_reload: expected bool, got int 1"),
         ("outbox_workers = true\n", ":1:18: outbox_workers: expected int, got bool True"),
-        ("connectors_mode = 'production'\n", ":1:19: connectors_mode: expected one of sandbox, live, got 'production'"),
+        ("log_level = 'loud'\n", ":1:13: log_level: expected one of debug, info, warning, error, critical, got 'loud'"),
         ("policy_poll_seconds = nan\n", ":1:23: policy_poll_seconds: expected a finite number"),
         ("data_dir = ''\n", ":1:12: data_dir: expected a path, got an empty string"),
         ("prot = 9000\n", ":1:1: unknown setting 'prot'; did you mean 'port'?"),
@@ -189,14 +195,14 @@ def test_bad_values_in_the_environment_name_the_variable(env: dict[str, str], me
 def test_settings_built_in_code_are_checked_too() -> None:
     with pytest.raises(ConfigError, match="port: must be at least 1"):
         Settings(port=0)
-    with pytest.raises(ConfigError, match=r"stripe_api_key: expected str, got int \*\*\*"):
-        Settings(stripe_api_key=12345)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"database_url: expected str, got int \*\*\*"):
+        Settings(database_url=12345)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
     ("variable", "suggestion"),
     [("WARDEN_PROT", "WARDEN_PORT"), ("WARDEN_OUTBOX_WORKER", "WARDEN_OUTBOX_WORKERS"),
-     ("WARDEN_DATABASE", "WARDEN_DATABASE_URL"), ("WARDEN_STRIPE_API_KEY_FIEL", "WARDEN_STRIPE_API_KEY_FILE"),
+     ("WARDEN_DATABASE", "WARDEN_DATABASE_URL"), ("WARDEN_DATABASE_URL_FIEL", "WARDEN_DATABASE_URL_FILE"),
      ("WARDEN_LOG_LEVLE", "WARDEN_LOG_LEVEL")],
 )  # fmt: skip
 def test_a_likely_typo_in_a_variable_name_warns(variable: str, suggestion: str) -> None:
@@ -208,8 +214,89 @@ def test_a_likely_typo_in_a_variable_name_warns(variable: str, suggestion: str) 
 def test_unrelated_and_known_variables_do_not_warn(tmp_path: Path) -> None:
     secret_file = tmp_path / "key"
     secret_file.write_text("k")
-    env = {"WARDEN_HOME_DIRECTORY": "/x", "WARDEN_PORT": "1", "WARDEN_CRM_API_TOKEN_FILE": str(secret_file),
+    env = {"WARDEN_HOME_DIRECTORY": "/x", "WARDEN_PORT": "1", "WARDEN_DATABASE_URL_FILE": str(secret_file),
            "WARDEN_CONFIG": str(_toml(tmp_path, ""))}  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_settings(env=env)
+
+
+def _samples(spec: config.Spec) -> tuple[str, str, object, object]:
+    """A value for the file (as TOML), another for the environment (as text), and what each
+    becomes: the file's differs from the default, the environment's from the file's."""
+    default = spec.default
+    if spec.choices:
+        first, last = [choice for choice in spec.choices if choice != default][:1] + [spec.choices[-1]]
+        return f"'{first}'", last, first, last
+    if spec.kind is bool:
+        return str(not default).lower(), "on" if default else "off", not default, default
+    if spec.kind is int:
+        return str(default + 1), str(default + 2), default + 1, default + 2
+    if spec.kind is float:  # a TOML integer is a good float
+        return str(int(default) + 1), str(default + 2.5), float(int(default) + 1), default + 2.5
+    if spec.kind is Path:
+        return "'from-file'", "from-env", Path("from-file"), Path("from-env")
+    return "'from-file'", "from-env", "from-file", "from-env"
+
+
+@pytest.mark.parametrize("spec", SETTINGS, ids=lambda s: s.name)
+def test_every_setting_comes_from_the_default_the_file_or_the_environment(tmp_path: Path, spec: config.Spec) -> None:
+    file_text, env_text, from_file, from_env = _samples(spec)
+    loaded = resolve(env={})
+    assert (getattr(loaded.settings, spec.name), loaded.sources[spec.name]) == (spec.default, "default")
+    path = _toml(tmp_path, f"# Warden\n{spec.name} = {file_text}\n")
+    loaded = resolve(path, env={})
+    assert (getattr(loaded.settings, spec.name), loaded.sources[spec.name]) == (from_file, f"{path}:2")
+    assert from_file != spec.default and from_env != from_file
+    loaded = resolve(path, env={spec.env: env_text})
+    assert (getattr(loaded.settings, spec.name), loaded.sources[spec.name]) == (from_env, f"env {spec.env}")
+    assert type(getattr(loaded.settings, spec.name)) is type(spec.default)
+
+
+def test_settings_built_in_code_read_neither_the_environment_nor_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WARDEN_PORT", "9999")
+    _toml(tmp_path, "port = 9000\n")
+    assert Settings().port == 8080 and Settings(host="0.0.0.0").port == 8080
+    assert load_settings().port == 9999  # what `warden serve` reads: both
+
+
+def test_the_full_tamper_check_interval_is_a_setting(tmp_path: Path) -> None:
+    path = tmp_path / "short.toml"
+    path.write_text("tamper_full_check_seconds = 0.5\n")
+    with pytest.raises(ConfigError, match=f"^{re.escape(str(path))}:1:29: tamper_full_check_seconds: must be at least 1, got 0.5$"):
+        load_settings(path, env={})
+    with pytest.raises(ConfigError, match="^WARDEN_TAMPER_FULL_CHECK_SECONDS: expected a number, got 'hourly'$"):
+        load_settings(env={"WARDEN_TAMPER_FULL_CHECK_SECONDS": "hourly"})
+    assert load_settings(env={"WARDEN_TAMPER_FULL_CHECK_SECONDS": "900"}).tamper_full_check_seconds == 900.0
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("connectors_mode = 'sandbox'\n", ":1:1: unknown setting 'connectors_mode' (see `warden config list`)"),
+        ("port = 1\n\nstripe_api_key = 'sk'\n", ":3:1: unknown setting 'stripe_api_key' (see `warden config list`)"),
+        ("log_levels = 'debug'\n", ":1:1: unknown setting 'log_levels'; did you mean 'log_level'?"),
+    ],
+)
+def test_an_unknown_key_names_the_key_and_the_file(tmp_path: Path, text: str, message: str) -> None:
+    path = _toml(tmp_path, text)
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path, env={})
+    assert str(raised.value) == f"{path}{message}"
+    assert "sk'" not in str(raised.value)
+
+
+def test_settings_that_contradict_each_other_say_where_each_came_from(tmp_path: Path) -> None:
+    path = _toml(tmp_path, "outbox_backoff_base_seconds = 90\n")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path, env={"WARDEN_OUTBOX_BACKOFF_MAX_SECONDS": "75"})
+    assert str(raised.value) == ("outbox_backoff_base_seconds must not exceed outbox_backoff_max_seconds "
+                                 f"(90 from {path}:1, 75 from env WARDEN_OUTBOX_BACKOFF_MAX_SECONDS)")
+
+
+def test_the_first_bad_value_in_the_file_is_the_one_reported(tmp_path: Path) -> None:
+    _toml(tmp_path, "log_json = 'yes'\nport = 'x'\n")
+    with pytest.raises(ConfigError, match=r"warden.toml:1:12: log_json: expected bool, got str 'yes'$"):
+        load_settings(env={})
