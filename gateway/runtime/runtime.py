@@ -39,6 +39,7 @@ from gateway.execution.worker import Worker
 from gateway.runtime.reload import PolicyHolder, PolicyWatcher
 from gateway.store.schema import gateway_state, upgrade
 from gateway.store.records import record_incident
+from gateway.store.writer import Writer
 from gateway.pipeline.submit import Gateway, Limits
 from gateway.runtime.tamper import TamperWatch
 from ledger.checkpointer import Checkpointer, CheckpointPolicy
@@ -143,15 +144,15 @@ class Runtime:
             known_tools=known,
         ) if settings.policy_reload else None
         self.committer = GroupCommitter(self.db)
+        self.writer = Writer(self.db, self.ledger, committer=self.committer)
         self.outbox = Outbox(
-            self.db, self.ledger, self.registry, clock=clock,
+            self.writer, self.registry, clock=clock,
             max_attempts=settings.outbox_max_attempts,
             backoff_base=settings.outbox_backoff_base_seconds,
             backoff_max=settings.outbox_backoff_max_seconds,
             breaker=CircuitBreakers(failures=settings.breaker_failures,
                                     cooldown=settings.breaker_cooldown_seconds),
             on_call=self.metrics.observe_connector_call,
-            write=self.committer.run,
         )
         self.worker = Worker(self.outbox, threads=settings.outbox_workers,
                              recover_on_start=settings.outbox_recover_on_start)
@@ -160,9 +161,8 @@ class Runtime:
         }
         self.metrics.policy_digest = lambda: self.policies.current()[0].digest
         self.gateway = Gateway(
-            self.db, ledger=self.ledger, policies=lambda: self.policies.current()[1],
-            registry=self.registry, outbox=self.outbox, committer=self.committer,
-            clock=clock, on_decision=self._observe_decision,
+            self.writer, policies=lambda: self.policies.current()[1],
+            registry=self.registry, outbox=self.outbox, clock=clock, on_decision=self._observe_decision,
             limits=Limits(settings.repeated_denials_threshold, settings.repeated_denials_window_seconds),
         )
         self.approvals = Approvals(self.gateway)
@@ -223,7 +223,7 @@ class Runtime:
         """The live log failed verification: open an incident (recorded in the log itself, so
         an auditor sees it beside whatever was altered)."""
         now = self.clock()
-        self.gateway._write(lambda conn: record_incident(
+        self.writer.run(lambda conn: record_incident(
             conn, self.ledger, kind="tamper_alarm", now=now,
             summary=f"the audit log failed verification: {problem}", detail={"problem": problem, **detail}))
 
@@ -253,7 +253,7 @@ class Runtime:
             else:
                 conn.execute(gateway_state.update().where(gateway_state.c.key == POLICY_STATE_KEY).values(value=value))
 
-        self.gateway._write(work)
+        self.writer.run(work)
         log.info("policies active", extra={"digest": policy_set.digest})
 
     # ------------------------------------------------------------ observations
