@@ -1,13 +1,14 @@
 """The execution of an allowed action: one state machine over its row in `executions`.
 
-                    ┌──────────── release, retry ─────────────┐
-                    ▼                                         │
-    enqueue ──► pending ──── claim ────► running ─── call ────┼──► succeeded
-                                          ▲   │               └──► failed
-                                          └───┘
-                                 claim again: the lease expired
+                  ┌─────────────── release, retry ───────────────┐
+                  ▼                                              │
+    enqueue ──► pending ──── claim ────► running ───── call ─────┼──► succeeded
+       │                                  ▲  ▲ │                 └──► failed
+       └──── claimed with the decision ───┘  └─┘
+                                      claim again: the lease expired
 
-    enqueue   ─► pending    in the decision's transaction: never lost, never without its decision
+    enqueue   ─► pending    with the decision, one row per decision: never lost, never without it
+    enqueue   ─► running    the request path: written already claimed (first attempt), run at once
     pending   ─► running    claim: `next_attempt_at` has come; one attempt more, leased
     running   ─► running    claim: the lease expired (the process died or hung); same key
     running   ─► pending    release: kill switch engaged or breaker open; attempt not counted
@@ -18,8 +19,7 @@
                             `execution` entry, `connector_failure` incident
 
 - Claims are taken in a short transaction of their own (`gateway.execution.claims`); the
-  request path writes its row already claimed, with the decision (`enqueue(..., lease_until=)`),
-  and runs it at once (`run_now`).
+  request path's claim is written with the decision (`enqueue(..., lease_until=)`, `run_now`).
 - The connector is called outside any transaction, with the decision id as the idempotency key.
 - Each outcome is one unit of work of the gateway's `Writer`: the row, the decision, the audit
   entry (and the incident) commit together or not at all. It is written only while the row is
