@@ -7,11 +7,10 @@
            ─► execute: the outbox runs the connector with the decision id as idempotency key
            ─► respond
 
-Every write happens in one transaction with the audit entry that records it, as a unit of work of
+Every write happens in one transaction with the audit entry that records it: a unit of work of
 the gateway's `Writer`, through the group committer when there is one, so many requests share one
-durable commit. Whatever the
-gateway cannot record, it does not execute: an exception before the commit leaves no decision,
-no entry and no outbox row, and the request gets a problem response.
+durable commit. Whatever the gateway cannot record, it does not execute: an exception before the
+commit leaves no decision, no entry and no outbox row, and the request gets a problem response.
 """
 
 from __future__ import annotations
@@ -79,8 +78,6 @@ class Gateway:
         self.clock = clock
         self.limits = limits
         self.on_decision = on_decision
-
-    # ---------------------------------------------------------------- plumbing
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
