@@ -131,7 +131,7 @@ def register_identities(runtime: Runtime) -> dict[str, str]:
         for key, (email, role) in PEOPLE.items():
             _u, tokens[key] = identities.add_user(conn, runtime.ledger, email, role, now, "test")
 
-    runtime.gateway._write(work)
+    runtime.writer.run(work)
     return tokens
 
 

@@ -93,7 +93,7 @@ def demo_identities(runtime: Any) -> dict[str, str]:
             _user, tokens[f"WARDEN_{role.upper()}_TOKEN"] = identities.add_user(
                 conn, runtime.ledger, email, role, now, "demo")
 
-    runtime.gateway._write(work)
+    runtime.writer.run(work)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:

@@ -1,65 +1,65 @@
-"""The execution outbox: run each allowed action once, through its connector, and record how it went.
+"""The execution of an allowed action: one state machine over its row in `executions`.
 
-    enqueue (in the decision's transaction) ─► pending ─► claim ─► running ─► connector call
-        ─► succeeded | pending again (transient error, backoff) | failed (permanent / exhausted)
+                  ┌─────────────── release, retry ───────────────┐
+                  ▼                                              │
+    enqueue ──► pending ──── claim ────► running ───── call ─────┼──► succeeded
+       │                                  ▲  ▲ │                 └──► failed
+       └──── claimed with the decision ───┘  └─┘
+                                      claim again: the lease expired
 
-- `enqueue` writes the `executions` row in the transaction that records the decision, so an
-  allowed action is never lost and never queued without its decision.
-- `Outbox.claim` takes due rows in one short transaction and leases them (`lease_seconds`):
-  pending rows whose `next_attempt_at` has come, and running rows whose lease expired (their
-  process crashed or hung). PostgreSQL: `FOR UPDATE SKIP LOCKED`, so processes never claim the
-  same row; SQLite: `BEGIN IMMEDIATE` serialises claims. Each claim counts one attempt.
-- `Outbox.run_claim` checks the kill switch and the connector's circuit breaker (a refusal puts
-  the row back without counting the attempt), then calls the connector outside any transaction
-  with the decision id as the idempotency key, then records the outcome (the row, the decision,
-  an `execution` audit entry, an incident on failure) in one transaction. The outcome is written
-  only if the row is still running under this claim (`attempts` unchanged): a worker whose lease
-  expired and whose row was re-driven elsewhere records nothing.
+    enqueue   ─► pending    with the decision, one row per decision: never lost, never without it
+    enqueue   ─► running    the request path: written already claimed (first attempt), run at once
+    pending   ─► running    claim: `next_attempt_at` has come; one attempt more, leased
+    running   ─► running    claim: the lease expired (the process died or hung); same key
+    running   ─► pending    release: kill switch engaged or breaker open; attempt not counted
+    running   ─► succeeded  the connector confirmed; decision "executed", `execution` entry
+    running   ─► pending    retry: transient error, attempts left; after a backoff; decision
+                            "executing" with the error
+    running   ─► failed     permanent error, or no attempts left; decision "failed",
+                            `execution` entry, `connector_failure` incident
+
+- Claims are taken in a short transaction of their own (`gateway.execution.claims`); the
+  request path's claim is written with the decision (`enqueue(..., lease_until=)`, `run_now`).
+- The connector is called outside any transaction, with the decision id as the idempotency key.
+- Each outcome is one unit of work of the gateway's `Writer`: the row, the decision, the audit
+  entry (and the incident) commit together or not at all. It is written only while the row is
+  still running under this claim (`attempts` unchanged): a process whose lease expired and whose
+  row was claimed again elsewhere records nothing, so an execution never has two outcomes.
 - A crash anywhere leaves the row pending or running; it is re-driven with the same key, and the
   connector answers a key it has seen with its first result (`replayed`), so the action happens
-  once. What each outcome writes is in `gateway.outbox_records`; `Worker` runs the loop in
-  background threads (`gateway.outbox_worker`). `Claim`, `enqueue` and `Worker` are re-exported here.
+  once. `gateway.execution.worker` runs `run_due` in background threads.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import random
-import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from sqlalchemy import Connection, Engine, and_, or_, select, update
+from sqlalchemy import Connection, Update, bindparam, insert, select, update
 
-from connectors.base import ExecutionResult, PermanentError, TransientError
-from gateway.execution.breaker import CircuitBreakers
-from gateway.store.killswitch import read_kill_switch
+from connectors.base import ConnectorError, ExecutionResult, PermanentError, TransientError
 from gateway.engine.models import Decision
-from gateway.execution.outcomes import (
-    Claim,
-    ExecutionError,
-    enqueue,
-    record_failure,
-    record_retry,
-    record_success,
-    release,
-)
-from gateway.execution.worker import Worker
-from gateway.store.records import load_decision
-from gateway.store.schema import executions
-from ledger.checkpointer import Checkpointer
+from gateway.execution.backoff import backoff_delay
+from gateway.execution.breaker import CircuitBreakers
+from gateway.execution.claims import Claim, expire_leases, take_due
+from gateway.store.killswitch import read_kill_switch
+from gateway.store.records import dumps, load_decision, record_incident, store_decision_update
+from gateway.store.schema import decisions, executions
+from gateway.store.writer import Writer
 from ledger.database import read_only
-from ledger.store import Ledger
 
 log = logging.getLogger("warden.outbox")
 
 Outcome = Literal["succeeded", "transient_error", "permanent_error", "breaker_open", "kill_switch"]
 CallHook = Callable[[str, str, Outcome, float], None]
-Write = Callable[[Callable[[Connection], Any]], Any]  # runs one unit of work in a durable commit
 KILL_SWITCH_RETRY_SECONDS = 1.0
 BREAKER_MIN_WAIT_SECONDS = 0.1
+MAX_ERROR_CHARS = 500
 
 
 class ExecutesTools(Protocol):
@@ -68,16 +68,71 @@ class ExecutesTools(Protocol):
     def execute(self, tool: str, params: Mapping[str, Any], *, idempotency_key: str) -> ExecutionResult: ...
 
 
-def backoff_delay(
-    attempts: int, *, base: float, cap: float, retry_after: float | None, rng: random.Random
-) -> float:
-    """Seconds to wait after failed attempt number `attempts` (1-based): "full jitter", a uniform
-    draw below min(cap, base * 2**(attempts - 1)), but never sooner than the API's `retry_after`."""
-    exponent = min(max(attempts - 1, 0), 60)  # 2**60 * base is past any sane cap already
-    delay = rng.uniform(0.0, max(0.0, min(cap, base * 2.0**exponent)))
-    if retry_after is not None and math.isfinite(retry_after) and retry_after > 0:
-        delay = max(delay, retry_after)
-    return delay
+@dataclass(frozen=True)
+class ExecutionError:
+    """A failed call as recorded on the row, the decision and the audit entry."""
+
+    code: str
+    message: str
+
+    @classmethod
+    def of(cls, exc: BaseException) -> ExecutionError:
+        """A connector's own errors are already safe to record; anything else is reduced to its
+        type and a bounded message."""
+        if isinstance(exc, ConnectorError):
+            return cls(exc.code, str(exc)[:MAX_ERROR_CHARS])
+        code = "timeout" if isinstance(exc, TimeoutError) else "unexpected_error"
+        return cls(code, f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS])
+
+    def to_json(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+# -- enqueue ─► pending ---------------------------------------------------------------------------
+
+_INSERT = insert(executions)
+
+
+def enqueue(
+    conn: Connection, *, decision_id: str, tool: str, params: Mapping[str, Any], now: float,
+    lease_until: float | None = None,
+) -> Claim | None:
+    """Queue the execution of an allowed decision, inside the caller's (the decision's) transaction.
+
+    With `lease_until`, the row is written already claimed by the caller (running, first attempt)
+    and the claim is returned: the request path then runs it at once without a claim transaction
+    of its own. If the caller dies first, the lease expires and a worker re-drives it.
+    """
+    text = dumps(dict(params))
+    claimed = lease_until is not None
+    conn.execute(_INSERT, {
+        "decision_id": decision_id, "tool": tool, "params": text,
+        "state": "running" if claimed else "pending", "attempts": 1 if claimed else 0,
+        "next_attempt_at": now, "lease_until": lease_until, "created_at": now, "updated_at": now,
+    })
+    return Claim(decision_id, tool, text, 1, lease_until) if lease_until is not None else None
+
+
+# -- running ─► an outcome: each statement moves the row only while it is running under the claim --
+
+
+def _leased(**values: Any) -> Update:
+    return (
+        update(executions)
+        .where(executions.c.decision_id == bindparam("claim_id"), executions.c.state == "running",
+               executions.c.attempts == bindparam("claim_attempts"))
+        .values(lease_until=None, updated_at=bindparam("now"), **values)
+    )
+
+
+_RELEASE = _leased(state="pending", attempts=bindparam("new_attempts"), next_attempt_at=bindparam("new_next"))
+_RETRY = _leased(state="pending", next_attempt_at=bindparam("new_next"), error=bindparam("new_error"))
+_SUCCEED = _leased(state="succeeded", result=bindparam("new_result"), error=None)
+_FAIL = _leased(state="failed", error=bindparam("new_error"))
+_AGENT = select(decisions.c.agent).where(decisions.c.decision_id == bindparam("id"))
 
 
 class Outbox:
@@ -85,8 +140,7 @@ class Outbox:
 
     def __init__(
         self,
-        engine: Engine,
-        ledger: Ledger,
+        writer: Writer,
         connectors: ExecutesTools,
         *,
         clock: Callable[[], float] = time.time,
@@ -96,14 +150,13 @@ class Outbox:
         lease_seconds: float = 30.0,
         breaker: CircuitBreakers | None = None,
         on_call: CallHook | None = None,
-        checkpointer: Checkpointer | None = None,
         rng: random.Random | None = None,
-        write: Write | None = None,
     ) -> None:
         if max_attempts < 1 or lease_seconds <= 0 or backoff_base < 0 or backoff_max < 0:
             raise ValueError("outbox needs max_attempts >= 1, lease_seconds > 0 and backoff >= 0")
-        self.engine = engine
-        self.ledger = ledger
+        self.writer = writer
+        self.engine = writer.engine
+        self.ledger = writer.ledger
         self.connectors = connectors
         self.clock = clock
         self.max_attempts = max_attempts
@@ -112,59 +165,19 @@ class Outbox:
         self.lease_seconds = lease_seconds
         self.breaker = breaker if breaker is not None else CircuitBreakers(failures=5, cooldown=60.0)
         self.on_call = on_call
-        self.checkpointer = checkpointer
         self.rng = rng if rng is not None else random.Random()
-        self.write = write
-        self._recorded = threading.local()  # the decision the last success on this thread stored
-
-    def _write(self, work: Callable[[Connection], Any]) -> Any:
-        """Run one recording unit durably: through the shared group committer when the gateway
-        gave one (many requests' writes share a commit), else in a transaction of its own."""
-        def unit(conn: Connection) -> Any:
-            if conn.dialect.name == "postgresql":  # the gateway's lock order: the log's head first
-                self.ledger.lock_head(conn)
-            return work(conn)
-
-        if self.write is not None:
-            return self.write(unit)
-        with self.engine.begin() as conn:
-            return unit(conn)
 
     def open_breakers(self) -> dict[str, bool]:
         """{connector: True while its breaker refuses calls (open or half-open)} for metrics."""
         return {name: state != "closed" for name, state in self.breaker.states().items()}
 
-    # -- claiming -----------------------------------------------------------------------------
+    # -- pending ─► running -------------------------------------------------------------------
 
     def claim(self, limit: int, *, decision_id: str | None = None) -> list[Claim]:
         """Lease up to `limit` due executions (only `decision_id`'s when given)."""
         now = self.clock()
-        lease_until = now + self.lease_seconds
-        due = or_(
-            and_(executions.c.state == "pending", executions.c.next_attempt_at <= now),
-            and_(executions.c.state == "running", executions.c.lease_until <= now),
-        )
-        query = select(
-            executions.c.decision_id, executions.c.tool, executions.c.params,
-            executions.c.state, executions.c.attempts,
-        ).where(due)
-        if decision_id is not None:
-            query = query.where(executions.c.decision_id == decision_id)
-        query = query.order_by(executions.c.next_attempt_at).limit(limit)
-        claims: list[Claim] = []
         with self.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            for row in conn.execute(query).all():
-                taken = conn.execute(
-                    update(executions)
-                    .where(executions.c.decision_id == row.decision_id)
-                    .where(executions.c.state == row.state, executions.c.attempts == row.attempts)
-                    .values(state="running", attempts=row.attempts + 1, lease_until=lease_until, updated_at=now)
-                )
-                if taken.rowcount == 1:
-                    claims.append(Claim(row.decision_id, row.tool, row.params, row.attempts + 1, lease_until))
-        return claims
+            return take_due(conn, limit, now=now, lease_until=now + self.lease_seconds, decision_id=decision_id)
 
     def recover_in_flight(self) -> int:
         """Make every running row claimable now (its lease ends now); returns how many.
@@ -172,14 +185,10 @@ class Outbox:
         Only safe when this is the only process running executions (start-up of a single
         gateway): it would also take over rows another live process is running. With several
         processes, rely on lease expiry instead."""
-        now = self.clock()
         with self.engine.begin() as conn:
-            done = conn.execute(
-                update(executions).where(executions.c.state == "running").values(lease_until=now, updated_at=now)
-            )
-        return int(done.rowcount)
+            return expire_leases(conn, self.clock())
 
-    # -- running ------------------------------------------------------------------------------
+    # -- running ─► the gates, the call, an outcome -----------------------------------------------
 
     def run_due(self, limit: int = 16) -> int:
         """Claim and run what is due; returns how many claims ran (none while the kill switch is
@@ -201,63 +210,144 @@ class Outbox:
         the decision committed); returns the decision as stored afterwards."""
         for claim in self.claim(1, decision_id=decision_id):
             self.run_claim(claim)
-        with self.engine.connect() as conn:
-            read_only(conn)
-            with conn.begin():
-                return load_decision(conn, decision_id)
+        return self._stored(decision_id)
 
     def run_now(self, claim: Claim) -> Decision | None:
         """Run a claim the caller took in its own transaction (`enqueue(..., lease_until=)`);
         returns the decision as stored afterwards. A failure to record is logged and leaves the
         row to lease expiry, like `run_due`."""
-        self._recorded.decision = None
         try:
-            self.run_claim(claim)
+            _outcome, stored = self._run(claim)
         except Exception:
             log.exception("execution of %s could not be recorded; it will be re-driven", claim.decision_id)
-        if (recorded := self._recorded.decision) is not None:  # as just committed
-            self._recorded.decision = None
-            return recorded
-        with self.engine.connect() as conn:
-            read_only(conn)
-            with conn.begin():
-                return load_decision(conn, claim.decision_id)
+            stored = None
+        return stored if stored is not None else self._stored(claim.decision_id)
 
     def run_claim(self, claim: Claim) -> Outcome:
         """Run one claim: gates, the connector call, the recorded outcome. Returns the outcome."""
+        return self._run(claim)[0]
+
+    def _run(self, claim: Claim) -> tuple[Outcome, Decision | None]:
+        """`run_claim`, with the decision as a success stored it (None for any other outcome)."""
         if self._kill_switch_engaged():
             self._release(claim, self.clock() + KILL_SWITCH_RETRY_SECONDS, "kill switch engaged")
-            return self._report(claim, "kill_switch", 0.0)
+            return self._report(claim, "kill_switch", 0.0), None
         if not self.breaker.allow(claim.connector):
             wait = max(self.breaker.retry_in(claim.connector), BREAKER_MIN_WAIT_SECONDS)
             self._release(claim, self.clock() + wait, f"circuit breaker for {claim.connector} is open")
-            return self._report(claim, "breaker_open", 0.0)
+            return self._report(claim, "breaker_open", 0.0), None
         started = time.monotonic()
         try:
             result = self.connectors.execute(claim.tool, claim.params, idempotency_key=claim.decision_id)
         except PermanentError as exc:
             self.breaker.record_success(claim.connector)  # it answered: the system is up
             seconds = time.monotonic() - started
-            self._record_failure(claim, exc)
-            return self._report(claim, "permanent_error", seconds)
+            self._fail(claim, exc)
+            return self._report(claim, "permanent_error", seconds), None
         except Exception as exc:  # TransientError, timeouts, anything unexpected
             self.breaker.record_failure(claim.connector)
             seconds = time.monotonic() - started
             if claim.attempts >= self.max_attempts:
-                self._record_failure(claim, exc)
+                self._fail(claim, exc)
             else:
-                self._record_retry(claim, exc)
-            return self._report(claim, "transient_error", seconds)
+                self._retry(claim, exc)
+            return self._report(claim, "transient_error", seconds), None
         self.breaker.record_success(claim.connector)
         seconds = time.monotonic() - started
-        self._record_success(claim, result)
-        return self._report(claim, "succeeded", seconds)
+        stored = self._succeed(claim, result)
+        return self._report(claim, "succeeded", seconds), stored
+
+    # -- the outcomes: one unit of work each ----------------------------------------------------
+
+    def _release(self, claim: Claim, next_attempt_at: float, why: str) -> None:
+        """running ─► pending, the attempt not counted: a gate refused the call."""
+        self.writer.run(lambda conn: _move(conn, claim, _RELEASE, self.clock(),
+                                           new_attempts=claim.attempts - 1, new_next=next_attempt_at))
+        log.info("execution of %s held back: %s", claim.decision_id, why)
+
+    def _retry(self, claim: Claim, exc: Exception) -> None:
+        """running ─► pending after a backoff; the decision stays "executing" and shows the error."""
+        now = self.clock()
+        error = ExecutionError.of(exc)
+        retry_after = exc.retry_after if isinstance(exc, TransientError) else None
+        delay = backoff_delay(claim.attempts, base=self.backoff_base, cap=self.backoff_max,
+                              retry_after=retry_after, rng=self.rng)
+
+        def unit(conn: Connection) -> None:
+            decision = load_decision(conn, claim.decision_id, for_update=True)  # the decision, then the row
+            if _move(conn, claim, _RETRY, now, new_next=now + delay, new_error=str(error)):
+                _update_decision(conn, decision, "executing", {
+                    "state": "retrying", "attempts": claim.attempts, "last_error": error.to_json(),
+                    "next_attempt_at": iso_time(now + delay),
+                }, now)
+
+        self.writer.run(unit)
+        log.info("execution of %s failed (attempt %d, %s); retrying in %.2fs",
+                 claim.decision_id, claim.attempts, error.code, delay)
+
+    def _succeed(self, claim: Claim, result: ExecutionResult) -> Decision | None:
+        """running ─► succeeded; the decision "executed"; an `execution` entry. Returns the
+        decision as stored (None when the lease was lost or the decision has no row)."""
+        summary = dict(result.summary)
+        document = {"external_id": result.external_id, "summary": summary, "replayed": result.replayed}
+
+        def unit(conn: Connection) -> Decision | None:
+            now = self.clock()
+            decision = load_decision(conn, claim.decision_id, for_update=True)
+            if not _move(conn, claim, _SUCCEED, now, new_result=dumps(document)):
+                return None
+            stored = _update_decision(conn, decision, "executed", {
+                "state": "succeeded", "external_id": result.external_id, "summary": summary,
+                "attempts": claim.attempts, "idempotency_key": claim.decision_id, "executed_at": iso_time(now),
+            }, now)
+            self.ledger.append(conn, "execution", "warden", claim.decision_id, {
+                "decision_id": claim.decision_id, "tool": claim.tool, "outcome": "succeeded",
+                "external_id": result.external_id, "summary": summary, "attempts": claim.attempts,
+                "idempotency_key": claim.decision_id,
+            })
+            return stored
+
+        return self.writer.run(unit)
+
+    def _fail(self, claim: Claim, exc: Exception) -> None:
+        """running ─► failed; the decision "failed"; an `execution` entry; an incident."""
+        error = ExecutionError.of(exc)
+
+        def unit(conn: Connection) -> None:
+            now = self.clock()
+            decision = load_decision(conn, claim.decision_id, for_update=True)
+            if not _move(conn, claim, _FAIL, now, new_error=str(error)):
+                return
+            _update_decision(conn, decision, "failed",
+                             {"state": "failed", "error": error.to_json(), "attempts": claim.attempts}, now)
+            self.ledger.append(conn, "execution", "warden", claim.decision_id, {
+                "decision_id": claim.decision_id, "tool": claim.tool, "outcome": "failed",
+                "error": error.to_json(), "attempts": claim.attempts, "idempotency_key": claim.decision_id,
+            })
+            record_incident(
+                conn, self.ledger, kind="connector_failure",
+                summary=f"{claim.tool} failed after {claim.attempts} attempt(s): {error.code}",
+                detail={"tool": claim.tool, "error": error.to_json(), "attempts": claim.attempts},
+                now=now, agent=conn.execute(_AGENT, {"id": claim.decision_id}).scalar_one_or_none(),
+                decision_id=claim.decision_id,
+            )
+
+        self.writer.run(unit)
+        log.warning("execution of %s failed for good: %s", claim.decision_id, error.code)
+
+    # -- reads and reports ----------------------------------------------------------------------
 
     def _kill_switch_engaged(self) -> bool:
         with self.engine.connect() as conn:
             read_only(conn)
             with conn.begin():
                 return read_kill_switch(conn).engaged
+
+    def _stored(self, decision_id: str) -> Decision | None:
+        with self.engine.connect() as conn:
+            read_only(conn)
+            with conn.begin():
+                return load_decision(conn, decision_id)
 
     def _report(self, claim: Claim, outcome: Outcome, seconds: float) -> Outcome:
         if self.on_call is not None:
@@ -267,45 +357,32 @@ class Outbox:
                 log.exception("the outbox's on_call hook failed")
         return outcome
 
-    # -- recording (one transaction each; see gateway.outbox_records) ----------------------
 
-    def _release(self, claim: Claim, next_attempt_at: float, why: str) -> None:
-        """Put the row back without counting the attempt (kill switch, open breaker)."""
-        self._write(lambda conn: release(conn, claim, next_attempt_at=next_attempt_at, now=self.clock()))
-        log.info("execution of %s held back: %s", claim.decision_id, why)
-
-    def _record_success(self, claim: Claim, result: ExecutionResult) -> None:
-        def work(conn: Connection) -> Decision | bool:
-            stored = record_success(conn, self.ledger, claim, result, now=self.clock())
-            if stored:
-                self._maybe_sign(conn)
-            return stored
-
-        stored = self._write(work)
-        self._recorded.decision = stored if isinstance(stored, Decision) else None
-
-    def _record_retry(self, claim: Claim, exc: Exception) -> None:
-        now = self.clock()
-        error = ExecutionError.of(exc)
-        retry_after = exc.retry_after if isinstance(exc, TransientError) else None
-        delay = backoff_delay(claim.attempts, base=self.backoff_base, cap=self.backoff_max,
-                              retry_after=retry_after, rng=self.rng)
-        self._write(lambda conn: record_retry(conn, claim, error, next_attempt_at=now + delay, now=now))
-        log.info("execution of %s failed (attempt %d, %s); retrying in %.2fs",
-                 claim.decision_id, claim.attempts, error.code, delay)
-
-    def _record_failure(self, claim: Claim, exc: Exception) -> None:
-        error = ExecutionError.of(exc)
-        def work(conn: Connection) -> None:
-            if record_failure(conn, self.ledger, claim, error, now=self.clock()):
-                self._maybe_sign(conn)
-
-        self._write(work)
-        log.warning("execution of %s failed for good: %s", claim.decision_id, error.code)
-
-    def _maybe_sign(self, conn: Connection) -> None:
-        if self.checkpointer is not None:
-            self.checkpointer.maybe_sign(conn)
+def _move(conn: Connection, claim: Claim, statement: Update, now: float, **values: Any) -> bool:
+    """Apply an outcome's statement; False, with nothing written, when the lease was lost (the
+    row was claimed again elsewhere)."""
+    done = conn.execute(statement, {"claim_id": claim.decision_id, "claim_attempts": claim.attempts,
+                                    "now": now, **values})
+    if done.rowcount != 1:
+        log.warning("execution %s was re-driven elsewhere; attempt %d records nothing", claim.decision_id, claim.attempts)
+        return False
+    return True
 
 
-__all__ = ["Claim", "ExecutionError", "Outbox", "Outcome", "Worker", "backoff_delay", "enqueue"]
+def _update_decision(
+    conn: Connection, decision: Decision | None, status: str, execution: dict[str, Any], now: float
+) -> Decision | None:
+    """The decision with its new status and execution document, written back to its row."""
+    if decision is None:
+        log.error("execution of a decision that has no row: %s", execution)
+        return None
+    changed = decision.model_copy(update={"status": status, "execution": execution})
+    store_decision_update(conn, changed, now=now)
+    return changed
+
+
+def iso_time(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+__all__ = ["Claim", "ExecutionError", "Outbox", "Outcome", "enqueue"]

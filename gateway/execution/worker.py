@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from gateway.execution.outbox import Outbox
+from gateway.execution.outbox import Outbox
 
 log = logging.getLogger("warden.outbox")
 

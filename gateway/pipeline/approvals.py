@@ -75,11 +75,11 @@ class Approvals:
     # ------------------------------------------------------------ approve / reject
 
     def approve(self, person: Person, decision_id: str, comment: str | None) -> Decision:
-        result = self.gw._write(lambda conn: self._approve(conn, person, decision_id, comment))
+        result = self.gw.writer.run(lambda conn: self._approve(conn, person, decision_id, comment))
         return self._after(result)
 
     def reject(self, person: Person, decision_id: str, reason: str | None) -> Decision:
-        return self._after(self.gw._write(lambda conn: self._reject(conn, person, decision_id, reason)))
+        return self._after(self.gw.writer.run(lambda conn: self._reject(conn, person, decision_id, reason)))
 
     def _after(self, result: tuple[Decision, PipelineError | None, bool]) -> Decision:
         decision, refusal, queued = result
@@ -241,7 +241,7 @@ class Approvals:
                 return False
             return self._expire_if_due(conn, decision, self.gw.clock())
 
-        return sum(1 for d in due if self.gw._write(lambda conn, d=d: work(conn, d)))
+        return sum(1 for d in due if self.gw.writer.run(lambda conn, d=d: work(conn, d)))
 
     # ------------------------------------------------------------ kill switch
 
@@ -258,7 +258,7 @@ class Approvals:
                 queued = self._settle_approved(conn, now)
             return state, queued
 
-        state, _queued = self.gw._write(work)  # the outbox worker picks up what was queued
+        state, _queued = self.gw.writer.run(work)  # the outbox worker picks up what was queued
         return state
 
     def _settle_approved(self, conn: Connection, now: float) -> list[str]:

@@ -7,10 +7,10 @@
            ─► execute: the outbox runs the connector with the decision id as idempotency key
            ─► respond
 
-Every write happens in one transaction with the audit entry that records it (`_write`), through
-the group committer when there is one, so many requests share one durable commit. Whatever the
-gateway cannot record, it does not execute: an exception before the commit leaves no decision,
-no entry and no outbox row, and the request gets a problem response.
+Every write happens in one transaction with the audit entry that records it: a unit of work of
+the gateway's `Writer`, through the group committer when there is one, so many requests share one
+durable commit. Whatever the gateway cannot record, it does not execute: an exception before the
+commit leaves no decision, no entry and no outbox row, and the request gets a problem response.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, insert, select
+from sqlalchemy import Connection, and_, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from connectors.registry import ParamsError, Registry
@@ -36,13 +36,10 @@ from gateway.pipeline.errors import (
 )
 from gateway.store.records import audit_ref, dumps, load_decision, new_decision_id, record_incident
 from gateway.store.schema import decisions, incidents
-from ledger.checkpointer import Checkpointer
-from ledger.group_commit import GroupCommitter
+from gateway.store.writer import Writer
 from ledger.database import read_only
-from ledger.store import Ledger
 
 log = logging.getLogger("warden.gateway")
-T = TypeVar("T")
 
 _INSERT_DECISION = insert(decisions)
 
@@ -65,48 +62,24 @@ class Gateway:
 
     def __init__(
         self,
-        db: Engine,
+        writer: Writer,
         *,
-        ledger: Ledger,
         policies: Callable[[], Decider],
         registry: Registry,
         outbox: Outbox,
-        checkpointer: Checkpointer | None = None,
-        committer: GroupCommitter | None = None,
         clock: Callable[[], float] = time.time,
         limits: Limits = Limits(),
         on_decision: Callable[[Decision, str, float], None] | None = None,
     ) -> None:
-        self.db = db
-        self.ledger = ledger
+        self.writer = writer
+        self.db = writer.engine
+        self.ledger = writer.ledger
         self.policies = policies
         self.registry = registry
         self.outbox = outbox
-        self.checkpointer = checkpointer
-        self.committer = committer
         self.clock = clock
         self.limits = limits
         self.on_decision = on_decision
-
-    # ---------------------------------------------------------------- plumbing
-
-    def _write(self, work: Callable[[Connection], T]) -> T:
-        """Run `work` in a write transaction with a checkpoint check, committed durably."""
-
-        def unit(conn: Connection) -> T:
-            # Every write takes the log's head lock first, before any decision row: one lock
-            # order everywhere, so concurrent writers queue instead of deadlocking (PostgreSQL).
-            if conn.dialect.name == "postgresql":  # SQLite: BEGIN IMMEDIATE already serialises
-                self.ledger.lock_head(conn)
-            result = work(conn)
-            if self.checkpointer is not None:
-                self.checkpointer.maybe_sign(conn)
-            return result
-
-        if self.committer is not None:
-            return self.committer.run(unit)
-        with self.db.begin() as conn:
-            return unit(conn)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
@@ -140,7 +113,7 @@ class Gateway:
             raise InvalidParams(f"the params do not match {tool}", exc.errors) from exc
 
     def _refuse(self, agent: Agent, packet: Packet, code: str) -> None:
-        self._write(
+        self.writer.run(
             lambda conn: self.ledger.append(
                 conn, "refusal", agent.name, packet.packet_id,
                 {"code": code, "packet_agent": packet.agent, "tool": packet.action.tool,
@@ -164,7 +137,7 @@ class Gateway:
         started = time.perf_counter()
         engine = self.policies()
         try:
-            decision, claim = self._write(lambda conn: self._record(conn, engine, agent, packet, digest))
+            decision, claim = self.writer.run(lambda conn: self._record(conn, engine, agent, packet, digest))
         except IntegrityError:
             # The same agent + packet_id was recorded before (a retry, or a concurrent twin that
             # committed first): answer with the stored decision, or 409 for another body.

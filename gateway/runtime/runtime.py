@@ -41,6 +41,7 @@ from gateway.runtime.reload import PolicyHolder, PolicyWatcher
 from gateway.store.killswitch import read_kill_switch
 from gateway.store.schema import gateway_state, upgrade
 from gateway.store.tokens import TokenCache
+from gateway.store.writer import Writer
 from gateway.pipeline.submit import Gateway, Limits
 from gateway.runtime.tamper import TamperWatch, alarm_of, fail_closed
 from ledger.checkpointer import Checkpointer, CheckpointPolicy
@@ -145,15 +146,15 @@ class Runtime:
             known_tools=known,
         ) if settings.policy_reload else None
         self.committer = GroupCommitter(self.db)
+        self.writer = Writer(self.db, self.ledger, committer=self.committer)
         self.outbox = Outbox(
-            self.db, self.ledger, self.registry, clock=clock,
+            self.writer, self.registry, clock=clock,
             max_attempts=settings.outbox_max_attempts,
             backoff_base=settings.outbox_backoff_base_seconds,
             backoff_max=settings.outbox_backoff_max_seconds,
             breaker=CircuitBreakers(failures=settings.breaker_failures,
                                     cooldown=settings.breaker_cooldown_seconds),
             on_call=self.metrics.observe_connector_call,
-            write=self.committer.run,
         )
         self.worker = Worker(self.outbox, threads=settings.outbox_workers,
                              recover_on_start=settings.outbox_recover_on_start)
@@ -162,9 +163,8 @@ class Runtime:
         }
         self.metrics.policy_digest = lambda: self.policies.current()[0].digest
         self.gateway = Gateway(
-            self.db, ledger=self.ledger, policies=lambda: self.policies.current()[1],
-            registry=self.registry, outbox=self.outbox, committer=self.committer,
-            clock=clock, on_decision=self._observe_decision,
+            self.writer, policies=lambda: self.policies.current()[1],
+            registry=self.registry, outbox=self.outbox, clock=clock, on_decision=self._observe_decision,
             limits=Limits(settings.repeated_denials_threshold, settings.repeated_denials_window_seconds),
         )
         self.approvals = Approvals(self.gateway)
@@ -230,7 +230,7 @@ class Runtime:
         """The live log failed verification: fail closed. The incident and the engaged kill switch
         are recorded in the log itself, so an auditor sees them beside whatever was altered."""
         now = self.clock()
-        state = self.gateway._write(lambda conn: fail_closed(conn, self.ledger, problem, detail, now))
+        state = self.writer.run(lambda conn: fail_closed(conn, self.ledger, problem, detail, now))
         log.error("kill switch engaged", extra={"reason": state.reason})
 
     def tamper_alarm(self) -> str | None:
@@ -266,7 +266,7 @@ class Runtime:
             else:
                 conn.execute(gateway_state.update().where(gateway_state.c.key == POLICY_STATE_KEY).values(value=value))
 
-        self.gateway._write(work)
+        self.writer.run(work)
         log.info("policies active", extra={"digest": policy_set.digest})
 
     # ------------------------------------------------------------ observations

@@ -318,7 +318,7 @@ def test_revoked_agent_is_denied_when_the_approval_arrives(shared_server: Server
     pending = submit_pending(shared_server, agent="a3")
     decision_id = pending["decision_id"]
     runtime = shared_server.runtime
-    runtime.gateway._write(lambda conn: identities.revoke_agent(
+    runtime.writer.run(lambda conn: identities.revoke_agent(
         conn, runtime.ledger, "a3", time.time(), "founder@test.local"))
     approved = shared_server.client("approver").post(f"/v1/approvals/{decision_id}/approve")
     assert approved.status_code == 200, approved.text

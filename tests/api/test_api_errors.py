@@ -235,8 +235,8 @@ def test_access_and_route_errors(warden_server: Server) -> None:
     # revoked identities: their tokens stop working (neither was used before, so no process
     # can hold them in a cache of recently checked tokens)
     now = time.time()
-    server.runtime.gateway._write(lambda conn: identities.revoke_agent(conn, server.runtime.ledger, "a4", now, "test"))
-    server.runtime.gateway._write(lambda conn: identities.revoke_user(conn, server.runtime.ledger, "viewer@test.local", now, "test"))
+    server.runtime.writer.run(lambda conn: identities.revoke_agent(conn, server.runtime.ledger, "a4", now, "test"))
+    server.runtime.writer.run(lambda conn: identities.revoke_user(conn, server.runtime.ledger, "viewer@test.local", now, "test"))
     ledgers.accept()
     assert_problem(server.client("a4").post("/v1/actions", json=note("a4")), "invalid_token", seen)
     assert_problem(server.client("viewer").get("/v1/approvals"), "invalid_token", seen)

@@ -8,7 +8,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.execution.outbox import backoff_delay
+from gateway.execution.backoff import backoff_delay
 
 seconds = st.floats(min_value=0.0, max_value=1e6, allow_nan=False)
 retry_afters = st.none() | st.floats(allow_nan=True, allow_infinity=True)

@@ -13,6 +13,7 @@ from outbox_support import FakeClock, RecordingConnector, add_decision, audit_en
 from sqlalchemy import Engine
 
 from gateway.execution.outbox import Outbox
+from gateway.store.writer import Writer
 from ledger.store import Ledger
 
 ROWS = 40
@@ -20,7 +21,7 @@ ROWS = 40
 
 def test_threads_never_run_a_row_twice(engine: Engine, connector: RecordingConnector, clock: FakeClock) -> None:
     ids = [add_decision(engine, clock()) for _ in range(ROWS)]
-    outbox = Outbox(engine, Ledger(), connector, clock=clock)
+    outbox = Outbox(Writer(engine, Ledger()), connector, clock=clock)
     start = threading.Barrier(4)
     errors: list[BaseException] = []
 
@@ -51,6 +52,7 @@ from pathlib import Path
 sys.path.insert(0, sys.argv[3])
 from outbox_support import RecordingConnector
 from gateway.execution.outbox import Outbox
+from gateway.store.writer import Writer
 from ledger.database import make_engine
 from ledger.store import Ledger
 
@@ -58,7 +60,7 @@ url, go, ready = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[4])
 engine = make_engine(url)
 engine.connect().close()
 connector = RecordingConnector()
-outbox = Outbox(engine, Ledger(), connector)
+outbox = Outbox(Writer(engine, Ledger()), connector)
 ready.touch()
 deadline = time.monotonic() + 60
 while not go.exists() and time.monotonic() < deadline:

@@ -22,6 +22,7 @@ from sqlalchemy import Engine, select
 
 from connectors.base import PermanentError, TransientError
 from gateway.execution.outbox import Outbox
+from gateway.store.writer import Writer
 from ledger.checkpointer import CheckpointPolicy, Checkpointer
 from ledger.note import generate_key
 from ledger.schema import checkpoints
@@ -30,7 +31,7 @@ from ledger.store import Ledger
 
 def make_outbox(engine: Engine, connector: RecordingConnector, clock: FakeClock, **options: Any) -> Outbox:
     options.setdefault("rng", TopOfRange())
-    return Outbox(engine, Ledger(), connector, clock=clock, **options)
+    return Outbox(Writer(engine, Ledger()), connector, clock=clock, **options)
 
 
 def test_success_records_row_decision_and_audit_entry(
@@ -189,7 +190,8 @@ def test_hook_sees_each_call_and_its_failures_change_nothing(
 def test_recording_transaction_signs_checkpoints(engine: Engine, connector: RecordingConnector, clock: FakeClock) -> None:
     checkpointer = Checkpointer(generate_key("warden.test/log"), CheckpointPolicy(every_entries=1))
     add_decision(engine, clock())
-    make_outbox(engine, connector, clock, checkpointer=checkpointer).run_due()
+    outbox = Outbox(Writer(engine, Ledger(), checkpointer=checkpointer), connector, clock=clock, rng=TopOfRange())
+    outbox.run_due()
     with engine.connect() as conn:
         assert conn.execute(select(checkpoints.c.size)).scalars().all() == [1]
 

@@ -10,6 +10,7 @@ from connectors.base import PermanentError, TransientError
 from gateway.execution.breaker import CircuitBreakers
 from gateway.store.killswitch import RELEASED, KillSwitch, write_kill_switch
 from gateway.execution.outbox import Outbox
+from gateway.store.writer import Writer
 from ledger.store import Ledger
 
 
@@ -23,7 +24,7 @@ def test_kill_switch_holds_every_execution_until_released(
 ) -> None:
     ids = [add_decision(engine, clock()) for _ in range(3)]
     outcomes: list[str] = []
-    outbox = Outbox(engine, Ledger(), connector, clock=clock, on_call=lambda c, t, outcome, s: outcomes.append(outcome))
+    outbox = Outbox(Writer(engine, Ledger()), connector, clock=clock, on_call=lambda c, t, outcome, s: outcomes.append(outcome))
     set_kill_switch(engine, KillSwitch(engaged=True, reason="fraud spike", by="founder@example.com", at=clock()))
     assert outbox.run_due() == 0  # the worker claims nothing while engaged
     # A claim taken just before the switch was engaged, and the request path, are held back.
@@ -50,7 +51,7 @@ def test_kill_switch_holds_every_execution_until_released(
 
 def test_open_breakers_for_metrics(engine: Engine, connector: RecordingConnector, clock: FakeClock) -> None:
     breaker = CircuitBreakers(failures=1, cooldown=60.0, clock=clock)
-    outbox = Outbox(engine, Ledger(), connector, clock=clock, breaker=breaker)
+    outbox = Outbox(Writer(engine, Ledger()), connector, clock=clock, breaker=breaker)
     connector.fail(add_decision(engine, clock(), tool="stripe.refund"), TransientError("503"))
     outbox.execute_now(add_decision(engine, clock(), tool="crm.log_note", params={"record_id": "r", "body": "b"}))
     outbox.run_due()
@@ -65,7 +66,7 @@ def test_breaker_opens_after_five_failures_and_half_opens_after_cooldown(
     breaker = CircuitBreakers(failures=5, cooldown=60.0, clock=clock)
     outcomes: list[str] = []
     outbox = Outbox(
-        engine, Ledger(), connector, clock=clock, breaker=breaker, rng=TopOfRange(), max_attempts=8,
+        Writer(engine, Ledger()), connector, clock=clock, breaker=breaker, rng=TopOfRange(), max_attempts=8,
         on_call=lambda c, t, outcome, s: outcomes.append(outcome),
     )
     ids = [add_decision(engine, clock()) for _ in range(7)]
@@ -103,7 +104,7 @@ def test_breaker_opens_after_five_failures_and_half_opens_after_cooldown(
 
 def test_breaker_is_per_connector(engine: Engine, connector: RecordingConnector, clock: FakeClock) -> None:
     breaker = CircuitBreakers(failures=2, cooldown=60.0, clock=clock)
-    outbox = Outbox(engine, Ledger(), connector, clock=clock, breaker=breaker)
+    outbox = Outbox(Writer(engine, Ledger()), connector, clock=clock, breaker=breaker)
     for _ in range(2):
         connector.fail(add_decision(engine, clock(), tool="stripe.refund"), TransientError("503"))
     outbox.run_due()
@@ -116,7 +117,7 @@ def test_breaker_is_per_connector(engine: Engine, connector: RecordingConnector,
 
 def test_a_refusal_shows_the_system_is_up(engine: Engine, connector: RecordingConnector, clock: FakeClock) -> None:
     breaker = CircuitBreakers(failures=2, cooldown=60.0, clock=clock)
-    outbox = Outbox(engine, Ledger(), connector, clock=clock, breaker=breaker)
+    outbox = Outbox(Writer(engine, Ledger()), connector, clock=clock, breaker=breaker)
     for error in (TransientError("503"), PermanentError("card declined", code="card_declined"), TransientError("503")):
         connector.fail(add_decision(engine, clock()), error)
         outbox.run_due()

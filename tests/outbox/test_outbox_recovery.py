@@ -16,12 +16,14 @@ from outbox_support import (
 from sqlalchemy import Engine
 
 from connectors.base import TransientError
-from gateway.execution.outbox import Outbox, Worker
+from gateway.execution.outbox import Outbox
+from gateway.execution.worker import Worker
+from gateway.store.writer import Writer
 from ledger.store import Ledger
 
 
 def make_outbox(engine: Engine, connector: RecordingConnector, clock: FakeClock) -> Outbox:
-    return Outbox(engine, Ledger(), connector, clock=clock, lease_seconds=30.0)
+    return Outbox(Writer(engine, Ledger()), connector, clock=clock, lease_seconds=30.0)
 
 
 def test_crash_after_the_call_is_redriven_with_the_same_key_and_acts_once(

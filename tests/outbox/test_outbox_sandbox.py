@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from connectors.registry import Registry, build_registry
 from gateway.execution.outbox import Outbox
+from gateway.store.writer import Writer
 from ledger.store import Ledger
 
 REFUND = {"charge": "ch_3PqL0a2eZvKYlo2C", "amount": 1500, "currency": "usd"}
@@ -28,7 +29,7 @@ def registry(tmp_path: Path) -> Iterator[Registry]:
 
 def test_sandbox_refund_executes_once(engine: Engine, registry: Registry, clock: FakeClock) -> None:
     decision_id = add_decision(engine, clock(), params=REFUND)
-    decision = Outbox(engine, Ledger(), registry, clock=clock).execute_now(decision_id)
+    decision = Outbox(Writer(engine, Ledger()), registry, clock=clock).execute_now(decision_id)
     assert decision is not None and decision.status == "executed"
     assert decision.execution is not None and registry.call_ledger is not None
     answer = registry.call_ledger.answer(decision_id)
@@ -40,7 +41,7 @@ def test_sandbox_faults_are_retried_honouring_retry_after(engine: Engine, regist
     assert registry.faults is not None
     registry.faults.fail_next("stripe.refund", times=2, kind="transient", retry_after=5.0)
     decision_id = add_decision(engine, clock(), params=REFUND)
-    outbox = Outbox(engine, Ledger(), registry, clock=clock, rng=TopOfRange())
+    outbox = Outbox(Writer(engine, Ledger()), registry, clock=clock, rng=TopOfRange())
     for _ in range(2):
         started = clock()
         assert outbox.run_due() == 1
@@ -53,7 +54,7 @@ def test_sandbox_faults_are_retried_honouring_retry_after(engine: Engine, regist
 
 def test_sandbox_refusal_fails_the_decision(engine: Engine, registry: Registry, clock: FakeClock) -> None:
     decision_id = add_decision(engine, clock(), params={**REFUND, "charge": "ch_sandbox_refunded"})
-    decision = Outbox(engine, Ledger(), registry, clock=clock).execute_now(decision_id)
+    decision = Outbox(Writer(engine, Ledger()), registry, clock=clock).execute_now(decision_id)
     assert decision is not None and decision.status == "failed"
     assert decision.execution is not None and decision.execution["error"]["code"] == "charge_already_refunded"
     assert [e.kind for e in audit_entries(engine)] == ["execution", "incident"]
@@ -61,10 +62,10 @@ def test_sandbox_refusal_fails_the_decision(engine: Engine, registry: Registry, 
 
 def test_crash_redrive_executes_once_in_the_sandbox(engine: Engine, registry: Registry, clock: FakeClock) -> None:
     decision_id = add_decision(engine, clock(), params=REFUND)
-    [claim] = Outbox(engine, Ledger(), registry, clock=clock).claim(1)
+    [claim] = Outbox(Writer(engine, Ledger()), registry, clock=clock).claim(1)
     first = registry.execute(claim.tool, claim.params, idempotency_key=claim.decision_id)  # then the crash
     clock.advance(31)
-    assert Outbox(engine, Ledger(), registry, clock=clock).run_due() == 1
+    assert Outbox(Writer(engine, Ledger()), registry, clock=clock).run_due() == 1
     assert registry.call_ledger is not None
     assert registry.call_ledger.count(decision_id) == 2
     assert registry.call_ledger.executions_by_key() == {decision_id: 1}
