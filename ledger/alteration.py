@@ -7,7 +7,7 @@ k+1's ``prev``; editing entry k+1's ``prev`` breaks the very same link. The entr
 tell the two apart; the signed checkpoints can, as far as they reach. When entry k+1's ``prev``
 is not entry k's leaf hash and every link before it holds:
 
-(a) if k+1 is 0, nothing precedes the first entry, whose ``prev`` is 64 zeros: entry 0 was
+(a) at entry 0 nothing precedes the link, whose ``prev`` must be 64 zeros: entry 0 was
     altered;
 (b) if a checkpoint of size k+1 matched the first k+1 entries (step (4), before entry k+1 was
     read), entry k is as signed: entry k+1's prev link was altered;
@@ -15,7 +15,7 @@ is not entry k's leaf hash and every link before it holds:
     tree head is recomputed with entry k+1's ``prev`` in place of entry k's leaf hash. If that
     gives the signed head, the signed log held that leaf hash at k and every other entry below
     the checkpoint's size as it is now: entry k, and only entry k, was altered. If it does not,
-    entry k alone was not: entry k+1's prev link was altered, or entry k was together with
+    entry k was not altered alone: entry k+1's prev link was, or entry k was together with
     other entries;
 (d) with no checkpoint to ask (none past k+1, none that verifies, or the log ends before its
     size), either is possible, and the message says so.

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import itertools
 from collections.abc import Callable, Iterable, Iterator
+from typing import NoReturn
 
 from ledger.alteration import BrokenLink, altered_under_checkpoint, head_with_leaf
 from ledger.checkpoint import open_checkpoint
@@ -92,8 +93,9 @@ class LogVerifier:
         progress = self.progress
         next_progress = PROGRESS_EVERY if progress else -1
         expected_prev = GENESIS_PREV
-        # The compact range before the last odd-numbered leaf merged into it: what a broken
-        # prev link right after that leaf needs to tell which side was altered (step (3)).
+        # The compact range as it was before the last leaf that merged subtrees (an odd index)
+        # or reached an event: a prev link broken right after that leaf needs it to tell which
+        # side was altered (step (3)). After an even index the range is the stack minus its top.
         merged: list[bytes] = []
         stream = iter(entries)
         n = 0
@@ -148,7 +150,7 @@ class LogVerifier:
     def _broken_chain(
         self, raw: bytes, n: int, seq: int, prev: str, expected: str, before: list[bytes],
         rest: Iterator[bytes],
-    ) -> None:
+    ) -> NoReturn:
         """Name the first failed step for entry ``n`` whose seq or prev is wrong (always raises).
 
         The hot path checks ``prev`` only by comparing it with a well-formed hash, so a
