@@ -1,11 +1,6 @@
 """`warden audit export`: the log as plain files an auditor can check with nothing but a key.
 
-Layout (SPEC "Export dir"):
-
-    entries.jsonl              one entry per line: exactly the hashed bytes, then "\\n"
-    checkpoints/<size>.note    one signed checkpoint per file, size zero-padded to 12 digits
-    log.pub                    the verifier key of the log's FIRST signing key, then "\\n"
-    README.txt                 what the files are and how to verify them
+Layout (SPEC "Export dir"): see :mod:`ledger.export_layout`, shared with the offline verifier.
 
 The export is one consistent snapshot (a single read transaction: the head, then the entries
 and checkpoints up to it) streamed to disk in batches, so memory stays flat on a large log and a
@@ -23,13 +18,27 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine
 
 from ledger.database import read_only
+from ledger.export_layout import (
+    CHECKPOINT_DIR,
+    ENTRIES_FILE,
+    KEY_FILE,
+    README_FILE,
+    checkpoint_file_name,
+)
 from ledger.keys import signing_keys
 from ledger.store import Ledger
 
-ENTRIES_FILE = "entries.jsonl"
-CHECKPOINT_DIR = "checkpoints"
-KEY_FILE = "log.pub"
-README_FILE = "README.txt"
+__all__ = [
+    "CHECKPOINT_DIR",
+    "ENTRIES_FILE",
+    "KEY_FILE",
+    "README_FILE",
+    "ExportError",
+    "ExportSummary",
+    "checkpoint_file_name",
+    "export_log",
+    "readme_text",
+]
 
 
 class ExportError(Exception):
@@ -42,10 +51,6 @@ class ExportSummary:
     entries: int
     checkpoints: int
     first_key: str
-
-
-def checkpoint_file_name(size: int) -> str:
-    return f"{size:012d}.note"
 
 
 def export_log(engine: Engine, out: Path, *, ledger: Ledger | None = None) -> ExportSummary:

@@ -1,7 +1,12 @@
 """The verdict of ``warden audit verify``: which numbered steps ran, passed or failed, and where.
 
 Kept apart from the verifier so that the CLI, the HTTP API and tests can render or inspect a
-report without knowing how it was produced.
+report without knowing how it was produced. Its two exceptions::
+
+    VerifyError (ValueError)        the inputs cannot be verified at all (an unusable key, a
+                                    missing file): a usage error, never a verdict
+    VerificationFailure (Exception) the first failed check inside the verifier: it becomes the
+                                    report's verdict (step, message, seq, line, checkpoint)
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["STEPS", "Report", "StepResult", "VerificationFailure"]
+__all__ = ["STEPS", "Report", "StepResult", "VerificationFailure", "VerifyError"]
 
 STEPS: dict[int, str] = {
     1: "every entry parses and is RFC 8785 canonical",
@@ -20,6 +25,10 @@ STEPS: dict[int, str] = {
     5: "each checkpoint is consistent with the next",
     6: "the trusted checkpoint is consistent with the log",
 }
+
+
+class VerifyError(ValueError):
+    """The inputs cannot be verified at all (bad key, missing files): a usage error, not a verdict."""
 
 
 class VerificationFailure(Exception):

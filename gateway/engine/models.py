@@ -30,7 +30,7 @@ from pydantic import (
 )
 
 from dsl.model import Autonomy, Risk
-from ledger.entry import canonical_bytes
+from ledger.canonical import canonical_bytes
 
 #: Integers beyond this are not exactly representable in I-JSON (RFC 7493), so RFC 8785 cannot
 #: canonicalise them and two parsers may disagree about the amount: refused at the door.

@@ -7,7 +7,7 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.entry import canonical_bytes
+from ledger.canonical import canonical_bytes
 
 SCALARS = (
     st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1)

@@ -12,16 +12,15 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ledger.canonical import FAST_DEPTH, fast_canonical
+from ledger.canonical import UNKNOWN as _UNKNOWN
+from ledger.canonical import encode_sorted as _encode
 from ledger.entry import (
-    _UNKNOWN,
-    FAST_DEPTH,
     GENESIS_PREV,
     EntryError,
-    _encode,
     canonical_object,
     decode_entry,
     encode_entry,
-    fast_canonical,
     format_time,
     parse_time,
     quick_decode,

@@ -1,13 +1,16 @@
 """Every published vector in ../shared/test-vectors, one parametrised test each.
 
-The vectors sit beside the repository (``<repo>/../shared/test-vectors``). A missing directory
-is a failure, never a skip: these are the ledger's ground truth.
+The vectors sit beside the repository (``<repo>/../shared/test-vectors``), not in it. Without
+that directory every vector test is skipped with a reason that says so and names the path looked
+at; a directory that is there but lacks a file the tests read is a failure: these are the
+ledger's ground truth.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,30 +23,56 @@ from ledger.checkpoint import Checkpoint
 from ledger.note import NoteError, Verifier, format_signer_key, open_note, parse_signer_key
 
 VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "test-vectors"
-MISSING = pytest.param(None, id="vector-directory-missing")
 
 
-def _json_files(folder: str) -> list[Any]:
-    base = VECTORS / folder
-    files = sorted(base.rglob("*.json")) if base.is_dir() else []
-    if not files:
-        return [MISSING]
-    return [
-        pytest.param(json.loads(f.read_text()), id=f"vector-{folder}-{f.relative_to(base)}")
-        for f in files
-    ]
+class PublishedVectors:
+    """The vector files under ``root``, read as pytest parameters when the tests are collected."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def missing(self) -> str | None:
+        """Why no vector test can run (the directory is not there), or None."""
+        if self.root.is_dir():
+            return None
+        return f"the published test vectors directory is missing: looked for {self.root}"
+
+    def require(self) -> None:
+        """Skip the calling test, saying why, when the directory is missing."""
+        reason = self.missing()
+        if reason is not None:
+            pytest.skip(reason)
+
+    def absent(self) -> list[Any]:
+        """The one parameter standing for vectors that could not be read: a skip naming the
+        directory when it is missing, else a case the test fails on (a file is missing)."""
+        reason = self.missing()
+        if reason is not None:
+            return [pytest.param(None, id="vector-directory-missing", marks=pytest.mark.skip(reason=reason))]
+        return [pytest.param(None, id="vector-file-missing")]
+
+    def json_files(self, folder: str) -> list[Any]:
+        base = self.root / folder
+        files = sorted(base.rglob("*.json")) if base.is_dir() else []
+        if not files:
+            return self.absent()
+        return [
+            pytest.param(json.loads(f.read_text()), id=f"vector-{folder}-{f.relative_to(base)}")
+            for f in files
+        ]
+
+    def load(self, name: str) -> Any:
+        path = self.root / name
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def table(self, name: str, key: str, label: str) -> list[Any]:
+        data = self.load(name)
+        if data is None:
+            return self.absent()
+        return [pytest.param(item, id=f"vector-{label}-{i}") for i, item in enumerate(data[key])]
 
 
-def _load(name: str) -> Any:
-    path = VECTORS / name
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _table(name: str, key: str, label: str) -> list[Any]:
-    data = _load(name)
-    if data is None:
-        return [MISSING]
-    return [pytest.param(item, id=f"vector-{label}-{i}") for i, item in enumerate(data[key])]
+PUBLISHED = PublishedVectors(VECTORS)
 
 
 def _b64(value: str) -> bytes:
@@ -55,6 +84,7 @@ NOTES = "signed-note/signed_note_vectors.json"
 
 
 def test_vector_directory_is_complete() -> None:
+    PUBLISHED.require()
     assert VECTORS.is_dir(), f"test vectors not found at {VECTORS}"
     assert len(list((VECTORS / "merkle/inclusion").rglob("*.json"))) == 98
     assert len(list((VECTORS / "merkle/consistency").rglob("*.json"))) == 98
@@ -62,7 +92,7 @@ def test_vector_directory_is_complete() -> None:
         assert (VECTORS / name).is_file(), name
 
 
-@pytest.mark.parametrize("case", _json_files("merkle/inclusion"))
+@pytest.mark.parametrize("case", PUBLISHED.json_files("merkle/inclusion"))
 def test_inclusion_vector(case: dict[str, Any] | None) -> None:
     assert case is not None, f"vectors missing under {VECTORS}"
     proof = [_b64(p) for p in case["proof"] or []]
@@ -74,7 +104,7 @@ def test_inclusion_vector(case: dict[str, Any] | None) -> None:
         merkle.verify_inclusion(*args)
 
 
-@pytest.mark.parametrize("case", _json_files("merkle/consistency"))
+@pytest.mark.parametrize("case", PUBLISHED.json_files("merkle/consistency"))
 def test_consistency_vector(case: dict[str, Any] | None) -> None:
     assert case is not None, f"vectors missing under {VECTORS}"
     proof = [_b64(p) for p in case["proof"] or []]
@@ -87,7 +117,7 @@ def test_consistency_vector(case: dict[str, Any] | None) -> None:
 
 
 def _reference_leaves() -> list[bytes]:
-    data = _load(REFERENCE)
+    data = PUBLISHED.load(REFERENCE)
     assert data is not None, f"vectors missing under {VECTORS}"
     return [merkle.leaf_hash(bytes.fromhex(x)) for x in data["leaf_inputs_hex"]]
 
@@ -97,9 +127,9 @@ def _subtree(leaves: list[bytes]) -> merkle.Subtree:
 
 
 def _roots() -> list[Any]:
-    data = _load(REFERENCE)
+    data = PUBLISHED.load(REFERENCE)
     if data is None:
-        return [MISSING]
+        return PUBLISHED.absent()
     return [
         pytest.param((size, want), id=f"vector-rfc6962-root-size-{size}")
         for size, want in enumerate(data["root_hash_by_size_hex"])
@@ -113,7 +143,7 @@ def test_reference_root_vector(case: tuple[int, str] | None) -> None:
     assert merkle.root(_reference_leaves()[:size]).hex() == want
 
 
-@pytest.mark.parametrize("case", _table(REFERENCE, "inclusion_proofs", "rfc6962-inclusion"))
+@pytest.mark.parametrize("case", PUBLISHED.table(REFERENCE, "inclusion_proofs", "rfc6962-inclusion"))
 def test_reference_inclusion_vector(case: dict[str, Any] | None) -> None:
     assert case is not None, f"vectors missing under {VECTORS}"
     leaves = _reference_leaves()
@@ -123,7 +153,7 @@ def test_reference_inclusion_vector(case: dict[str, Any] | None) -> None:
     merkle.verify_inclusion(leaves[index], index, size, proof, merkle.root(leaves[:size]))
 
 
-@pytest.mark.parametrize("case", _table(REFERENCE, "consistency_proofs", "rfc6962-consistency"))
+@pytest.mark.parametrize("case", PUBLISHED.table(REFERENCE, "consistency_proofs", "rfc6962-consistency"))
 def test_reference_consistency_vector(case: dict[str, Any] | None) -> None:
     assert case is not None, f"vectors missing under {VECTORS}"
     leaves = _reference_leaves()
@@ -135,7 +165,7 @@ def test_reference_consistency_vector(case: dict[str, Any] | None) -> None:
     )
 
 
-@pytest.mark.parametrize("case", _table(REFERENCE, "hasher_vectors", "rfc6962-hasher"))
+@pytest.mark.parametrize("case", PUBLISHED.table(REFERENCE, "hasher_vectors", "rfc6962-hasher"))
 def test_reference_hasher_vector(case: dict[str, Any] | None) -> None:
     assert case is not None, f"vectors missing under {VECTORS}"
     if case["op"] == "empty_root":
@@ -147,7 +177,7 @@ def test_reference_hasher_vector(case: dict[str, Any] | None) -> None:
     assert got.hex() == case["want_hex"]
 
 
-@pytest.mark.parametrize("case", _table("ed25519/ed25519_rfc8032_7_1.json", "vectors", "ed25519"))
+@pytest.mark.parametrize("case", PUBLISHED.table("ed25519/ed25519_rfc8032_7_1.json", "vectors", "ed25519"))
 def test_ed25519_vector(case: dict[str, Any] | None) -> None:
     assert case is not None, f"vectors missing under {VECTORS}"
     key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(case["secret_key_seed_hex"]))
@@ -164,7 +194,7 @@ def test_ed25519_vector(case: dict[str, Any] | None) -> None:
     assert not verifier.verify(message + b"x", signature)
 
 
-@pytest.mark.parametrize("case", _table(NOTES, "published", "signed-note"))
+@pytest.mark.parametrize("case", PUBLISHED.table(NOTES, "published", "signed-note"))
 def test_signed_note_vector(case: dict[str, Any] | None) -> None:
     assert case is not None, f"vectors missing under {VECTORS}"
     if "tree_note_text" in case:
@@ -188,3 +218,27 @@ def test_signed_note_vector(case: dict[str, Any] | None) -> None:
     tampered = case["signed_note"].replace(".", "!", 1)
     with pytest.raises(NoteError, match="invalid signature"):
         open_note(tampered, [verifier])
+
+
+# -- the loader itself --------------------------------------------------------------------------
+
+
+def test_a_missing_vectors_directory_skips_every_vector_test_naming_the_path(tmp_path: Path) -> None:
+    missing = tmp_path / "shared" / "test-vectors"
+    vectors = PublishedVectors(missing)
+    reason = f"the published test vectors directory is missing: looked for {missing}"
+    assert vectors.missing() == reason
+    for params in (vectors.json_files("merkle/inclusion"), vectors.table(REFERENCE, "hasher_vectors", "x")):
+        (param,) = params
+        assert param.id == "vector-directory-missing" and param.values == (None,)
+        assert [(m.name, m.kwargs) for m in param.marks] == [("skip", {"reason": reason})]
+    with pytest.raises(pytest.skip.Exception, match=re.escape(str(missing))):
+        vectors.require()
+
+
+def test_a_file_missing_from_the_vectors_directory_is_a_failure_not_a_skip(tmp_path: Path) -> None:
+    vectors = PublishedVectors(tmp_path)
+    assert vectors.missing() is None
+    vectors.require()
+    (param,) = vectors.table(NOTES, "published", "signed-note")
+    assert param.id == "vector-file-missing" and param.values == (None,) and not param.marks
