@@ -1,7 +1,7 @@
 """Synthetic signed logs built in memory, following every ledger rule.
 
 For benchmarks, demos and property tests: the verifier needs realistic logs (decision entries,
-periodic checkpoints, key rotations exactly as SPEC.md orders them) without a database.
+periodic checkpoints, key rotations exactly as the gateway orders them) without a database.
 """
 
 from __future__ import annotations
