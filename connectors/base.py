@@ -96,9 +96,16 @@ class ConnectorConfigError(Exception):
 class Connector(Protocol):
     """One external system, in one mode."""
 
-    name: str  # "stripe"
-    mode: Mode
-    tools: tuple[ToolSpec, ...]
+    @property
+    def name(self) -> str:
+        """The system's name, e.g. "stripe"."""
+        ...
+
+    @property
+    def mode(self) -> Mode: ...
+
+    @property
+    def tools(self) -> tuple[ToolSpec, ...]: ...
 
     def execute(
         self, tool: str, params: Mapping[str, Any], *, idempotency_key: str

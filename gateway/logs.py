@@ -100,8 +100,9 @@ class RedactingFilter(logging.Filter):
             return True
         for name, value in _extras(record).items():
             record.__dict__[name] = redact(value, name)
-        if isinstance(getattr(record, "fields", None), dict):
-            record.fields = {k: redact(v, k) for k, v in record.fields.items()}
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            record.__dict__["fields"] = {k: redact(v, k) for k, v in fields.items()}
         return True
 
 

@@ -15,6 +15,8 @@ decision.
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -241,7 +243,11 @@ class Approvals:
                 return False
             return self._expire_if_due(conn, decision, self.gw.clock())
 
-        return sum(1 for d in due if self.gw.writer.run(lambda conn, d=d: work(conn, d)))
+        expired = 0
+        for decision_id in due:
+            if self.gw.writer.run(functools.partial(work, decision_id=decision_id)):
+                expired += 1
+        return expired
 
     # ------------------------------------------------------------ kill switch
 
