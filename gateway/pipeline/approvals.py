@@ -16,7 +16,6 @@ decision.
 from __future__ import annotations
 
 import functools
-
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
