@@ -65,9 +65,10 @@ def _list(args: argparse.Namespace, conn: Connection, ledger: Ledger, actor: str
     from gateway.store.identities import list_agents
 
     records = list_agents(conn)
-    rows = [{"name": r.agent.name, "autonomy": r.agent.autonomy.name, "owner": r.agent.owner,
-             "tools": list(r.agent.tools), "created_at": iso(r.created_at), "revoked_at": iso(r.revoked_at)}
-            for r in records]  # fmt: skip
+    rows: list[dict[str, Any]] = [
+        {"name": r.agent.name, "autonomy": r.agent.autonomy.name, "owner": r.agent.owner, "tools": list(r.agent.tools),
+         "created_at": iso(r.created_at), "revoked_at": iso(r.revoked_at)}
+        for r in records]  # fmt: skip
     if args.json:
         return Output(json.dumps(rows, indent=2))
     cells = [[row["name"], row["autonomy"], row["owner"] or "-", ",".join(row["tools"]) or "-",

@@ -54,8 +54,9 @@ def _add(args: argparse.Namespace, conn: Connection, ledger: Ledger, actor: str,
 def _list(args: argparse.Namespace, conn: Connection, ledger: Ledger, actor: str, now: float) -> Output:
     from gateway.store.identities import list_users
 
-    rows = [{"email": r.user.email, "role": r.user.role, "created_at": iso(r.created_at),
-             "revoked_at": iso(r.revoked_at)} for r in list_users(conn)]  # fmt: skip
+    rows: list[dict[str, Any]] = [
+        {"email": r.user.email, "role": r.user.role, "created_at": iso(r.created_at), "revoked_at": iso(r.revoked_at)}
+        for r in list_users(conn)]  # fmt: skip
     if args.json:
         return Output(json.dumps(rows, indent=2))
     cells = [[row["email"], row["role"], "revoked" if row["revoked_at"] else "active", row["created_at"]] for row in rows]
