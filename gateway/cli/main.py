@@ -1,7 +1,17 @@
 """The `warden` command.
 
-Each area registers its own sub-commands; this module only assembles them. Exit codes are
-defined in `gateway.cli.exits`.
+One module per command registers its sub-commands; this module only assembles them and runs the
+chosen handler through `gateway.cli.guard`, which turns every expected failure into one line and
+an exit code (`gateway.cli.exits`). Every command reads the same settings (`gateway.cli.options`).
+
+    serve                        gateway.cli.serve
+    policy check|test|explain    gateway.cli.policy
+    agents ...                   gateway.cli.agents
+    users ...                    gateway.cli.users
+    config show|list             gateway.cli.config
+    db upgrade                   gateway.cli.db
+    keys generate|rotate         gateway.cli.keys
+    audit checkpoint|export|verify   gateway.cli.audit (report: gateway.cli.verification)
 """
 
 from __future__ import annotations
@@ -9,17 +19,19 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
-from gateway.cli.exits import EXIT_OK
+from gateway.cli import guard
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
 
 def _registrars() -> list[Register]:
     """The modules that contribute sub-commands. Each imports its heavy parts (the compiler,
-    the engine, the database) inside its handlers, so `warden --help` stays fast."""
-    from gateway.cli import identities, ledger, policy, serve
+    the engine, the database, the crypto stack) inside its handlers, so `warden --help` stays
+    fast."""
+    from gateway.cli import agents, audit, config, db, keys, policy, serve, users
 
-    return [serve.register, policy.register, identities.register, ledger.register]
+    return [serve.register, policy.register, agents.register, users.register, config.register,
+            db.register, keys.register, audit.register]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,13 +46,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    handler: Callable[[argparse.Namespace], int] = args.handler
-    try:
-        return handler(args)
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        return EXIT_OK
-
+    args = build_parser().parse_args(argv)
+    handler: guard.Handler = args.handler
+    return guard.run(handler, args)

@@ -5,9 +5,11 @@
     explain PACKET.json --autonomy A2 [--json] [--dir DIR] [--agent-owner WHO] [--now T]
                                 the decision a packet would get, and every reason why (dry run)
 
-DIR defaults to the policies shipped with Warden. Exit codes (gateway.cli): 0 ok, 1 a policy
-test failed, 2 unreadable input (missing file, bad JSON, invalid packet or test file),
-3 the policies do not compile. Bad input is one line on stderr, never a traceback.
+DIR defaults to the policy_dir setting (`--config FILE`, $WARDEN_CONFIG, ./warden.toml,
+$WARDEN_POLICY_DIR): the policies `warden serve` loads, which are the ones shipped with Warden
+unless configured. Exit codes (gateway.cli.exits): 0 ok, 1 a policy test failed, 2 unreadable
+input (missing file, bad JSON, invalid packet or test file), 3 the policies do not compile
+(every error as file:line:col, by `gateway.cli.guard`). Bad input is one line on stderr.
 """
 
 from __future__ import annotations
@@ -15,32 +17,23 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
-from dsl.compiler import builtin_policy_dir
-from gateway.cli.exits import EXIT_CHECK_FAILED, EXIT_COMPILE_ERROR, EXIT_OK, EXIT_USAGE
+from gateway.cli.exits import EXIT_CHECK_FAILED, EXIT_OK
+from gateway.cli.guard import CommandError
+from gateway.cli.options import add_config_option, settings
 
 if TYPE_CHECKING:  # the compiler and the engine load the CEL engine: only when a command runs
     from dsl.model import Diagnostic, PolicySet
     from gateway.engine.models import Decision, Packet
 
-Handler = Callable[[argparse.Namespace], int]
-
 #: The policies shipped with Warden (the repository's `policies/`, beside `policies.lark`);
 #: the same directory as `dsl.builtin_policy_dir()`, named here without importing the compiler.
-SHIPPED_POLICY_DIR = builtin_policy_dir()
-
-
-class CommandError(Exception):
-    """A problem with the user's input: printed as one line, exit code attached."""
-
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
+SHIPPED_POLICY_DIR = Path(__file__).resolve().parents[2] / "policies"
+DIR_HELP = "policy directory (default: the policy_dir setting, the shipped policies unless configured)"
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -51,88 +44,80 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     commands.required = True
 
     check = commands.add_parser("check", help="compile the policies; errors as file:line:col")
-    check.add_argument("dir", nargs="?", type=Path, default=SHIPPED_POLICY_DIR, metavar="DIR")
-    check.set_defaults(handler=_guarded(check_command))
+    check.add_argument("dir", nargs="?", type=Path, metavar="DIR", help=DIR_HELP)
+    add_config_option(check)
+    check.set_defaults(handler=check_command)
 
     test = commands.add_parser("test", help="run the policy tests in DIR/tests")
-    test.add_argument("dir", nargs="?", type=Path, default=SHIPPED_POLICY_DIR, metavar="DIR")
+    test.add_argument("dir", nargs="?", type=Path, metavar="DIR", help=DIR_HELP)
     test.add_argument("-v", "--verbose", action="store_true", help="list every case")
     test.add_argument("-r", "--run", metavar="REGEX", help="only cases whose name matches")
-    test.set_defaults(handler=_guarded(test_command))
+    add_config_option(test)
+    test.set_defaults(handler=test_command)
 
     explain = commands.add_parser("explain", help="the decision a packet would get, and why")
     explain.add_argument("packet", type=Path, metavar="PACKET.json")
     explain.add_argument("--autonomy", required=True, choices=["A0", "A1", "A2", "A3", "A4"],
                          help="the sending agent's autonomy level")
-    explain.add_argument("--dir", type=Path, default=SHIPPED_POLICY_DIR, help="policy directory")
+    explain.add_argument("--dir", type=Path, help=DIR_HELP)
     explain.add_argument("--agent-owner", default=None, help="the agent's owner")
     explain.add_argument("--now", default=None, help="evaluate at this ISO 8601 time")
     explain.add_argument("--kill-switch", action="store_true", help="as if the switch were engaged")
     explain.add_argument("--json", action="store_true", help="print the Decision as JSON")
-    explain.set_defaults(handler=_guarded(explain_command))
+    add_config_option(explain)
+    explain.set_defaults(handler=explain_command)
 
 
-def _guarded(command: Handler) -> Handler:
-    """Turn CommandError into its one-line message and exit code."""
-
-    def handler(args: argparse.Namespace) -> int:
-        try:
-            return command(args)
-        except CommandError as exc:
-            print(f"warden policy: {exc}", file=sys.stderr)
-            return exc.code
-
-    return handler
+def policy_dir(args: argparse.Namespace) -> Path:
+    """DIR (or --dir) if given, else the policy_dir setting."""
+    directory: Path = args.dir or settings(args).policy_dir
+    return directory
 
 
 def compile_dir(directory: Path) -> PolicySet:
-    """The compiled PolicySet of `directory`; compile errors are printed and exit 3."""
+    """The compiled PolicySet of `directory`. Compile errors propagate as `PolicyCompileError`:
+    the guard prints every diagnostic and exits 3."""
     from connectors.registry import catalog_tool_names
-    from dsl import PolicyCompileError, compile_policy_dir
+    from dsl import compile_policy_dir
 
     if not directory.is_dir():
-        raise CommandError(f"{directory}: no such policy directory", EXIT_USAGE)
+        raise CommandError(f"{directory}: no such policy directory")
     try:
         # the catalog's tool names let the linter warn about a policy naming no known tool
         return compile_policy_dir(directory, known_tools=catalog_tool_names())
-    except PolicyCompileError as exc:
-        _print_diagnostics(exc.diagnostics, stream=sys.stderr)
-        errors = sum(1 for d in exc.diagnostics if d.severity == "error")
-        raise CommandError(f"{directory}: {errors} error(s); the policies do not compile",
-                           EXIT_COMPILE_ERROR) from None
     except OSError as exc:
-        raise CommandError(f"{directory}: cannot read: {exc}", EXIT_USAGE) from None
+        raise CommandError(f"{directory}: cannot read: {exc}") from None
 
 
-def _print_diagnostics(diagnostics: Iterable[Diagnostic], *, stream: TextIO | None = None) -> None:
+def _print_diagnostics(diagnostics: Iterable[Diagnostic]) -> None:
     for diagnostic in diagnostics:
-        print(diagnostic.render(), file=stream or sys.stdout)
+        print(diagnostic.render())
 
 
 def check_command(args: argparse.Namespace) -> int:
-    policy_set = compile_dir(args.dir)
+    directory = policy_dir(args)
+    policy_set = compile_dir(directory)
     _print_diagnostics(policy_set.warnings)
-    print(f"{args.dir}: {len(policy_set.files)} file(s), {len(policy_set.policies)} "
+    print(f"{directory}: {len(policy_set.files)} file(s), {len(policy_set.policies)} "
           f"policies, 0 errors, {len(policy_set.warnings)} warning(s); {policy_set.digest}")
     return EXIT_OK
 
 
 def test_command(args: argparse.Namespace) -> int:
+    from gateway.engine.cases import load_cases, run_case
     from gateway.engine.decider import Decider
-    from gateway.engine.cases import CaseFileError, load_cases, run_case
 
-    policy_set = compile_dir(args.dir)
+    directory = policy_dir(args)
+    policy_set = compile_dir(directory)
+    cases = load_cases(directory / "tests")  # a malformed case file: CaseFileError, exit 2
     try:
-        cases = load_cases(args.dir / "tests")
         pattern = re.compile(args.run) if args.run else None
-    except CaseFileError as exc:
-        raise CommandError(str(exc), EXIT_USAGE) from None
     except re.error as exc:
-        raise CommandError(f"--run: not a regular expression: {exc}", EXIT_USAGE) from None
+        raise CommandError(f"--run: not a regular expression: {exc}") from None
     if pattern is not None:
         cases = [c for c in cases if pattern.search(c.name)]
     if not cases:
-        raise CommandError(f"{args.dir / 'tests'}: no policy test cases found", EXIT_USAGE)
+        raise CommandError(f"{directory / 'tests'}: no policy test cases found")
     engine = Decider(policy_set)
     results = [run_case(engine, case) for case in cases]
     for result in results:
@@ -168,10 +153,9 @@ def explain_command(args: argparse.Namespace) -> int:
         packet = Packet.model_validate(data)
         agent = Agent(name=packet.agent, autonomy=args.autonomy, owner=args.agent_owner)
     except ValidationError as exc:
-        raise CommandError(f"{args.packet}: not a valid packet: {first_error(exc)}",
-                           EXIT_USAGE) from None
+        raise CommandError(f"{args.packet}: not a valid packet: {first_error(exc)}") from None
     now = _parse_now(args.now)
-    policy_set = compile_dir(args.dir)
+    policy_set = compile_dir(policy_dir(args))
     decision = Decider(policy_set).decide(packet, agent, now=now, kill_switch=args.kill_switch,
                                          dry_run=True)
     if args.json:
@@ -185,16 +169,16 @@ def _read_json(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise CommandError(f"{path}: no such file", EXIT_USAGE) from None
+        raise CommandError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise CommandError(f"{path}: cannot read: {exc}", EXIT_USAGE) from None
+        raise CommandError(f"{path}: cannot read: {exc}") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise CommandError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: "
-                           f"{exc.msg}", EXIT_USAGE) from None
+                           f"{exc.msg}") from None
     except RecursionError:
-        raise CommandError(f"{path}: JSON nested too deeply to be a packet", EXIT_USAGE) from None
+        raise CommandError(f"{path}: JSON nested too deeply to be a packet") from None
 
 
 def _parse_now(text: str | None) -> datetime | None:
@@ -203,7 +187,7 @@ def _parse_now(text: str | None) -> datetime | None:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise CommandError(f"--now: not an ISO 8601 date-time: {text!r}", EXIT_USAGE) from None
+        raise CommandError(f"--now: not an ISO 8601 date-time: {text!r}") from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 

@@ -2,78 +2,111 @@
 
     warden serve [--config warden.toml] [--host H] [--port P] [--demo]
 
+The listening socket is bound first: a port that is taken is one line (`warden serve: port 8080
+on 127.0.0.1 is in use; choose another with --port`, exit 2) before anything is opened, created
+or printed. Then the gateway is built from the settings (database, signing key, policies), the
+demo banner printed, and uvicorn serves on that socket.
+
 `--demo` makes a first start useful on its own: it registers a demo agent (`demo-agent`, A2, all
-tools, owned by ops@demo.local), a founder (founder@demo.local) and an approver
-(approver@demo.local), writes their tokens to `<data_dir>/demo-tokens.env` (mode 0600) and prints
-them with the address to send requests to. Later starts print the same tokens again.
+tools, owned by ops@demo.local), a founder (founder@demo.local), an approver
+(approver@demo.local) and an auditor (auditor@demo.local), writes their tokens to
+`<data_dir>/demo-tokens.env` (mode 0600) and prints them with the address to send requests to
+and commands to copy. Later starts print the same tokens again.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
-import sys
+import socket
 import time
 from pathlib import Path
 from typing import Any
+
+from gateway.cli.exits import EXIT_OK
+from gateway.cli.guard import CommandError
+from gateway.cli.options import add_config_option, settings
 
 DEMO_AGENT = ("demo-agent", "A2", ("*",), "ops@demo.local")
 DEMO_USERS = (("founder@demo.local", "founder"), ("approver@demo.local", "approver"),
               ("auditor@demo.local", "auditor"))
 DEMO_FILE = "demo-tokens.env"
+BACKLOG = 2048  # uvicorn's default
+SPEAKER = "warden serve"
 
 
 def register(commands: Any) -> None:
     serve = commands.add_parser("serve", help="run the gateway (HTTP API) with uvicorn")
-    serve.add_argument("--config", type=Path, default=None, help="settings file (default: ./warden.toml if present)")
+    add_config_option(serve)
     serve.add_argument("--host", default=None, help="listen address (default: setting `host`)")
     serve.add_argument("--port", type=int, default=None, help="listen port (default: setting `port`)")
     serve.add_argument("--demo", action="store_true",
-                       help="register a demo agent, founder and approver and print their tokens")
+                       help="register a demo agent, founder, approver and auditor and print their tokens")
     serve.set_defaults(handler=serve_command)
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    from gateway.cli.exits import EXIT_OK, EXIT_USAGE
-    from gateway.config import ConfigError, load_settings
-
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        print(f"warden serve: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    host = args.host or settings.host
-    port = args.port if args.port is not None else settings.port
+    configured = settings(args)
+    host = args.host or configured.host
+    port = args.port if args.port is not None else configured.port
     if not 0 < port < 65536:
-        print(f"warden serve: port {port} is not a TCP port", file=sys.stderr)
-        return EXIT_USAGE
+        raise CommandError(f"port {port} is not a TCP port", prefix=SPEAKER)
+    listening = listen(host, port)
     try:
-        app, runtime = _build(settings)
-    except Exception as exc:  # start-up problems are the operator's to fix: one clear line
-        print(f"warden serve: cannot start: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    if args.demo:
-        tokens = demo_identities(runtime)
-        _print_demo(tokens, host, port, runtime)
+        app, runtime = _build(configured)
+        if args.demo:
+            tokens = demo_identities(runtime)
+            _print_demo(tokens, host, port, runtime)
+        return _run(app, runtime, listening, host, port)
+    finally:
+        listening.close()
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket listening on host:port, or the one line that says why there cannot be one."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(BACKLOG)  # on Linux a port bound but not yet listening elsewhere fails here
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise CommandError(f"port {port} on {host} is in use; choose another with --port",
+                               prefix=SPEAKER) from None
+        raise CommandError(f"cannot listen on {host} port {port}: {exc.strerror or exc}", prefix=SPEAKER) from None
+    return sock
+
+
+def _build(configured: Any) -> tuple[Any, Any]:
+    from gateway.http.app import create_app
+    from gateway.logs import configure_logging
+    from gateway.runtime.runtime import Runtime
+
+    configure_logging(configured.log_level, json=configured.log_json)
+    runtime = Runtime(configured)
+    return create_app(runtime), runtime
+
+
+def _run(app: Any, runtime: Any, listening: socket.socket, host: str, port: int) -> int:
     import uvicorn
 
     from gateway.runtime.reload import install_sighup
 
     if runtime.watcher is not None:
         install_sighup(runtime.watcher)  # `kill -HUP` reloads the policies at once
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False,
-                timeout_graceful_shutdown=5)
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
+                            timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[listening])
+    except KeyboardInterrupt:
+        pass
+    if not server.started:
+        raise CommandError("the gateway stopped before it had started; see the log above", prefix=SPEAKER)
     return EXIT_OK
-
-
-def _build(settings: Any) -> tuple[Any, Any]:
-    from gateway.http.app import create_app
-    from gateway.logs import configure_logging
-    from gateway.runtime.runtime import Runtime
-
-    configure_logging(settings.log_level, json=settings.log_json)
-    runtime = Runtime(settings)
-    return create_app(runtime), runtime
 
 
 def demo_identities(runtime: Any) -> dict[str, str]:
@@ -104,14 +137,18 @@ def demo_identities(runtime: Any) -> dict[str, str]:
 def _print_demo(tokens: dict[str, str], host: str, port: int, runtime: Any) -> None:
     base = f"http://{host}:{port}"
     path = Path(runtime.settings.data_dir) / DEMO_FILE
+    agent = '-H "Authorization: Bearer $WARDEN_AGENT_TOKEN"'
+    approver = '-H "Authorization: Bearer $WARDEN_APPROVER_TOKEN"'
     lines = [
         "",
         f"Warden is starting on {base} (database {runtime.settings.database_url}, sandbox connectors).",
         f"Demo identities (also in {path}, mode 0600; `source` it in your shell):",
         *(f"  export {k}={v}" for k, v in tokens.items()),
         "",
-        f"  submit:   curl -s {base}/v1/actions -H \"Authorization: Bearer $WARDEN_AGENT_TOKEN\" --json @policies/examples/refund-small.json",
-        f"  approve:  curl -s -X POST {base}/v1/approvals/DECISION_ID/approve -H \"Authorization: Bearer $WARDEN_APPROVER_TOKEN\"",
+        f"  submit:   curl -s {base}/v1/actions {agent} --json @policies/examples/refund-small.json",
+        f"  escalate: curl -s {base}/v1/actions {agent} --json @policies/examples/refund-large.json",
+        f"  approve:  ID=$(curl -s '{base}/v1/approvals?status=pending' {approver} | jq -r '.[0].decision_id'); "
+        f"curl -s -X POST {base}/v1/approvals/$ID/approve {approver}",
         f"  API docs: {base}/docs",
         f"  audit log verifier key: {runtime.signer.verifier_key} (in {Path(runtime.settings.signing_key_file).with_suffix('.pub')})",
         "",

@@ -5,7 +5,8 @@ gathers the inputs (key string or key file, trusted checkpoint file, export fold
 read-only snapshot of the database, plus step (7) for a database: its head row matches the
 verified entries), reports progress on stderr for large logs, and prints the
 numbered steps with ✓/✗, the first bad entry and the failed step. Exit 0 when the log verifies,
-1 when it does not, 2 when it cannot be checked at all (unreadable key, folder or database).
+1 when it does not; a log that cannot be checked at all (unreadable key, folder or database)
+raises, and `gateway.cli.guard` makes that exit 2.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
+from gateway.cli.exits import EXIT_CHECK_FAILED, EXIT_OK
+from gateway.cli.guard import CommandError
 from ledger.database import describe, make_engine, read_only
 from ledger.keys import read_verifier_key
 from ledger.report import Report, StepResult
@@ -52,25 +55,19 @@ class ProgressPrinter:
 
 
 def run_verification(directory: Path | None, db_url: str | None, key_arg: str, trusted: Path | None) -> int:
-    """Verify and print; returns the exit code (raises the CLI's usage errors for bad inputs)."""
-    from gateway.cli.exits import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE
-
+    """Verify and print; returns the exit code. Inputs that cannot be checked at all raise
+    (`CommandError`, `VerifyError`, the key's and the database's errors)."""
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="backslashreplace")  # entry text in messages: never crash on it
     key = str(read_verifier_key(key_arg))
     trusted_text = _read_trusted(trusted) if trusted is not None else None
-    try:
-        if directory is not None:
-            if not directory.is_dir():
-                print(f"warden: error: {directory} is not a folder", file=sys.stderr)
-                return EXIT_USAGE
-            source = f"export {directory}"
-            report = verify_export(directory, key, trusted_text, ProgressPrinter())
-        else:
-            source, report = _verify_database(db_url or "", key, trusted_text)
-    except VerifyError as exc:
-        print(f"warden: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    if directory is not None:
+        if not directory.is_dir():
+            raise CommandError(f"{directory} is not a folder")
+        source = f"export {directory}"
+        report = verify_export(directory, key, trusted_text, ProgressPrinter())
+    else:
+        source, report = _verify_database(db_url or "", key, trusted_text)
     print(render(report, source, key))
     return EXIT_OK if report.ok else EXIT_CHECK_FAILED
 

@@ -12,7 +12,7 @@ import pytest
 from dsl import builtin_policy_dir
 from gateway import config
 from gateway.config import SETTINGS, ConfigError, ConfigWarning, Settings, load_settings, resolve
-from gateway.cli.ledger import DEFAULT_KEY_PATH, DEFAULT_ORIGIN
+from gateway.cli.keys import DEFAULT_KEY_PATH, DEFAULT_ORIGIN
 from ledger.database import DEFAULT_DATABASE_URL
 
 SECRETS = [spec for spec in SETTINGS if spec.secret]

@@ -19,7 +19,7 @@ from ledger.entry import decode_entry, encode_entry
 from ledger.merkle import leaf_hash
 from ledger.report import Report
 from ledger.synthetic import SyntheticLog, build_log
-from ledger.verification import run_verification
+from gateway.cli.verification import run_verification
 from ledger.verify import verify_export, verify_log
 
 ORIGIN = "warden.example/audit"

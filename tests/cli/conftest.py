@@ -1,0 +1,8 @@
+"""The CLI tests: `warden` run as a shell runs it (`cli_support`)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
