@@ -14,7 +14,6 @@ messages in `dsl.mistakes`.
 
 from dsl.compiler import (
     STAGES,
-    builtin_policy_dir,
     compile_policy_dir,
     compile_sources,
     load_builtin_policies,
@@ -23,6 +22,7 @@ from dsl.digest import policy_digest
 from dsl.errors import MAX_ERRORS, PolicyCompileError
 from dsl.model import Diagnostic, PolicySet
 from dsl.parser import GRAMMAR_PATH, grammar_bytes
+from dsl.shipped import builtin_policy_dir
 
 __all__ = [
     "GRAMMAR_PATH",

@@ -1,6 +1,6 @@
 """Parse one policy file into a Lark tree, reporting every syntax error it can find.
 
-The grammar is `policies.lark` at the repository root (LALR(1), contextual lexer). Conditions are
+The grammar is `policies.lark`, shipped with Warden (LALR(1), contextual lexer). Conditions are
 cut out first by `dsl.cel_regions` (see there for why). A syntax error is turned into a message
 a policy author understands by `dsl.mistakes`; then the parser recovers, panic-mode style: it
 blanks the broken statement (keeping every offset) and parses again, so one run reports the
@@ -13,15 +13,15 @@ import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from lark import Lark, Token, Tree
 from lark.lark import PostLex
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from dsl.cel_regions import STATEMENT_WORDS, Region, ScannedSource, scan
+from dsl.shipped import grammar_path
 
-GRAMMAR_PATH = Path(__file__).resolve().parent.parent / "policies.lark"
+GRAMMAR_PATH = grammar_path()
 
 #: Syntax errors reported per file before the parser gives up on it.
 MAX_SYNTAX_ERRORS_PER_FILE = 20

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from dsl.compiler import builtin_policy_dir
+from dsl.shipped import builtin_policy_dir
 from gateway.cli.exits import EXIT_CHECK_FAILED, EXIT_COMPILE_ERROR, EXIT_OK, EXIT_USAGE
 
 if TYPE_CHECKING:  # the compiler and the engine load the CEL engine: only when a command runs
@@ -30,8 +30,7 @@ if TYPE_CHECKING:  # the compiler and the engine load the CEL engine: only when 
 
 Handler = Callable[[argparse.Namespace], int]
 
-#: The policies shipped with Warden (the repository's `policies/`, beside `policies.lark`);
-#: the same directory as `dsl.builtin_policy_dir()`, named here without importing the compiler.
+#: The policies shipped with Warden: `dsl.builtin_policy_dir()` (package data of `dsl`).
 SHIPPED_POLICY_DIR = builtin_policy_dir()
 
 

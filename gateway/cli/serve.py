@@ -102,15 +102,20 @@ def demo_identities(runtime: Any) -> dict[str, str]:
 
 
 def _print_demo(tokens: dict[str, str], host: str, port: int, runtime: Any) -> None:
+    from dsl.shipped import builtin_policy_dir
+
     base = f"http://{host}:{port}"
     path = Path(runtime.settings.data_dir) / DEMO_FILE
+    example = builtin_policy_dir() / "examples" / "refund-small.json"
+    if example.is_relative_to(Path.cwd()):  # started in a source checkout: policies/examples/...
+        example = example.relative_to(Path.cwd())
     lines = [
         "",
         f"Warden is starting on {base} (database {runtime.settings.database_url}, sandbox connectors).",
         f"Demo identities (also in {path}, mode 0600; `source` it in your shell):",
         *(f"  export {k}={v}" for k, v in tokens.items()),
         "",
-        f"  submit:   curl -s {base}/v1/actions -H \"Authorization: Bearer $WARDEN_AGENT_TOKEN\" --json @policies/examples/refund-small.json",
+        f"  submit:   curl -s {base}/v1/actions -H \"Authorization: Bearer $WARDEN_AGENT_TOKEN\" --json @{example}",
         f"  approve:  curl -s -X POST {base}/v1/approvals/DECISION_ID/approve -H \"Authorization: Bearer $WARDEN_APPROVER_TOKEN\"",
         f"  API docs: {base}/docs",
         f"  audit log verifier key: {runtime.signer.verifier_key} (in {Path(runtime.settings.signing_key_file).with_suffix('.pub')})",
