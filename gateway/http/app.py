@@ -258,9 +258,9 @@ def create_app(runtime: Runtime) -> FastAPI:
     ) -> Response:
         return JSONResponse([d.model_dump(mode="json") for d in approvals.pending(limit=limit)])
 
-    decide_problems = problem_responses("missing_token", "invalid_token", "forbidden_role", "role_not_allowed",
-                                        "own_agent", "decision_not_found", "not_pending", "already_approved",
-                                        "approval_expired")
+    decide_problems = problem_responses("malformed_json", "missing_token", "invalid_token", "forbidden_role",
+                                        "role_not_allowed", "own_agent", "decision_not_found", "not_pending",
+                                        "already_approved", "approval_expired")
 
     def body_of(model: type[BaseModel], *, required: bool) -> dict[str, Any]:
         return {"requestBody": {"required": required, "content": {"application/json": {
@@ -292,7 +292,8 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     @app.post("/v1/kill-switch", tags=["operations"], response_model=KillSwitchState,
               openapi_extra=body_of(KillSwitchBody, required=True),
-              responses=problem_responses("missing_token", "invalid_token", "forbidden_role", "invalid_request"))
+              responses=problem_responses("malformed_json", "missing_token", "invalid_token", "forbidden_role",
+                                          "invalid_request"))
     async def kill_switch(request: Request, who: Principal = Depends(require("founder"))) -> KillSwitchState:
         """Engage (`{"engaged": true, "reason": ...}`) or release the kill switch. While engaged
         nothing executes and new packets are denied."""
