@@ -140,7 +140,8 @@ FUZZ_CHECKS = [not_a_server_error, status_code_conformance, content_type_conform
                response_headers_conformance, response_schema_conformance]
 #: The shipped example packets: real tools with valid params, to reach the policies and the ledger.
 SHIPPED_EXAMPLES = [json.loads(path.read_text()) for path in sorted((builtin_policy_dir() / "examples").glob("*.json"))]
-JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+                           | st.text(max_size=20),
                            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
                            max_leaves=6)
 
