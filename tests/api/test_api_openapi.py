@@ -177,34 +177,34 @@ def test_the_api_answers_as_its_openapi_document_says(fuzz_server: Server, role:
     schema = schemathesis.openapi.from_dict(openapi(fuzz_server))
     who = FUZZ_ROLES[role]
     headers = {"Authorization": f"Bearer {fuzz_server.tokens[who]}"} if who else {}
-    session = requests.Session()
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {(op.method.lower(), op.path) for op in operations} == {
         (method, path) for path, (methods, _auth) in ROUTES.items() for method in methods}
     failures: list[str] = []
     answered: dict[str, set[int]] = {}
-    for operation in operations:
-        has_input = any(len(list(part)) for part in (operation.path_parameters, operation.query, operation.headers,
-                                                     operation.cookies, operation.body))
-        modes = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE] if has_input else [GenerationMode.POSITIVE]
-        for mode in modes:
-            cases = operation.as_strategy(generation_mode=mode)
-            if who == FUZZ_ROLES["agent"] and mode is GenerationMode.POSITIVE and operation.path.startswith("/v1/actions") \
-                    and operation.method.lower() == "post":
-                cases = packets_from(who, cases)
+    with requests.Session() as session:
+        for operation in operations:
+            has_input = any(len(list(part)) for part in (operation.path_parameters, operation.query, operation.headers,
+                                                         operation.cookies, operation.body))
+            modes = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE] if has_input else [GenerationMode.POSITIVE]
+            for mode in modes:
+                cases = operation.as_strategy(generation_mode=mode)
+                if who == FUZZ_ROLES["agent"] and mode is GenerationMode.POSITIVE and operation.path.startswith("/v1/actions") \
+                        and operation.method.lower() == "post":
+                    cases = packets_from(who, cases)
 
-            @hypothesis.settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None,
-                                 suppress_health_check=list(hypothesis.HealthCheck))
-            @hypothesis.given(case=cases)
-            def call(case: Case) -> None:
-                response = case.call(base_url=fuzz_server.base_url, session=session, headers=headers, timeout=30)
-                answered.setdefault(operation.label, set()).add(response.status_code)
-                case.validate_response(response, checks=FUZZ_CHECKS, headers=headers)
+                @hypothesis.settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None,
+                                     suppress_health_check=list(hypothesis.HealthCheck))
+                @hypothesis.given(case=cases)
+                def call(case: Case) -> None:
+                    response = case.call(base_url=fuzz_server.base_url, session=session, headers=headers, timeout=30)
+                    answered.setdefault(operation.label, set()).add(response.status_code)
+                    case.validate_response(response, checks=FUZZ_CHECKS, headers=headers)
 
-            try:
-                call()
-            except (Exception, BaseExceptionGroup) as failure:  # noqa: BLE001 - collected, reported below
-                failures.append(f"{operation.label} as {role} ({mode.value} data): {failure}")
+                try:
+                    call()
+                except (Exception, BaseExceptionGroup) as failure:  # noqa: BLE001 - collected, reported below
+                    failures.append(f"{operation.label} as {role} ({mode.value} data): {failure}")
     assert failures == [], "\n\n".join(failures)
     assert set(answered) == {operation.label for operation in operations}
 
