@@ -12,17 +12,42 @@ The compiler's stages are listed in `dsl.compiler.STAGES`; the known mistakes an
 messages in `dsl.mistakes`.
 """
 
-from dsl.compiler import (
-    STAGES,
-    builtin_policy_dir,
-    compile_policy_dir,
-    compile_sources,
-    load_builtin_policies,
-)
-from dsl.digest import policy_digest
-from dsl.errors import MAX_ERRORS, PolicyCompileError
-from dsl.grammar import GRAMMAR_PATH, grammar_bytes
-from dsl.model import Diagnostic, PolicySet
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dsl.compiler import STAGES, compile_policy_dir, compile_sources, load_builtin_policies
+    from dsl.digest import policy_digest
+    from dsl.errors import MAX_ERRORS, PolicyCompileError
+    from dsl.grammar import GRAMMAR_PATH, grammar_bytes
+    from dsl.model import Diagnostic, PolicySet
+    from dsl.shipped import builtin_policy_dir
+
+#: Where each name of the package lives. They are imported on first use, so that a light module
+#: (`dsl.vocabulary`, `dsl.shipped`) can be imported without loading the compiler and the CEL engine.
+_HOMES = {
+    "STAGES": "dsl.compiler",
+    "compile_policy_dir": "dsl.compiler",
+    "compile_sources": "dsl.compiler",
+    "load_builtin_policies": "dsl.compiler",
+    "policy_digest": "dsl.digest",
+    "MAX_ERRORS": "dsl.errors",
+    "PolicyCompileError": "dsl.errors",
+    "GRAMMAR_PATH": "dsl.grammar",
+    "grammar_bytes": "dsl.grammar",
+    "Diagnostic": "dsl.model",
+    "PolicySet": "dsl.model",
+    "builtin_policy_dir": "dsl.shipped",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'dsl' has no attribute {name!r}")
+    return getattr(importlib.import_module(home), name)
 
 __all__ = [
     "GRAMMAR_PATH",

@@ -30,6 +30,7 @@ from dsl.mistakes import value_message
 from dsl.model import Diagnostic, Policy, PolicySet, Span
 from dsl.parser import ParsedFile, parse_file
 from dsl.resolve import resolve_policies, resolve_roles
+from dsl.shipped import builtin_policy_dir
 
 #: A policy file larger than this is refused (policies are short; this bounds the work).
 MAX_FILE_BYTES = 1024 * 1024
@@ -223,11 +224,6 @@ def _under(directory: Path, d: Diagnostic) -> Diagnostic:
     if d.span.file.startswith("<"):
         return d
     return replace(d, span=replace(d.span, file=str(directory / d.span.file)))
-
-
-def builtin_policy_dir() -> Path:
-    """The `policies/` directory shipped with Warden (beside `policies.lark`)."""
-    return Path(__file__).resolve().parent.parent / "policies"
 
 
 def load_builtin_policies(*, known_tools: Collection[str] | None = None) -> PolicySet:

@@ -1,7 +1,7 @@
 """The policy grammar, `policies.lark`, and the one Lark parser built from it.
 
-The grammar lives at the repository root (LALR(1), contextual lexer); its bytes are part of every
-policy digest. This module only builds the parser, and two modules use it: `dsl.parser` parses
+The grammar is `policies.lark`, shipped with Warden as package data (`dsl.shipped`; LALR(1),
+contextual lexer); its bytes are part of every policy digest. This module only builds the parser, and two modules use it: `dsl.parser` parses
 policy files with it, and `dsl.syntax_errors` parses the examples of the known mistakes with it
 to learn where each one happens, then explains the errors `dsl.parser` meets. Keeping the bare
 parser apart lets the examples be parsed with exactly the parser files are parsed with, while
@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
-from pathlib import Path
-
 from lark import Lark, Token, Tree
 from lark.lark import PostLex
 
-GRAMMAR_PATH = Path(__file__).resolve().parent.parent / "policies.lark"
+from dsl.shipped import grammar_path
+
+GRAMMAR_PATH = grammar_path()
 
 
 @functools.cache

@@ -43,11 +43,13 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from dsl.shipped import builtin_policy_dir
+
 ENV_PREFIX = "WARDEN_"
 CONFIG_ENV = "WARDEN_CONFIG"
 DEFAULT_CONFIG_FILE = Path("warden.toml")
-#: The policies shipped with Warden: `dsl.builtin_policy_dir()`, named without loading the compiler.
-SHIPPED_POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
+#: The policies shipped with Warden (package data of `dsl`, found by `dsl.shipped`).
+SHIPPED_POLICY_DIR = builtin_policy_dir()
 MASK = "***"
 
 

@@ -30,9 +30,6 @@ if TYPE_CHECKING:  # the compiler and the engine load the CEL engine: only when 
     from dsl.model import Diagnostic, PolicySet
     from gateway.engine.models import Decision, Packet
 
-#: The policies shipped with Warden (the repository's `policies/`, beside `policies.lark`);
-#: the same directory as `dsl.builtin_policy_dir()`, named here without importing the compiler.
-SHIPPED_POLICY_DIR = Path(__file__).resolve().parents[2] / "policies"
 DIR_HELP = "policy directory (default: the policy_dir setting, the shipped policies unless configured)"
 
 

@@ -135,18 +135,23 @@ def demo_identities(runtime: Any) -> dict[str, str]:
 
 
 def _print_demo(tokens: dict[str, str], host: str, port: int, runtime: Any) -> None:
+    from dsl.shipped import builtin_policy_dir
+
     base = f"http://{host}:{port}"
     path = Path(runtime.settings.data_dir) / DEMO_FILE
     agent = '-H "Authorization: Bearer $WARDEN_AGENT_TOKEN"'
     approver = '-H "Authorization: Bearer $WARDEN_APPROVER_TOKEN"'
+    examples = builtin_policy_dir() / "examples"
+    if examples.is_relative_to(Path.cwd()):  # started in a source checkout: policies/examples/...
+        examples = examples.relative_to(Path.cwd())
     lines = [
         "",
         f"Warden is starting on {base} (database {runtime.settings.database_url}, sandbox connectors).",
         f"Demo identities (also in {path}, mode 0600; `source` it in your shell):",
         *(f"  export {k}={v}" for k, v in tokens.items()),
         "",
-        f"  submit:   curl -s {base}/v1/actions {agent} --json @policies/examples/refund-small.json",
-        f"  escalate: curl -s {base}/v1/actions {agent} --json @policies/examples/refund-large.json",
+        f"  submit:   curl -s {base}/v1/actions {agent} --json @{examples}/refund-small.json",
+        f"  escalate: curl -s {base}/v1/actions {agent} --json @{examples}/refund-large.json",
         f"  approve:  ID=$(curl -s '{base}/v1/approvals?status=pending' {approver} | jq -r '.[0].decision_id'); "
         f"curl -s -X POST {base}/v1/approvals/$ID/approve {approver}",
         f"  API docs: {base}/docs",

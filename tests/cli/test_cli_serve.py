@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cli_support import EXIT_USAGE, Serving, environment, free_port, warden
-from gateway.cli.policy import SHIPPED_POLICY_DIR
+from gateway.config import SHIPPED_POLICY_DIR
 
 REPOSITORY = SHIPPED_POLICY_DIR.parent  # where the banner's `@policies/examples/...` paths resolve
 

@@ -13,7 +13,7 @@ import pytest
 
 from cli_support import EXIT_OK, EXIT_USAGE, Serving, free_port, warden
 from dsl import compile_policy_dir
-from gateway.cli.policy import SHIPPED_POLICY_DIR
+from gateway.config import SHIPPED_POLICY_DIR
 from ledger.database import make_engine
 from ledger.keys import write_signer_key
 from ledger.note import generate_key

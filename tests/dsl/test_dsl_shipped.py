@@ -71,3 +71,18 @@ def test_policy_dir_problems_are_compile_errors(tmp_path: Path) -> None:
     (tmp_path / "sub" / "nested.policy").write_text("policy ignored {")
     (tmp_path / "p.policy").write_text('policy p {\n  applies to tool "a.b"\n  risk L0\n}\n')
     assert compile_policy_dir(tmp_path).files == ("p.policy",)
+
+
+def test_the_shipped_files_are_package_data_of_dsl_linked_to_the_top_level() -> None:
+    """`dsl/policies.lark` and `dsl/policies` (package data, read with importlib.resources) are
+    links to the top-level grammar and policies: one copy in the source tree, files in a wheel."""
+    from dsl.shipped import grammar_path
+
+    assert grammar_path() == dsl.GRAMMAR_PATH == REPO / "policies.lark"
+    assert dsl.grammar_bytes() == (REPO / "policies.lark").read_bytes()
+    for name in ("policies", "policies.lark"):
+        link = REPO / "dsl" / name
+        assert link.is_symlink() and link.resolve() == REPO / name, link
+    for pattern in ("*.policy", "tests/*.toml", "examples/*.json"):
+        assert sorted(p.name for p in builtin_policy_dir().glob(pattern)) == \
+            sorted(p.name for p in (REPO / "policies").glob(pattern)) != []

@@ -16,7 +16,7 @@ from dsl.model import Autonomy, Risk
 from gateway.engine.agents import Agent
 from gateway.engine.decider import Decider
 from gateway.engine.models import Packet
-from gateway.cli.policy import SHIPPED_POLICY_DIR
+from gateway.config import SHIPPED_POLICY_DIR
 
 NOW = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
 SHIPPED = compile_policy_dir(SHIPPED_POLICY_DIR)

@@ -13,7 +13,7 @@ import pytest
 from dsl import compile_policy_dir
 from dsl.model import PolicySet
 from gateway.engine.decider import Decider
-from gateway.cli.policy import SHIPPED_POLICY_DIR
+from gateway.config import SHIPPED_POLICY_DIR
 
 WardenRun = Callable[..., subprocess.CompletedProcess[str]]
 

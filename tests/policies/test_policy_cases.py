@@ -13,7 +13,7 @@ import pytest
 from dsl.model import Autonomy, PolicySet, Risk
 from gateway.engine.decider import Decider
 from gateway.engine.cases import PolicyCase, load_cases, run_case
-from gateway.cli.policy import SHIPPED_POLICY_DIR
+from gateway.config import SHIPPED_POLICY_DIR
 
 CASES = load_cases(SHIPPED_POLICY_DIR / "tests")
 

@@ -39,7 +39,7 @@ def _no_traceback(result: object) -> None:
 
 def test_the_default_directory_is_the_shipped_one() -> None:
     from dsl import builtin_policy_dir
-    from gateway.cli.policy import SHIPPED_POLICY_DIR
+    from gateway.config import SHIPPED_POLICY_DIR
 
     assert SHIPPED_POLICY_DIR == builtin_policy_dir()
 
