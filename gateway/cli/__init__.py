@@ -1,0 +1,1 @@
+"""Every `warden` command, one module each; `gateway.cli.main` assembles them."""

@@ -1,0 +1,1 @@
+"""The outbox: every allowed action run once through its connector, and its outcome recorded."""

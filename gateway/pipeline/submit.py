@@ -206,13 +206,19 @@ class Gateway:
 
     def _incidents_for(self, conn: Connection, decision: Decision, agent: Agent, now: float) -> None:
         """Proof mismatches (claimed PASS, verified FAIL) and repeated denials open incidents."""
-        lies = [i.id for i in decision.invariants if i.mismatch == "claimed_pass_verified_fail"]
-        if lies:
+        false_claims = [i for i in decision.invariants if i.mismatch == "claimed_pass_verified_fail"]
+        if false_claims:
+            failed = [i.id for i in false_claims if i.verified == "FAIL"]
+            unverifiable = [i.id for i in false_claims if i.verified != "FAIL"]
+            said = [f"{', '.join(failed)}, which Warden verified as FAIL"] if failed else []
+            if unverifiable:
+                said.append(f"{', '.join(unverifiable)}, which Warden could not evaluate "
+                            "(the claim was not accepted)")
             record_incident(
                 conn, self.ledger, kind="proof_mismatch", agent=agent.name,
                 decision_id=decision.decision_id, now=now,
-                summary=f"{agent.name} claimed PASS for {', '.join(lies)}, which Warden verified as FAIL",
-                detail={"invariants": lies, "packet_id": decision.packet_id},
+                summary=f"{agent.name} claimed PASS for {'; and for '.join(said)}",
+                detail={"invariants": [i.id for i in false_claims], "packet_id": decision.packet_id},
             )
         if decision.status != "denied":
             return

@@ -296,3 +296,26 @@ def test_a_float_in_a_packet_raises_no_tamper_alarm(sqlite_url: str, tmp_path: P
         assert [i for i in incidents if i["kind"] == "tamper_alarm"] == []
     finally:
         stop()
+
+
+# ---------------------------------------------------------------- proof mismatches
+
+
+def test_a_false_claim_and_an_unverifiable_claim_each_open_an_incident_that_says_which(
+    warden_server: Server,
+) -> None:
+    agent = warden_server.client("a2")
+    claim = [{"id": "refund_reconciled", "status": "PASS", "value": True}]
+    lied = agent.post("/v1/actions", json=packet("a2", "stripe.refund", {"charge": "ch_1", "amount": 2500, "currency": "usd"},
+                                                 evidence={"reconciled": False}, claims=claim)).json()
+    missing = agent.post("/v1/actions", json=packet("a2", "stripe.refund", {"charge": "ch_2", "amount": 2500, "currency": "usd"},
+                                                    evidence={}, claims=claim)).json()
+    assert (lied["status"], missing["status"]) == ("denied", "denied")
+    [unverifiable] = [r["message"] for r in missing["reasons"] if r["effect"] == "proof_mismatch"]
+    assert unverifiable.startswith("the agent claimed PASS, but Warden could not evaluate the invariant (")
+    assert unverifiable.endswith("the claim was not accepted")
+    incidents = warden_server.client("auditor").get("/v1/incidents", params={"kind": "proof_mismatch"}).json()
+    summaries = {i["decision_id"]: i["summary"] for i in incidents}
+    assert summaries[lied["decision_id"]] == "a2 claimed PASS for refund_reconciled, which Warden verified as FAIL"
+    assert summaries[missing["decision_id"]] == (
+        "a2 claimed PASS for refund_reconciled, which Warden could not evaluate (the claim was not accepted)")
