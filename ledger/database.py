@@ -1,7 +1,7 @@
 """Opening Warden's database: one place that knows the URL rules and each backend's settings.
 
-- URL: `--db` on the command line, else `WARDEN_DATABASE_URL`, else
-  `sqlite:///warden-data/warden.db` (relative to the working directory; the folder is created).
+- URL: always given by the caller (the gateway takes it from its settings, `database_url`); a
+  relative SQLite path is relative to the working directory, and its folder is created.
 - SQLite is the embedded default. It runs in WAL mode with `synchronous=FULL`: every commit
   fsyncs the write-ahead log, so a committed decision survives a power cut, not only a crash of
   the process (`NORMAL` in WAL mode may lose the last commits on power loss, which an audit log
@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,6 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-DEFAULT_DATABASE_URL = "sqlite:///warden-data/warden.db"
-DATABASE_URL_ENV = "WARDEN_DATABASE_URL"
 _READ_ONLY = "warden_read_only"
 WRITE_LOCKED = "warden_write_locked"  # conn.info flag: this transaction began IMMEDIATE
 _SQLITE_BUSY_TIMEOUT_S = 30.0
@@ -34,15 +31,10 @@ class DatabaseURLError(ValueError):
     """The database URL cannot be used (unknown backend, malformed)."""
 
 
-def database_url(explicit: str | None = None) -> str:
-    """The URL to use: the explicit one, else the environment, else the embedded default."""
-    return explicit or os.environ.get(DATABASE_URL_ENV) or DEFAULT_DATABASE_URL
-
-
-def make_engine(url: str | None = None, *, create: bool = True, **engine_options: Any) -> Engine:
+def make_engine(url: str, *, create: bool = True, **engine_options: Any) -> Engine:
     """An engine with Warden's per-backend settings (see the module docstring). With
     `create=False` a missing SQLite file is an error instead of a new empty database."""
-    raw = database_url(url)
+    raw = url
     try:
         parsed = make_url(raw)
     except ArgumentError as exc:

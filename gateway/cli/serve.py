@@ -139,6 +139,7 @@ def _print_demo(tokens: dict[str, str], host: str, port: int, runtime: Any) -> N
 
     base = f"http://{host}:{port}"
     path = Path(runtime.settings.data_dir) / DEMO_FILE
+    database = runtime.settings.masked()["database_url"]  # a password is never printed
     agent = '-H "Authorization: Bearer $WARDEN_AGENT_TOKEN"'
     approver = '-H "Authorization: Bearer $WARDEN_APPROVER_TOKEN"'
     examples = builtin_policy_dir() / "examples"
@@ -146,7 +147,7 @@ def _print_demo(tokens: dict[str, str], host: str, port: int, runtime: Any) -> N
         examples = examples.relative_to(Path.cwd())
     lines = [
         "",
-        f"Warden is starting on {base} (database {runtime.settings.database_url}, sandbox connectors).",
+        f"Warden is starting on {base} (database {database}, sandbox connectors).",
         f"Demo identities (also in {path}, mode 0600; `source` it in your shell):",
         *(f"  export {k}={v}" for k, v in tokens.items()),
         "",

@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     database_url: str = _setting("sqlite:///warden-data/warden.db",
                                  "database: sqlite:///PATH or postgresql+psycopg://USER@HOST/DB (password: env only)",
                                  secret=True)
-    data_dir: PathSetting = _setting(Path("warden-data"), "folder for Warden's own files (embedded database, keys)")
+    data_dir: PathSetting = _setting(Path("warden-data"), "folder for Warden's own files (the sandbox call ledger, the demo tokens)")
     host: str = _setting("127.0.0.1", "address `warden serve` listens on")
     port: int = _setting(8080, "port `warden serve` listens on", ge=1, le=65535)
     policy_dir: PathSetting = _setting(SHIPPED_POLICY_DIR, "folder of *.policy files (default: the shipped policies)")

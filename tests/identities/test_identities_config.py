@@ -13,7 +13,6 @@ from dsl import builtin_policy_dir
 from gateway import config
 from gateway.config import SETTINGS, ConfigError, ConfigWarning, Settings, load_settings, resolve
 from gateway.cli.keys import DEFAULT_KEY_PATH, DEFAULT_ORIGIN
-from ledger.database import DEFAULT_DATABASE_URL
 
 SECRETS = [spec for spec in SETTINGS if spec.secret]
 
@@ -43,7 +42,7 @@ def test_the_table_is_the_settings_class() -> None:
 def test_defaults_agree_with_the_rest_of_warden() -> None:
     settings = load_settings(env={})
     assert settings == Settings()
-    assert settings.database_url == DEFAULT_DATABASE_URL
+    assert settings.database_url == "sqlite:///warden-data/warden.db"
     assert settings.policy_dir == builtin_policy_dir()
     assert settings.signing_key_file == Path(DEFAULT_KEY_PATH)
     assert settings.log_origin == DEFAULT_ORIGIN
