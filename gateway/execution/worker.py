@@ -1,7 +1,7 @@
 """Background threads that drain the execution outbox.
 
 Each thread loops `Outbox.run_due` and, when nothing was due, waits `poll_seconds` or until
-`wake()` (called after a new row is enqueued). `start()` first re-drives what a crash left
+`wake()` (for a caller that wants a due row run without waiting for the next poll). `start()` first re-drives what a crash left
 running, with `Outbox.recover_in_flight`, when `recover_on_start` is set: right for a single
 gateway process; with several processes sharing one PostgreSQL pass `recover_on_start=False` and
 let lease expiry hand a dead process's rows to the living ones.
