@@ -38,7 +38,9 @@ def make_engine(url: str, *, create: bool = True, **engine_options: Any) -> Engi
     try:
         parsed = make_url(raw)
     except ArgumentError as exc:
-        raise DatabaseURLError(f"not a database URL: {raw!r}") from exc
+        # the URL itself is not repeated: it may hold a password
+        raise DatabaseURLError("the database URL does not parse: expected sqlite:///PATH or "
+                               "postgresql+psycopg://USER@HOST[:PORT]/DATABASE") from exc
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         if not create and not _sqlite_file_exists(parsed.database):

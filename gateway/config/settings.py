@@ -46,8 +46,9 @@ class ConfigWarning(UserWarning):
 
 
 def _setting(default: Any, help: str, *, secret: bool = False, ge: float | None = None,
-             le: float | None = None) -> Any:
-    return Field(default, description=help, ge=ge, le=le, json_schema_extra={"secret": True} if secret else None)
+             gt: float | None = None, le: float | None = None) -> Any:
+    return Field(default, description=help, ge=ge, gt=gt, le=le,
+                 json_schema_extra={"secret": True} if secret else None)
 
 
 def _path(value: Any) -> Any:
@@ -95,7 +96,7 @@ class Settings(BaseSettings):
     outbox_backoff_base_seconds: float = _setting(0.5, "first retry delay (doubles per attempt, with jitter)", ge=0)
     outbox_backoff_max_seconds: float = _setting(60.0, "longest retry delay", ge=0)
     breaker_failures: int = _setting(5, "consecutive connector failures that open its circuit breaker", ge=1)
-    breaker_cooldown_seconds: float = _setting(60.0, "how long an open breaker waits before a trial call", ge=0)
+    breaker_cooldown_seconds: float = _setting(60.0, "how long an open breaker waits before a trial call", gt=0)
     repeated_denials_threshold: int = _setting(5, "denials of one agent within the window that open an incident", ge=1)
     repeated_denials_window_seconds: float = _setting(300.0, "the window for repeated denials", ge=1)
     log_level: LogLevel = _setting("info", "least severe log level written")
@@ -254,5 +255,17 @@ def did_you_mean(key: str) -> str:
 
 
 def hide_password(url: str) -> str:
-    """`scheme://user:***@host/db` for a URL with a password; anything else unchanged."""
-    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@]*):[^@/]+@", rf"\1:{MASK}@", url)
+    """The URL as it may be shown: a password, in the user part or as a `password` query
+    parameter, becomes `***`; a URL without one is returned unchanged."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:  # not a URL SQLAlchemy reads: hide whatever sits where a password would
+        return re.sub(r"^(\s*[A-Za-z][A-Za-z0-9+.-]*://[^:/@]*):.*@", rf"\1:{MASK}@", url)
+    if parsed.password is None and "password" not in parsed.query:
+        return url
+    if "password" in parsed.query:
+        parsed = parsed.update_query_dict({"password": MASK})
+    return parsed.render_as_string(hide_password=True).replace("password=%2A%2A%2A", f"password={MASK}")

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Route
 
@@ -78,6 +78,14 @@ async def _db(_request: Request, exc: Exception) -> JSONResponse:
     return problem_response(Problem("database_unavailable", "the database cannot be reached; nothing was recorded or executed"))
 
 
+async def _unstorable(_request: Request, exc: Exception) -> JSONResponse:
+    """A value the database refuses to hold (PostgreSQL: a NUL character in a text column): the
+    request's fault, not the database's; the unit of work rolled back, nothing was recorded."""
+    log.warning("the database refused a value of the request: %s", type(exc).__name__)
+    return problem_response(Problem("invalid_request", "the request holds a value that cannot be stored "
+                                    "(for example a NUL character); nothing was recorded or executed"))
+
+
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, GroupCommitterClosed):  # shutting down: nothing was recorded
         return problem_response(Problem("not_ready", "Warden is shutting down; nothing was recorded or executed"))
@@ -95,4 +103,5 @@ def install_error_handlers(app: FastAPI, routes: Iterable[BaseRoute]) -> None:
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(StarletteHTTPException, _http(MethodIndex(routes)))
     app.add_exception_handler(OperationalError, _db)
+    app.add_exception_handler(DataError, _unstorable)
     app.add_exception_handler(Exception, _unexpected)

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
 from gateway.store.killswitch import KillSwitch, set_kill_switch
 from gateway.store.records import record_incident
@@ -41,6 +43,9 @@ from ledger.schema import checkpoints, entries
 from ledger.store import Ledger
 
 log = logging.getLogger("warden.tamper")
+
+#: Errors that mean the database cannot be reached now, not that what it holds is wrong.
+UNREACHABLE = (OperationalError, InterfaceError, DisconnectionError, SQLAlchemyTimeoutError)
 ZERO = bytes(32)
 ACTOR = "warden"
 _REASON = "tamper alarm: "
@@ -113,12 +118,16 @@ class TamperWatch:
                 wanted = {int(size) for size, _note in pending}
                 problem = self._entries(conn, head.size, wanted)
                 if problem is None and self._tree.root() != head.root:
-                    problem = f"the stored tree head does not match the entries at size {head.size}"
+                    problem = "the stored tree head does not match the entries"
                 if problem is None:
                     problem = self._checkpoints(conn, pending)
-        except Exception as exc:  # a check that cannot run is not an alarm; retry next time
+        except UNREACHABLE as exc:  # the database is away: not an alarm; the next tick retries
             log.warning("tamper check could not run: %s", type(exc).__name__)
             return None
+        except Exception as exc:  # what is stored cannot even be read as a log: that is an alarm
+            problem = f"the stored log cannot be read: {type(exc).__name__}: {exc}"
+        # Problems never name the log's size: the alarm appends entries itself, and the same
+        # failure seen again at a larger size must not raise a second alarm.
         if problem is not None and problem not in self._alarmed:
             log.error("audit log verification failed", extra={"problem": problem})
             self.record(problem, {"verified_size": self._tree.size})
@@ -133,7 +142,7 @@ class TamperWatch:
                 .where(entries.c.seq >= start).order_by(entries.c.seq).limit(self.batch)
             ).all()
             if not rows:
-                return f"entries {start}..{size - 1} are missing"
+                return f"the entries from {start} on are missing"
             for seq, stored_leaf, body in rows:
                 if seq >= size:
                     break

@@ -99,3 +99,25 @@ def test_405_answers_name_the_allowed_methods(server: Server) -> None:
         response = founder.request(method, path)
         problem(response, 405, "method_not_allowed")
         assert response.headers["allow"] == allowed, (method, path)
+
+
+def test_a_nul_character_the_database_cannot_hold_is_a_client_error(server: Server) -> None:
+    """PostgreSQL refuses NUL in text columns: that is the request's fault, never a 503 that says
+    the database is down; a refused request records nothing and the connection stays usable."""
+    pending = server.client("a2").post("/v1/actions", json=refund("a2", 60_000)).json()
+    assert pending["status"] == "pending_approval"
+    before = footprint(server)
+    approver = server.client("approver")
+    for answer in (server.client("a2").get("/v1/actions/dec_%00"),
+                   approver.post("/v1/approvals/dec_%00/approve", json={})):
+        if answer.status_code == 404:  # SQLite looks the id up and finds nothing
+            problem(answer, 404, "decision_not_found")
+        else:  # PostgreSQL cannot even compare with it
+            problem(answer, 422, "invalid_request")
+    assert server.client("auditor").get("/v1/incidents", params={"kind": "\x00"}).status_code < 500
+    assert footprint(server) == before
+    answer = approver.post(f"/v1/approvals/{pending['decision_id']}/approve", json={"comment": "a\x00b"})
+    if answer.status_code != 200:  # PostgreSQL cannot hold the comment: refused, nothing recorded
+        problem(answer, 422, "invalid_request")
+        assert footprint(server) == before
+        assert server.client("a2").get(f"/v1/actions/{pending['decision_id']}").json()["status"] == "pending_approval"

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, select, update
 
 from gateway.runtime.runtime import Runtime
 from gateway.runtime.tamper import TamperWatch, alarm_of, fail_closed
@@ -19,7 +19,9 @@ from gateway.store.killswitch import read_kill_switch, set_kill_switch
 from gateway.store.schema import upgrade
 from gateway_server import Server, audit, eventually, note, refund, server_config, start_server
 from ledger.database import make_engine
-from ledger.schema import entries
+from ledger.checkpointer import Checkpointer
+from ledger.note import generate_key
+from ledger.schema import entries, head, keys
 from ledger.store import Ledger
 
 SMALL = 2_500  # cents: an L1 refund
@@ -271,3 +273,42 @@ def test_the_full_check_runs_as_often_as_its_setting_says(sqlite_url: str, tmp_p
         assert ["entry 1" in alarm["summary"] for alarm in _incidents(server)] == [True]
     finally:
         stop()
+
+
+def test_a_stale_tree_head_raises_one_alarm_however_the_log_grows(log_db: Engine) -> None:
+    """The alarm appends entries itself: the same failure at a larger size is not a new one."""
+    alarms: list[str] = []
+    watch = TamperWatch(Ledger(), lambda problem, _detail: alarms.append(problem), clock=Clock())
+    assert watch.tick(log_db) is None
+    with log_db.begin() as conn:  # the head's stored roots are edited behind the log's back
+        frontier = bytes(conn.execute(select(head.c.frontier)).scalar_one())
+        conn.execute(update(head).values(frontier=bytes(32) + frontier[32:]))
+    for n in range(3):
+        assert watch.tick(log_db) == "the stored tree head does not match the entries"
+        with log_db.begin() as conn:  # what the alarm, and a founder's release, append
+            Ledger().append(conn, "kill_switch", "warden", "kill_switch", {"n": n})
+    assert alarms == ["the stored tree head does not match the entries"]
+
+
+def test_a_log_that_cannot_be_read_as_a_log_is_an_alarm_not_a_skipped_check(log_db: Engine) -> None:
+    alarms: list[str] = []
+    watch = TamperWatch(Ledger(), lambda problem, _detail: alarms.append(problem), clock=Clock())
+    with log_db.begin() as conn:
+        Checkpointer(generate_key("warden.test/log")).sign_now(conn)
+    assert watch.tick(log_db) is None
+    with log_db.begin() as conn:  # the signing key the checkpoints are verified with is garbled
+        conn.execute(update(keys).values(verifier_key="not a verifier key"))
+    problem = watch.tick(log_db)
+    assert problem is not None and problem.startswith("the stored log cannot be read: ")
+    assert alarms == [problem]
+
+
+def test_an_unreachable_database_is_not_an_alarm() -> None:
+    alarms: list[str] = []
+    watch = TamperWatch(Ledger(), lambda problem, _detail: alarms.append(problem), clock=Clock())
+    nowhere = make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=1")
+    try:
+        assert watch.tick(nowhere) is None
+    finally:
+        nowhere.dispose()
+    assert alarms == []

@@ -136,6 +136,25 @@ def test_a_database_password_stays_out_of_the_file_and_the_output(tmp_path: Path
     assert load_settings(path, env={}).database_url == "postgresql+psycopg://warden@db/warden"
 
 
+@pytest.mark.parametrize("url", [
+    "postgresql+psycopg://warden@db/warden?password=hunter2",  # a password as a query parameter
+    "postgresql+psycopg://warden:hun/ter2@db/warden",  # a password holding a slash
+])
+def test_every_spelling_of_a_database_password_is_refused_in_the_file_and_masked(tmp_path: Path, url: str) -> None:
+    path = _toml(tmp_path, f'database_url = "{url}"\n')
+    with pytest.raises(ConfigError, match="database_url holds a password") as raised:
+        load_settings(path, env={})
+    assert "hunter2" not in str(raised.value) and "hun/ter2" not in str(raised.value)
+    path.unlink()
+    shown = load_settings(env={"WARDEN_DATABASE_URL": url}).masked()["database_url"]
+    assert "hunter2" not in shown and "ter2" not in shown and "***" in shown
+
+
+def test_a_breaker_cooldown_of_zero_is_refused_where_it_is_set() -> None:
+    with pytest.raises(ConfigError, match="WARDEN_BREAKER_COOLDOWN_SECONDS: .*more than 0"):
+        load_settings(env={"WARDEN_BREAKER_COOLDOWN_SECONDS": "0"})
+
+
 @pytest.mark.parametrize(
     ("text", "where", "message"),
     [
