@@ -36,8 +36,16 @@ def command_group(subparsers: Any, name: str, help: str) -> Any:
 
 
 def add_config_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, metavar="FILE",
+    parser.add_argument("--config", type=_settings_file, metavar="FILE",
                         help="settings file (default: $WARDEN_CONFIG, else ./warden.toml if present)")
+
+
+def _settings_file(value: str) -> Path:
+    """A `--config` given by name must exist, even for a command that ends up needing no setting."""
+    path = Path(value)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no settings file {value}")
+    return path
 
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:

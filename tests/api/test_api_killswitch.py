@@ -206,3 +206,11 @@ def test_releasing_needs_no_reason_but_engaging_says_it_does(gateway: Server) ->
     assert (released.json()["engaged"], released.json()["reason"]) == (False, None)
     assert state(gateway)["engaged"] is False
     assert audit(gateway, "kill_switch")[-1]["data"] == {"engaged": False, "reason": None}
+
+
+def test_a_blank_reason_is_refused(gateway: Server) -> None:
+    for body in ({"engaged": True, "reason": "   "}, {"engaged": False, "reason": "\n\t"}):
+        response = gateway.client("founder").post("/v1/kill-switch", json=body)
+        problem(response, 422, "invalid_request")
+        assert "a reason must say something" in response.json()["detail"]
+    assert state(gateway)["engaged"] is False

@@ -174,6 +174,13 @@ def test_db_and_the_environment_override_the_file(tmp_path: Path) -> None:
     assert exported.returncode == EXIT_OK and "exported 1 entries" in exported.stdout
 
 
+def test_a_settings_file_named_on_the_command_line_must_exist(tmp_path: Path) -> None:
+    done = warden("db", "upgrade", "--db", f"sqlite:///{tmp_path / 'x.db'}", "--config", "nope.toml", cwd=tmp_path)
+    assert done.returncode == EXIT_USAGE
+    assert "argument --config: no settings file nope.toml" in done.stderr
+    assert not (tmp_path / "x.db").exists()
+
+
 def test_without_settings_the_defaults_are_under_warden_data(tmp_path: Path) -> None:
     generated = warden("keys", "generate", cwd=tmp_path)
     assert generated.returncode == EXIT_OK, generated.stderr

@@ -32,6 +32,8 @@ class KillSwitchBody(BaseModel):
     @field_validator("reason")
     @classmethod
     def _reason_to_engage(cls, reason: str | None, info: ValidationInfo) -> str | None:
+        if reason is not None and not reason.strip():
+            raise PydanticCustomError("reason_blank", "a reason must say something: it is blank")
         if reason is None and info.data.get("engaged") is True:
             raise PydanticCustomError("reason_required", "a reason is required to engage the kill switch")
         return reason
