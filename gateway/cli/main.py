@@ -20,6 +20,7 @@ import argparse
 from collections.abc import Callable, Sequence
 
 from gateway.cli import guard
+from gateway.cli.options import check_settings_file
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -48,4 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: guard.Handler = args.handler
-    return guard.run(handler, args)
+
+    def checked(args: argparse.Namespace) -> int:
+        check_settings_file(args)
+        return handler(args)
+
+    return guard.run(checked, args)

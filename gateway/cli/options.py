@@ -36,16 +36,18 @@ def command_group(subparsers: Any, name: str, help: str) -> Any:
 
 
 def add_config_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=_settings_file, metavar="FILE",
+    parser.add_argument("--config", type=Path, metavar="FILE",
                         help="settings file (default: $WARDEN_CONFIG, else ./warden.toml if present)")
 
 
-def _settings_file(value: str) -> Path:
-    """A `--config` given by name must exist, even for a command that ends up needing no setting."""
-    path = Path(value)
-    if not path.is_file():
-        raise argparse.ArgumentTypeError(f"no settings file {value}")
-    return path
+def check_settings_file(args: argparse.Namespace) -> None:
+    """A `--config FILE` named on the command line must exist, even for a command that ends up
+    needing no setting: a mistyped name is reported, never silently ignored."""
+    named: Path | None = getattr(args, "config", None)
+    if named is not None and not named.is_file():
+        from gateway.config import ConfigError
+
+        raise ConfigError(f"{named}: no such config file")
 
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:

@@ -27,6 +27,7 @@ from gateway.store.identities import IdentityError, get_agent
 from gateway.store.killswitch import KillSwitch, read_kill_switch, set_kill_switch
 from gateway.engine.matrix import FOUNDER
 from gateway.engine.models import ApprovalGrant, Decision, Packet, Reason, packet_hash
+from gateway.execution.claims import Claim
 from gateway.execution.outbox import enqueue
 from gateway.pipeline.errors import (
     AlreadyApproved, ApprovalExpired, DecisionNotFound, NotPending, NotPermitted, OwnAgent, PipelineError,
@@ -82,12 +83,12 @@ class Approvals:
     def reject(self, person: Person, decision_id: str, reason: str | None) -> Decision:
         return self._after(self.gw.writer.run(lambda conn: self._reject(conn, person, decision_id, reason)))
 
-    def _after(self, result: tuple[Decision, PipelineError | None, bool]) -> Decision:
-        decision, refusal, queued = result
+    def _after(self, result: tuple[Decision, PipelineError | None, Claim | None]) -> Decision:
+        decision, refusal, claim = result
         if refusal is not None:
             raise refusal
-        if queued:
-            executed = self.gw.outbox.execute_now(decision.decision_id or "")
+        if claim is not None:  # the execution was queued already claimed by this request: run it
+            executed = self.gw.outbox.run_now(claim)
             if executed is not None:
                 return executed
         return decision
@@ -119,11 +120,11 @@ class Approvals:
 
     def _approve(
         self, conn: Connection, person: Person, decision_id: str, comment: str | None
-    ) -> tuple[Decision, PipelineError | None, bool]:
+    ) -> tuple[Decision, PipelineError | None, Claim | None]:
         decision, row = self._locked_pending(conn, person, decision_id)
         now = self.gw.clock()
         if self._expire_if_due(conn, decision, now):
-            return decision, ApprovalExpired(f"decision {shown(decision_id)} expired", _json(decision)), False
+            return decision, ApprovalExpired(f"decision {shown(decision_id)} expired", _json(decision)), None
         assert decision.approval is not None
         if any(g.approver == person.email for g in decision.approval.approvals):
             raise AlreadyApproved(f"{shown(person.email)} has already approved {shown(decision_id)}")
@@ -140,19 +141,19 @@ class Approvals:
             "approvals": len(decision.approval.approvals),
             "required": {"role": decision.approval.required_role, "count": decision.approval.count},
         })
-        queued = False
+        claim = None
         if covers(decision.approval.approvals, decision.approval.required_role, decision.approval.count):
-            queued = self._settle(conn, decision, row, now)
+            claim = self._settle(conn, decision, row, now, lease_until=now + self.gw.outbox.lease_seconds)
         store_decision_update(conn, decision, now=now)
-        return decision, None, queued
+        return decision, None, claim
 
     def _reject(
         self, conn: Connection, person: Person, decision_id: str, reason: str | None
-    ) -> tuple[Decision, PipelineError | None, bool]:
+    ) -> tuple[Decision, PipelineError | None, Claim | None]:
         decision, _row = self._locked_pending(conn, person, decision_id)
         now = self.gw.clock()
         if self._expire_if_due(conn, decision, now):
-            return decision, ApprovalExpired(f"decision {shown(decision_id)} expired", _json(decision)), False
+            return decision, ApprovalExpired(f"decision {shown(decision_id)} expired", _json(decision)), None
         decision.status = "rejected"
         decision.reasons.append(Reason(policy="warden", rule="rejected", effect="approval",
                                        message=f"rejected by {person.email}: {reason or 'no reason given'}"))
@@ -161,54 +162,59 @@ class Approvals:
             "approver": person.email, "role": person.role, "reason": reason,
         })
         store_decision_update(conn, decision, now=now)
-        return decision, None, False
+        return decision, None, None
 
     # ------------------------------------------------------------ settle
 
-    def _settle(self, conn: Connection, decision: Decision, row: Any, now: float) -> bool:
-        """Decide again under the policies and kill switch active now. Returns whether the
-        execution was queued. Leaves the decision pending while the kill switch is engaged."""
+    def _settle(self, conn: Connection, decision: Decision, row: Any, now: float, *,
+                lease_until: float | None = None) -> Claim | None:
+        """Decide again under the policies and kill switch active now; when still allowed, the
+        decision is `executing` and its execution queued. With `lease_until` the row is queued
+        already claimed by the caller, who runs it right after commit (no worker can take it
+        first), and the claim is returned. Leaves the decision pending while the kill switch is
+        engaged."""
         if read_kill_switch(conn).engaged:
-            return False
+            return None
         packet = Packet.model_validate_json(row.packet)
         agent = _current_agent(conn, row.agent)
         assert decision.approval is not None and decision.decision_id is not None
         if packet_hash(packet) != row.packet_hash:  # the approval is bound to this exact packet
-            return self._conclude(conn, decision, "denied", now, Reason(
+            self._conclude(conn, decision, "denied", now, Reason(
                 policy="warden", rule="packet_changed", effect="deny",
                 message="the stored packet no longer matches the hash the approvals were given for"))
+            return None
         if agent is None:
-            return self._conclude(conn, decision, "denied", now, Reason(
+            self._conclude(conn, decision, "denied", now, Reason(
                 policy="warden", rule="agent_revoked", effect="deny",
                 message=f"agent {row.agent!r} was revoked before the approval completed"))
+            return None
         engine = self.gw.policies()
         again = engine.decide(packet, agent, now=datetime.fromtimestamp(now, UTC))
         note = {"reevaluated_under": again.policy_digest, "status": again.status,
                 "risk": again.risk.name, "reasons": [r.model_dump() for r in again.reasons]}
         if again.status == "denied" or again.status == "drafted":
             decision.reasons.extend(r for r in again.reasons if r not in decision.reasons)
-            return self._conclude(conn, decision, again.status, now, None, note)
+            self._conclude(conn, decision, again.status, now, None, note)
+            return None
         if again.status == "pending_approval" and again.approval is not None and not covers(
             decision.approval.approvals, again.approval.required_role, again.approval.count
         ):
             decision.approval.required_role = again.approval.required_role
             decision.approval.count = again.approval.count
             self.gw.ledger.append(conn, "reevaluation", "warden", decision.decision_id, {**note, "outcome": "still_pending"})
-            return False
+            return None
         decision.status = "executing"
         self.gw.ledger.append(conn, "reevaluation", "warden", decision.decision_id, {**note, "outcome": "executing"})
-        enqueue(conn, decision_id=decision.decision_id, tool=packet.action.tool,
-                params=packet.action.params, now=now)
-        return True
+        return enqueue(conn, decision_id=decision.decision_id, tool=packet.action.tool,
+                       params=packet.action.params, now=now, lease_until=lease_until)
 
     def _conclude(self, conn: Connection, decision: Decision, status: str, now: float,
-                  reason: Reason | None, note: dict[str, Any] | None = None) -> bool:
+                  reason: Reason | None, note: dict[str, Any] | None = None) -> None:
         if reason is not None:
             decision.reasons.append(reason)
         decision.status = status  # type: ignore[assignment]
         self.gw.ledger.append(conn, "reevaluation", "warden", decision.decision_id or "",
                               {**(note or {}), "outcome": status})
-        return False
 
     # ------------------------------------------------------------ expiry
 
@@ -281,7 +287,8 @@ class Approvals:
                 continue
             if self._expire_if_due(conn, decision, now):
                 continue
-            if self._settle(conn, decision, row, now):
+            self._settle(conn, decision, row, now)  # queued for the worker, not claimed
+            if decision.status == "executing":
                 queued.append(row.decision_id)
             store_decision_update(conn, decision, now=now)
         return queued
