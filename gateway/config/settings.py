@@ -99,6 +99,16 @@ class Settings(BaseSettings):
     breaker_cooldown_seconds: float = _setting(60.0, "how long an open breaker waits before a trial call", gt=0)
     repeated_denials_threshold: int = _setting(5, "denials of one agent within the window that open an incident", ge=1)
     repeated_denials_window_seconds: float = _setting(300.0, "the window for repeated denials", ge=1)
+    console: bool = _setting(True, "serve the approvers' console at /console/")
+    public_url: str = _setting("", "the address people open the console at (https://warden.example.com): the passkeys' "
+                               "relying party; empty: taken from each request")
+    console_session_idle_seconds: float = _setting(1800.0, "a console session ends after this long without a request", ge=60)
+    console_session_max_seconds: float = _setting(43200.0, "a console session ends this long after sign-in, however busy", ge=60)
+    invite_ttl_seconds: float = _setting(259200.0, "how long a `warden users invite` link stays valid", ge=60)
+    login_max_failures: int = _setting(5, "failed sign-ins for one account within login_window_seconds before it waits", ge=1)
+    login_max_failures_per_address: int = _setting(20, "failed sign-ins from one address within the window before it waits", ge=1)
+    login_window_seconds: float = _setting(900.0, "the window (and the wait) for failed sign-ins", ge=1)
+    passkeys_required_for_l3: bool = _setting(False, "approving an L3 action needs a passkey, whoever approves")
     log_level: LogLevel = _setting("info", "least severe log level written")
     log_json: bool = _setting(True, "log one JSON object per line (false: plain text)")
 
