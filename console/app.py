@@ -35,7 +35,9 @@ def create_console(runtime: Any) -> FastAPI:
     console.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     for router in ROUTERS:
         console.include_router(router)
-    console.add_middleware(SecurityHeaders)
+    console.add_middleware(SecurityHeaders, on_error=lambda request: _error(
+        request, 500, "Something went wrong", "the console could not answer; nothing was changed by this page. "
+        "The gateway's log has the details."))
     _install_error_pages(console)
     return console
 
@@ -80,9 +82,3 @@ def _install_error_pages(console: FastAPI) -> None:
     async def http_error(request: Request, exc: HTTPException) -> Response:
         titles = {404: "Not found", 405: "Not allowed here"}
         return _error(request, exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail))
-
-    @console.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("console error on %s", request.url.path)
-        return _error(request, 500, "Something went wrong", "the console could not answer; nothing was changed "
-                      "by this page. The gateway's log has the details.")

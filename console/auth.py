@@ -21,7 +21,7 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from console.security import CSRF_FIELD, CSRF_HEADER, check_same_origin, check_token
-from gateway.store.identities import accounts
+from gateway.store import identities as accounts
 
 SESSION_COOKIE = "warden_session"
 SIGNIN_COOKIE = "warden_signin"  # the sign-in form's own CSRF token (double submit): no session yet

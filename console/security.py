@@ -10,8 +10,11 @@ form (or the htmx header) must carry the session's CSRF token.
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
@@ -39,15 +42,26 @@ HEADERS = {
     "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
 }
 
+log = logging.getLogger("warden.console")
+
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 
 
 class SecurityHeaders(BaseHTTPMiddleware):
-    """Adds `HEADERS` to every console answer; pages are never cached by shared caches."""
+    """Adds `HEADERS` to every console answer; pages are never cached by shared caches. An
+    unexpected error becomes `on_error`'s page (logged with its traceback), never a traceback."""
+
+    def __init__(self, app: Any, on_error: Callable[[Request], Response]) -> None:
+        super().__init__(app)
+        self.on_error = on_error
 
     async def dispatch(self, request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        response = await call_next(request)
+        try:
+            response = await call_next(request)
+        except Exception:
+            log.exception("console error on %s", request.url.path)
+            response = await run_in_threadpool(self.on_error, request)
         for name, value in HEADERS.items():
             response.headers.setdefault(name, value)
         if not request.url.path.startswith(f"{request.scope.get('root_path', '')}/static/"):

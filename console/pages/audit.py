@@ -72,7 +72,7 @@ def audit(request: Request, viewer: Annotated[Viewer, Depends(signed_in)]) -> Re
         size = runtime.ledger.head(conn).size
         activations = _activations(conn)
     checkpoint = _checkpoint(latest.note if latest else None, runtime.clock(), latest.signed_at if latest else None)
-    return page(request, "audit.html", viewer, checkpoint=checkpoint, size=size, digest=runtime.policies.digest(),
+    return page(request, "audit.html", viewer, checkpoint=checkpoint, size=size, digest=runtime.policies.digest,
                 activations=activations, verifier_key=runtime.signer.verifier_key, section="audit",
                 window=ACTIVATIONS_WINDOW)
 

@@ -19,7 +19,8 @@ from console.auth import (
 )
 from console.render import page, root, runtime_of
 from console.security import CrossSite, check_same_origin, check_token
-from gateway.store.identities import IdentityError, accounts
+from gateway.store import identities as accounts
+from gateway.store.identities import IdentityError
 
 router = APIRouter()
 
