@@ -136,8 +136,18 @@ def _invite(args: argparse.Namespace, conn: Connection, ledger: Ledger, actor: s
     found = settings(args)
     ttl = found.invite_ttl_seconds if args.ttl is None else args.ttl
     token = create_invite(conn, ledger, args.email, now, actor, ttl)
-    host = f"[{found.host}]" if ":" in found.host else found.host
-    base = found.public_url.rstrip("/") or f"http://{host}:{found.port}"
-    return Output(f"{base}/console/invite/{token}",
+    return Output(f"{console_address(found.public_url, found.host, found.port)}/invite/{token}",
                   f"invite for {normalise_email(args.email)}, valid until {iso(now + ttl)} and usable once; "
                   "older invites of theirs no longer work. The link, shown only this once:")  # fmt: skip
+
+
+def console_address(public_url: str, host: str, port: int) -> str:
+    """Where people open the console: `public_url`, else the listening address. A loopback
+    address is written `localhost`, the name passkeys accept (WebAuthn refuses IP addresses)."""
+    if public_url:
+        return f"{public_url.rstrip('/')}/console"
+    if host in ("127.0.0.1", "localhost", "0.0.0.0", "::"):
+        host = "localhost"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/console"

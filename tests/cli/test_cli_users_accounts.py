@@ -167,7 +167,7 @@ def test_invite_prints_a_link_that_sets_the_password(db: str, tmp_path: Path) ->
     done = shell("users", "invite", "Ana@Example.com", "--db", db, cwd=tmp_path)
     assert done.returncode == EXIT_OK, done.stderr
     link = done.stdout.removesuffix("\n")
-    assert "\n" not in link and link.startswith("http://127.0.0.1:8080/console/invite/wdn_invite_")
+    assert "\n" not in link and link.startswith("http://localhost:8080/console/invite/wdn_invite_")
     assert "invite for ana@example.com, valid until " in done.stderr and link not in done.stderr
     token = link.rsplit("/", 1)[1]
     entry = _entries(db)[-1]
