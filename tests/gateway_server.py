@@ -34,6 +34,7 @@ from gateway.store import identities
 from gateway.http.app import create_app
 from gateway.config import Settings
 from gateway.runtime.runtime import Runtime
+from passkey_authenticator import create_passkeys_table
 
 AGENTS = {f"a{level}": (f"A{level}", ("*",)) for level in range(5)} | {"narrow": ("A2", ("crm.*",))}
 OWNER = "owner@test.local"
@@ -99,6 +100,7 @@ def note(agent: str, **kw: Any) -> dict[str, Any]:
 
 def start_server(settings: Settings, *, setup: Callable[[Runtime], dict[str, str]] | None = None) -> tuple[Server, Callable[[], None]]:
     runtime = Runtime(settings)
+    create_passkeys_table(runtime.db)  # until gateway schema version 3 creates it
     tokens = (setup or register_identities)(runtime)
     app = create_app(runtime)
     port = free_port()
