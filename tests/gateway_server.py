@@ -1,6 +1,7 @@
 """A real gateway on loopback for HTTP tests (fixtures in tests/api/conftest.py): `warden_server` starts uvicorn in a thread over a fresh
 database (SQLite and PostgreSQL through `db_url`), registers agents and people, and hands out an
-httpx client per identity.
+httpx client per identity. `server.base_url` is http://127.0.0.1:PORT for httpx; a browser opens
+`server.console_url`, http://localhost:PORT/console/ (see tests/console/conftest.py).
 
 Identities registered:
     agents  a0 .. a4     autonomy A0..A4, every tool, owned by owner@test.local
@@ -63,6 +64,18 @@ class Server:
     tokens: dict[str, str]
     _clients: dict[str, httpx.Client] = field(default_factory=dict)
 
+    @property
+    def port(self) -> int:
+        return int(self.base_url.rsplit(":", 1)[1])
+
+    @property
+    def console_url(self) -> str:
+        """The console's address for a browser: `http://localhost:PORT/console/`. A browser must use
+        the name `localhost`, never 127.0.0.1: WebAuthn refuses an IP address as relying party ID,
+        and `localhost` is a secure context over plain HTTP (tests/console launches Chromium with
+        localhost mapped to 127.0.0.1, where the server listens)."""
+        return f"http://localhost:{self.port}/console/"
+
     def client(self, who: str | None = None) -> httpx.Client:
         key = who or "anonymous"
         if key not in self._clients:
@@ -98,12 +111,14 @@ def note(agent: str, **kw: Any) -> dict[str, Any]:
     return packet(agent, "crm.log_note", {"record_id": "rec_1", "body": "called the customer"}, **kw)
 
 
-def start_server(settings: Settings, *, setup: Callable[[Runtime], dict[str, str]] | None = None) -> tuple[Server, Callable[[], None]]:
+def start_server(settings: Settings, *, setup: Callable[[Runtime], dict[str, str]] | None = None,
+                 port: int | None = None) -> tuple[Server, Callable[[], None]]:
+    """Start a gateway on 127.0.0.1 (on `port`, or a free one) in a thread; returns it and its stop."""
     runtime = Runtime(settings)
     create_passkeys_table(runtime.db)  # until gateway schema version 3 creates it
     tokens = (setup or register_identities)(runtime)
     app = create_app(runtime)
-    port = free_port()
+    port = port or free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)

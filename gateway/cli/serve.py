@@ -11,7 +11,8 @@ demo banner printed, and uvicorn serves on that socket.
 tools, owned by ops@demo.local), a founder (founder@demo.local), an approver
 (approver@demo.local) and an auditor (auditor@demo.local), writes their tokens to
 `<data_dir>/demo-tokens.env` (mode 0600) and prints them with the address to send requests to
-and commands to copy. Later starts print the same tokens again.
+and commands to copy. Later starts print the same tokens again. Each start also prints a fresh
+one-time console sign-in link per person (an invite: it sets their password).
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ def serve_command(args: argparse.Namespace) -> int:
         app, runtime = _build(configured)
         if args.demo:
             tokens = demo_identities(runtime)
-            _print_demo(tokens, host, port, runtime)
+            links = demo_sign_in_links(runtime, host, port) if configured.console else {}
+            _print_demo(tokens, host, port, runtime, links)
         return _run(app, runtime, listening, host, port)
     finally:
         listening.close()
@@ -134,7 +136,23 @@ def demo_identities(runtime: Any) -> dict[str, str]:
     return tokens
 
 
-def _print_demo(tokens: dict[str, str], host: str, port: int, runtime: Any) -> None:
+def demo_sign_in_links(runtime: Any, host: str, port: int) -> dict[str, str]:
+    """A fresh one-time console link per demo person (each start: a used link does not work twice)."""
+    from gateway.cli.users import console_address
+    from gateway.store.identities import create_invite
+
+    base = console_address(runtime.settings.public_url, host, port)
+
+    def work(conn: Any) -> dict[str, str]:
+        now = time.time()
+        return {email: f"{base}/invite/{create_invite(conn, runtime.ledger, email, now, 'demo', runtime.settings.invite_ttl_seconds)}"
+                for email, _role in DEMO_USERS}
+
+    return dict(runtime.writer.run(work))
+
+
+def _print_demo(tokens: dict[str, str], host: str, port: int, runtime: Any, links: dict[str, str]) -> None:
+    from gateway.cli.users import console_address
     from dsl.shipped import builtin_policy_dir
 
     base = f"http://{host}:{port}"
@@ -156,6 +174,9 @@ def _print_demo(tokens: dict[str, str], host: str, port: int, runtime: Any) -> N
         f"  approve:  ID=$(curl -s '{base}/v1/approvals?status=pending' {approver} | jq -r '.[0].decision_id'); "
         f"curl -s -X POST {base}/v1/approvals/$ID/approve {approver}",
         f"  API docs: {base}/docs",
+        *([f"  console:  {console_address(runtime.settings.public_url, host, port)}/ (each link below signs one "
+           "person in once and sets their password)"] if links else []),
+        *(f"    {email:<22} {link}" for email, link in links.items()),
         f"  audit log verifier key: {runtime.signer.verifier_key} (in {Path(runtime.settings.signing_key_file).with_suffix('.pub')})",
         "",
     ]

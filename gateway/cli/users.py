@@ -5,19 +5,26 @@
     users set-role EMAIL --role ROLE
     users rotate-token EMAIL                                   prints the new token once
     users revoke EMAIL
+    users set-password EMAIL [--password-stdin]                asked for twice, or one line of stdin
+    users invite EMAIL [--ttl SECONDS]                         prints the console link once
 
 Each runs as one registry change (`gateway.cli.registry`): `--db`, `--config`, token alone on
 stdout. Bad input (unknown or duplicate user, bad email or role, the last active founder revoked
-or demoted) is an `IdentityError`: one line on stderr and exit code 2.
+or demoted, a password under 12 characters) is an `IdentityError`: one line on stderr and exit
+code 2. A password is never a command-line argument (it would show in `ps` and the shell's
+history), and it is read before the database is opened.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import sys
 from typing import TYPE_CHECKING, Any
 
-from gateway.cli.options import command_group
+from gateway.cli.guard import CommandError, Handler
+from gateway.cli.options import command_group, settings
 from gateway.cli.registry import Output, add_command, iso, table
 
 if TYPE_CHECKING:
@@ -41,6 +48,16 @@ def register(subparsers: Any) -> None:
     add_command(users, "rotate-token", "issue a new token; the old one stops working", _rotate).add_argument(
         "email", metavar="EMAIL")
     add_command(users, "revoke", "revoke a person's access", _revoke).add_argument("email", metavar="EMAIL")
+    password = add_command(users, "set-password", "set a person's console password; ends their console sessions",
+                           _set_password)  # fmt: skip
+    password.add_argument("email", metavar="EMAIL")
+    password.add_argument("--password-stdin", action="store_true",
+                          help="read the password from one line of stdin instead of asking for it")
+    password.set_defaults(handler=_reading_password(password.get_default("handler")))
+    invite = add_command(users, "invite", "print a one-time link for a person to set their console password", _invite)
+    invite.add_argument("email", metavar="EMAIL")
+    invite.add_argument("--ttl", type=float, metavar="SECONDS",
+                        help="how long the link stays valid (default: the invite_ttl_seconds setting)")
 
 
 def _add(args: argparse.Namespace, conn: Connection, ledger: Ledger, actor: str, now: float) -> Output:
@@ -82,3 +99,55 @@ def _revoke(args: argparse.Namespace, conn: Connection, ledger: Ledger, actor: s
 
     user = revoke_user(conn, ledger, args.email, now, actor)
     return Output(stderr=f"revoked {user.email}; their token no longer works")
+
+
+def _set_password(args: argparse.Namespace, conn: Connection, ledger: Ledger, actor: str, now: float) -> Output:
+    from gateway.store.identities import normalise_email, set_password
+
+    set_password(conn, ledger, args.email, args.password, now, actor)
+    return Output(stderr=f"password set for {normalise_email(args.email)}; their console sessions were ended")
+
+
+def _reading_password(change: Handler) -> Handler:
+    """Ask for the password before the command opens the database."""
+
+    def run(args: argparse.Namespace) -> int:
+        args.password = _read_password(args.password_stdin)
+        return change(args)
+
+    return run
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        line = sys.stdin.readline()
+        if not line:
+            raise CommandError("no password on stdin (--password-stdin reads one line)")
+        return line.removesuffix("\n").removesuffix("\r")
+    first = getpass.getpass("New console password: ")
+    if getpass.getpass("Again: ") != first:
+        raise CommandError("the two passwords differ; nothing changed")
+    return first
+
+
+def _invite(args: argparse.Namespace, conn: Connection, ledger: Ledger, actor: str, now: float) -> Output:
+    from gateway.store.identities import create_invite, normalise_email
+
+    found = settings(args)
+    ttl = found.invite_ttl_seconds if args.ttl is None else args.ttl
+    token = create_invite(conn, ledger, args.email, now, actor, ttl)
+    return Output(f"{console_address(found.public_url, found.host, found.port)}/invite/{token}",
+                  f"invite for {normalise_email(args.email)}, valid until {iso(now + ttl)} and usable once; "
+                  "older invites of theirs no longer work. The link, shown only this once:")  # fmt: skip
+
+
+def console_address(public_url: str, host: str, port: int) -> str:
+    """Where people open the console: `public_url`, else the listening address. A loopback
+    address is written `localhost`, the name passkeys accept (WebAuthn refuses IP addresses)."""
+    if public_url:
+        return f"{public_url.rstrip('/')}/console"
+    if host in ("127.0.0.1", "localhost", "0.0.0.0", "::"):
+        host = "localhost"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/console"

@@ -40,4 +40,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     install_error_handlers(app, routes=[*app.routes, *(route for router in ROUTERS for route in router.routes)])
     app.add_middleware(RequestLogMiddleware, metrics=runtime.metrics)
     install_openapi(app, bodies=(ApprovalBody, RejectionBody, KillSwitchBody))
+    if runtime.settings.console:  # the approvers' console, at /console/ (its own pages and headers)
+        from console import mount
+
+        mount(app, runtime)
     return app

@@ -11,10 +11,9 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from connectors.base import ToolSpec
-from gateway.pipeline.audit import EntryPage
+from gateway.pipeline.audit import EntryPage, consistency_proof, inclusion_proof
 from gateway.store.killswitch import KillSwitch
 from ledger import merkle
-from ledger.store import ConsistencyReceipt, InclusionReceipt
 
 
 class ToolInfo(BaseModel):
@@ -79,19 +78,3 @@ def audit_entries(page: EntryPage) -> AuditEntries:
         AuditEntry(seq=seq, leaf_hash=merkle.leaf_hash(body).hex(), entry=json.loads(body))
         for seq, body in page.entries
     ])
-
-
-def inclusion_proof(receipt: InclusionReceipt) -> dict[str, Any]:
-    return {
-        "seq": receipt.seq, "size": receipt.size, "leaf_hash": receipt.leaf_hash.hex(),
-        "root": receipt.root.hex(), "proof": [p.hex() for p in receipt.proof],
-        "checkpoint": receipt.checkpoint,
-    }
-
-
-def consistency_proof(receipt: ConsistencyReceipt) -> dict[str, Any]:
-    return {
-        "from": receipt.size1, "to": receipt.size2, "root1": receipt.root1.hex(),
-        "root2": receipt.root2.hex(), "proof": [p.hex() for p in receipt.proof],
-        "checkpoint1": receipt.checkpoint1, "checkpoint2": receipt.checkpoint2,
-    }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
 
@@ -64,3 +64,21 @@ class AuditReader:
                 return read(conn)
         except LedgerError as exc:
             raise OutOfRange(str(exc)) from None
+
+
+# -- receipts as JSON (hashes as lowercase hex) ---------------------------------------------
+
+def inclusion_proof(receipt: InclusionReceipt) -> dict[str, Any]:
+    return {
+        "seq": receipt.seq, "size": receipt.size, "leaf_hash": receipt.leaf_hash.hex(),
+        "root": receipt.root.hex(), "proof": [p.hex() for p in receipt.proof],
+        "checkpoint": receipt.checkpoint,
+    }
+
+
+def consistency_proof(receipt: ConsistencyReceipt) -> dict[str, Any]:
+    return {
+        "from": receipt.size1, "to": receipt.size2, "root1": receipt.root1.hex(),
+        "root2": receipt.root2.hex(), "proof": [p.hex() for p in receipt.proof],
+        "checkpoint1": receipt.checkpoint1, "checkpoint2": receipt.checkpoint2,
+    }

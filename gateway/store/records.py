@@ -98,3 +98,24 @@ def record_incident(
         .returning(incidents.c.id)
     )
     return int(row.scalar_one())
+
+
+class IncidentError(Exception):
+    """An incident cannot be acknowledged: unknown, or acknowledged already."""
+
+
+def acknowledge_incident(conn: Connection, ledger: Ledger, incident_id: int, *, by: str, note: str | None,
+                         now: float) -> None:
+    """A founder has seen the incident: `acknowledged_at`/`_by` set once, with an
+    `incident_acknowledged` audit entry (`incident_id`, `kind`, `note`) in the same transaction."""
+    row = conn.execute(select(incidents.c.kind, incidents.c.acknowledged_at)
+                       .where(incidents.c.id == incident_id)).first()
+    if row is None:
+        raise IncidentError(f"no incident {incident_id}")
+    changed = conn.execute(update(incidents).where(incidents.c.id == incident_id,
+                                                   incidents.c.acknowledged_at.is_(None))
+                           .values(acknowledged_at=now, acknowledged_by=by)).rowcount
+    if changed != 1:
+        raise IncidentError(f"incident {incident_id} was acknowledged already")
+    ledger.append(conn, "incident_acknowledged", by, f"incident:{incident_id}",
+                  {"incident_id": incident_id, "kind": row.kind, "note": note})

@@ -6,7 +6,8 @@ documents are stored as text exactly as served.
 
 - `agents`      name → autonomy, owner, tool globs, SHA-256 of the bearer token, revoked_at.
                 A name is unique regardless of case: a unique index on `lower(name)` (version 2).
-- `users`       email → role, SHA-256 of the API token, revoked_at.
+- `users`       email → role, SHA-256 of the API token, revoked_at; the console password as an
+                argon2id hash, null until one is set (version 3).
 - `decisions`   one row per accepted packet: (agent, packet_id) is unique (the idempotency key),
                 the packet and its hash, the current status and the whole decision JSON as served.
 - `approvals`   (decision_id, approver) → role, comment, time: one person counts once.
@@ -14,7 +15,16 @@ documents are stored as text exactly as served.
                 lease, calls the connector with the decision id as idempotency key and records the
                 outcome. `state`: pending → running → succeeded | failed.
 - `incidents`   proof mismatches, connector failures, repeated denials, tamper alarms.
+                Acknowledged in the console: acknowledged_at and _by (version 3).
 - `gateway_state` small named documents (the kill switch).
+- `invites`     one-time links to set a console password: SHA-256 of the token → email, expiry,
+                used_at (version 3).
+- `console_sessions` people signed in to the console: SHA-256 of the cookie token → email, CSRF
+                token, created, last seen, ended_at, the address signed in from (version 3).
+- `login_failures` failed sign-ins counted per scope (`account:EMAIL`, `address:IP`): how many
+                since first_at, and blocked_until once over the limit (version 3).
+- `passkeys`    WebAuthn credentials: id (base64url) → email, COSE public key, sign count, the
+                relying party and origin registered with, revoked_at (version 3).
 """
 
 from __future__ import annotations
@@ -35,9 +45,11 @@ from sqlalchemy import (
     UniqueConstraint,
     Index,
     func,
+    inspect,
     select,
     text,
 )
+from sqlalchemy.schema import CreateColumn
 
 from ledger import schema as ledger_schema
 
@@ -64,6 +76,7 @@ users = Table(
     Column("token_hash", LargeBinary(32), nullable=False, unique=True),
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float, nullable=True),
+    Column("password_hash", Text, nullable=True),  # argon2id; version 3
 )
 
 decisions = Table(
@@ -124,6 +137,8 @@ incidents = Table(
     Column("detail", Text, nullable=False),  # JSON
     Column("created_at", Float, nullable=False),
     Column("audit_seq", BigInteger, nullable=True),
+    Column("acknowledged_at", Float, nullable=True),  # version 3
+    Column("acknowledged_by", String(254), nullable=True),  # version 3
 )
 Index("ix_incidents_created", incidents.c.created_at)
 
@@ -133,6 +148,58 @@ gateway_state = Table(
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),  # JSON
 )
+
+invites = Table(
+    "invites",
+    metadata,
+    Column("token_hash", LargeBinary(32), primary_key=True),
+    Column("email", String(254), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("used_at", Float, nullable=True),
+    Column("created_by", String(254), nullable=False),
+)
+
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("token_hash", LargeBinary(32), primary_key=True),
+    Column("email", String(254), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_seen_at", Float, nullable=False),
+    Column("ended_at", Float, nullable=True),
+    Column("address", String(64), nullable=True),
+)
+Index("ix_console_sessions_email", console_sessions.c.email)
+
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("scope", String(320), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("first_at", Float, nullable=False),
+    Column("blocked_until", Float, nullable=True),
+)
+
+passkeys = Table(
+    "passkeys",
+    metadata,
+    Column("credential_id", String(512), primary_key=True),  # base64url
+    Column("email", String(254), nullable=False),
+    Column("public_key", Text, nullable=False),  # base64url COSE key
+    Column("sign_count", BigInteger, nullable=False),
+    Column("rp_id", String(253), nullable=False),
+    Column("origin", String(512), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+    Column("audit_seq", BigInteger, nullable=True),
+)
+Index("ix_passkeys_email", passkeys.c.email)
+
+#: The tables version 3 creates, and the columns it adds to tables that already existed.
+_VERSION_3_TABLES = (invites, console_sessions, login_failures, passkeys)
+_VERSION_3_COLUMNS = (users.c.password_hash, incidents.c.acknowledged_at, incidents.c.acknowledged_by)
 
 
 def _create_gateway_tables(conn: Connection) -> None:
@@ -160,8 +227,26 @@ def _unique_agent_names_regardless_of_case(conn: Connection) -> None:
     conn.execute(text(f"CREATE UNIQUE INDEX {AGENT_NAME_INDEX} ON agents (lower(name))"))
 
 
+def _console_accounts(conn: Connection) -> None:
+    """Version 3: people sign in to the console. `users.password_hash`, the acknowledgement of
+    an incident, and the tables `invites`, `console_sessions`, `login_failures`, `passkeys`.
+
+    Version 1 creates whatever `metadata` holds, so on a database created by this release these
+    already exist: each column and table is added only if it is missing."""
+    found = inspect(conn)
+    for column in _VERSION_3_COLUMNS:
+        table = column.table.name
+        if column.name not in {c["name"] for c in found.get_columns(table)}:
+            spec = CreateColumn(column).compile(dialect=conn.dialect)
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {spec}"))
+    for new in _VERSION_3_TABLES:
+        new.create(conn, checkfirst=True)  # with its indexes
+
+
 # Append only; never edit a released migration. The list index + 1 is the schema version.
-MIGRATIONS: list[ledger_schema.Migration] = [_create_gateway_tables, _unique_agent_names_regardless_of_case]
+MIGRATIONS: list[ledger_schema.Migration] = [
+    _create_gateway_tables, _unique_agent_names_regardless_of_case, _console_accounts,
+]
 LATEST_VERSION = len(MIGRATIONS)
 
 

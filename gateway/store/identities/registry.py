@@ -31,6 +31,7 @@ ERROR_CODES = (
     "last_founder",
     "agent_exists", "unknown_agent", "agent_revoked", "invalid_agent", "invalid_autonomy",
     "user_exists", "unknown_user", "user_revoked", "invalid_email", "invalid_role",
+    "weak_password", "invalid_invite", "invalid_ttl", "invalid_credentials", "throttled",
 )  # fmt: skip
 
 

@@ -3,6 +3,7 @@
 The roles are the ones every policy set knows (`dsl.model.PEOPLE_ROLES`), most powerful first. A deployment always keeps an active founder: only founders pull the kill switch and approve
 L3 actions. Audit entries: `user_added` (`email`, `role`), `user_changed` (`field`, `old`, `new`;
 a token rotation is field `token` with both values null), `user_revoked` (`email`, `role`).
+A change of role and a revocation end the person's console sessions (`sessions.py`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy import Connection, Row, select
 from dsl.model import PEOPLE_ROLES
 from gateway.store.identities import registry as reg
 from gateway.store.identities.registry import USER_TOKEN_PREFIX, IdentityError, Registration
+from gateway.store.identities.sessions import end_sessions_for
 from gateway.store.schema import users
 from ledger.store import Ledger
 
@@ -84,6 +86,7 @@ def set_role(conn: Connection, ledger: Ledger, email: str, role: str, now: float
         _keep_a_founder(conn, current.email, "demote")
     if changed.role != current.role:
         reg.change(conn, ledger, USERS, current.email, {"role": changed.role}, "role", current.role, changed.role, actor)
+        end_sessions_for(conn, current.email, now)  # they sign in again, under their new role
     return changed
 
 
@@ -97,6 +100,7 @@ def revoke_user(conn: Connection, ledger: Ledger, email: str, now: float, actor:
     if user.role == "founder":
         _keep_a_founder(conn, user.email, "revoke")
     reg.revoke(conn, ledger, USERS, user.email, {"email": user.email, "role": user.role}, now, actor)
+    end_sessions_for(conn, user.email, now)
     return user
 
 

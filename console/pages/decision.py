@@ -1,0 +1,126 @@
+"""One decision, with everything an approver needs to say yes or no, and the approve and reject
+forms (plain forms; htmx swaps the status panel in place)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.responses import RedirectResponse, Response
+
+from console import explain, present, queries
+from console.auth import Viewer, acting_as, form_of, signed_in
+from console.render import is_htmx, page, root, runtime_of
+from gateway.pipeline.approvals import Person
+from gateway.pipeline.errors import PipelineError
+from gateway.store.identities import IdentityError, get_agent
+from ledger.database import read_only
+
+router = APIRouter()
+
+MAX_TEXT = 2000
+
+
+def _context(request: Request, viewer: Viewer, decision_id: str) -> dict[str, Any]:
+    runtime = runtime_of(request)
+    if len(decision_id) > 64:
+        raise HTTPException(404, "no such decision")
+    with read_only(runtime.db.connect()) as conn:
+        row = queries.decision(conn, decision_id)
+        if row is None:
+            raise HTTPException(404, f"no decision {decision_id}")
+        recent = queries.recent(conn, row.agent, row.tool, exclude=decision_id)
+        try:
+            agent = get_agent(conn, row.agent)
+        except IdentityError:
+            agent = None
+        has_passkey = _has_passkey(conn, viewer.email)
+    policy_set, _decider = runtime.policies.current()
+    policy_dir = Path(runtime.settings.policy_dir)
+    reasons = [(reason, explain.rule_source(policy_set, policy_dir, reason.policy, reason.rule))
+               for reason in row.decision.reasons]
+    spec = runtime.registry.spec(row.tool)
+    owner = agent.agent.owner if agent is not None else None
+    needs_passkey = has_passkey or (row.decision.risk == "L3" and runtime.settings.passkeys_required_for_l3)
+    return {
+        "row": row, "d": row.decision, "packet": row.packet, "params": present.param_rows(row.params),
+        "evidence": present.flatten(row.packet.get("evidence", {})), "context_rows": present.flatten(row.packet.get("context", {})),
+        "reasons": reasons, "active_digest": policy_set.digest, "spec": spec, "agent": agent,
+        "matrix": present.matrix(row.decision.autonomy, row.decision.risk), "recent": recent,
+        "standing": explain.standing(viewer, row.decision, owner, needs_passkey=needs_passkey, has_passkey=has_passkey),
+        "needs_passkey": needs_passkey, "section": "inbox",
+    }
+
+
+def _has_passkey(conn: Any, email: str) -> bool:
+    try:
+        from gateway.store import passkeys
+    except ImportError:  # pragma: no cover - passkeys are part of the store
+        return False
+    return bool(passkeys.has_passkey(conn, email))
+
+
+@router.get("/decisions/{decision_id}", name="decision")
+def decision_page(request: Request, decision_id: str, viewer: Annotated[Viewer, Depends(signed_in)],
+                  done: str | None = None) -> Response:
+    return page(request, "decision.html", viewer, notice=_notice(done), error=None,
+                **_context(request, viewer, decision_id))
+
+
+@router.get("/decisions/{decision_id}/panel", name="decision_panel")
+def decision_panel(request: Request, decision_id: str, viewer: Annotated[Viewer, Depends(signed_in)]) -> Response:
+    return page(request, "_decision_panel.html", viewer, notice=None, error=None, **_context(request, viewer, decision_id))
+
+
+def _notice(done: str | None) -> str | None:
+    return {"approved": "Your approval is recorded.", "rejected": "The decision is rejected."}.get(done or "")
+
+
+async def _decide(request: Request, viewer: Viewer, decision_id: str, verb: str) -> Response:
+    form = await form_of(request)
+    runtime = runtime_of(request)
+    person = Person(email=viewer.email, role=viewer.role)
+    text = (form.get("comment") if verb == "approve" else form.get("reason")) or ""
+    text = text.strip()
+    error = None
+    if len(text) > MAX_TEXT:
+        error = f"at most {MAX_TEXT} characters, please"
+    elif verb == "reject" and not text:
+        error = "say why you reject it: the agent and the audit log keep the reason"
+    if error is None:
+        try:
+            if verb == "approve":
+                await run_in_threadpool(_approve, runtime, person, decision_id, text or None, form.get("passkey"),
+                                        request)
+            else:
+                await run_in_threadpool(runtime.approvals.reject, person, decision_id, text)
+        except PipelineError as exc:
+            error = exc.message if hasattr(exc, "message") else str(exc)
+    if error is None and not is_htmx(request):
+        done = "approved" if verb == "approve" else "rejected"
+        return RedirectResponse(f"{root(request)}/decisions/{decision_id}?done={done}", status_code=303)
+    context = await run_in_threadpool(_context, request, viewer, decision_id)
+    template = "_decision_panel.html" if is_htmx(request) else "decision.html"
+    notice = None if error else _notice("approved" if verb == "approve" else "rejected")
+    return await run_in_threadpool(lambda: page(request, template, viewer, status=409 if error else 200,
+                                                notice=notice, error=error, **context))
+
+
+def _approve(runtime: Any, person: Person, decision_id: str, comment: str | None, passkey: str | None,
+             request: Request) -> Any:
+    return runtime.approvals.approve(person, decision_id, comment)
+
+
+@router.post("/decisions/{decision_id}/approve")
+async def approve(request: Request, decision_id: str,
+                  viewer: Annotated[Viewer, Depends(acting_as("decide"))]) -> Response:
+    return await _decide(request, viewer, decision_id, "approve")
+
+
+@router.post("/decisions/{decision_id}/reject")
+async def reject(request: Request, decision_id: str,
+                 viewer: Annotated[Viewer, Depends(acting_as("decide"))]) -> Response:
+    return await _decide(request, viewer, decision_id, "reject")

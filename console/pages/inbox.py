@@ -1,0 +1,31 @@
+"""The inbox: pending approvals, soonest expiry first, refreshed live over SSE."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from console import queries
+from console.auth import Viewer, signed_in
+from console.render import page, runtime_of
+from ledger.database import read_only
+
+router = APIRouter()
+
+
+def _rows(request: Request) -> list[queries.Row]:
+    with read_only(runtime_of(request).db.connect()) as conn:
+        return queries.pending(conn)
+
+
+@router.get("/", name="inbox")
+def inbox(request: Request, viewer: Annotated[Viewer, Depends(signed_in)]) -> Response:
+    return page(request, "inbox.html", viewer, rows=_rows(request), section="inbox")
+
+
+@router.get("/inbox/rows", name="inbox_rows")
+def inbox_rows(request: Request, viewer: Annotated[Viewer, Depends(signed_in)]) -> Response:
+    """The table body alone (and the pending badge, out of band), for live refresh."""
+    return page(request, "_inbox_rows.html", viewer, rows=_rows(request), fragment=True)

@@ -1,0 +1,92 @@
+"""`GET /console/events`: the live feed as server-sent events.
+
+Each audit entry becomes named events the pages listen for (htmx's SSE extension):
+
+- `inbox`: the pending list changed (a decision, an approval, a rejection, an expiry, an
+  execution, the kill switch), so the inbox fetches its rows again;
+- `decision-<id>`: something happened to that decision; its page fetches its panel again;
+- `feed`: a line of HTML for the activity feed (incidents only for roles that see them);
+- `kill-switch`, `agents`, `incidents`: those pages and the banner refresh.
+
+A `resync` (on connect, and when a page fell behind) asks for all of them. The session is checked
+again every `RECHECK` seconds: a page signed out elsewhere stops receiving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from sse_starlette.sse import EventSourceResponse, ServerSentEvent
+from starlette.concurrency import run_in_threadpool
+
+from console import present
+from console.auth import Viewer, lookup, signed_in
+from console.events import RESYNC, Event
+from console.render import root, templates
+
+router = APIRouter()
+
+RECHECK = 30.0
+INBOX_KINDS = frozenset({"decision", "approval", "rejection", "expiry", "reevaluation", "execution", "kill_switch"})
+AGENT_KINDS = frozenset({"agent_registered", "agent_changed", "agent_revoked"})
+INCIDENT_KINDS = frozenset({"incident", "incident_acknowledged"})
+FEED_KINDS = INBOX_KINDS | AGENT_KINDS | INCIDENT_KINDS | frozenset({"refusal", "policy_activated"})
+
+
+def _feed_line(request: Request, viewer: Viewer, event: Event) -> str:
+    return templates.get_template("_feed_item.html").render(event=event, base=root(request), viewer=viewer,
+                                                            summary=present.summary)
+
+
+def events_for(request: Request, viewer: Viewer, event: Event) -> list[ServerSentEvent]:
+    if event is RESYNC:
+        return [ServerSentEvent(data="", event=name) for name in ("inbox", "kill-switch", "agents", "incidents",
+                                                                  "resync")]
+    out = []
+    if event.kind in INBOX_KINDS:
+        out.append(ServerSentEvent(data="", event="inbox"))
+    if event.decision_id:
+        out.append(ServerSentEvent(data="", event=f"decision-{event.decision_id}"))
+    if event.kind == "kill_switch":
+        out.append(ServerSentEvent(data="", event="kill-switch"))
+    if event.kind in AGENT_KINDS:
+        out.append(ServerSentEvent(data="", event="agents"))
+    if event.kind in INCIDENT_KINDS and viewer.can("incidents"):
+        out.append(ServerSentEvent(data="", event="incidents"))
+    if event.kind in FEED_KINDS and (event.kind not in INCIDENT_KINDS or viewer.can("incidents")):
+        out.append(ServerSentEvent(data=_feed_line(request, viewer, event), event="feed", id=str(event.seq)))
+    return out
+
+
+@router.get("/events", name="events")
+async def events(request: Request, viewer: Annotated[Viewer, Depends(signed_in)]) -> EventSourceResponse:
+    feed = request.app.state.feed
+
+    async def stream() -> AsyncIterator[ServerSentEvent]:
+        checked = time.monotonic()
+        queue = feed.open()
+        try:
+            while True:
+                try:
+                    event: Event | None = await asyncio.wait_for(queue.get(), timeout=RECHECK)
+                except TimeoutError:
+                    event = None
+                if time.monotonic() - checked > RECHECK:
+                    checked = time.monotonic()
+                    if await run_in_threadpool(lookup, request) is None:
+                        yield ServerSentEvent(data="", event="signed-out")
+                        return
+                if event is not None:
+                    for message in events_for(request, viewer, event):
+                        yield message
+        finally:
+            feed.close(queue)
+
+    return EventSourceResponse(stream(), ping=15, send_timeout=10, headers={"Cache-Control": "no-store"})
+
+
+__all__ = ["router"]
