@@ -138,7 +138,9 @@ The verifier checks, in numbered steps: every entry parses and is canonical; seq
 without a gap; every "prev" link; every checkpoint's signature (following key rotations) and
 Merkle root; each checkpoint is consistent with the next; and, with --trusted-checkpoint, that a
 checkpoint you kept from an earlier export is consistent with this log (which detects
-truncation, rollback and forks). It names the first bad entry and the failed step, and exits
+truncation, rollback and forks); and that every approval signed with a passkey (an "approval"
+entry with "passkey") verifies under a passkey registered earlier in the log ("passkey_registered")
+to its approver, for that approval's own decision, packet and policies. It names the first bad entry and the failed step, and exits
 with status 1 if anything fails (0 when everything checks out).
 
 Keep the newest file from checkpoints/ somewhere safe: pass it as --trusted-checkpoint when you

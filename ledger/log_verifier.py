@@ -20,6 +20,8 @@ from ledger.compact import MerkleAccumulator
 from ledger.entry import GENESIS_PREV, EntryError, chain_fields, decode_entry
 from ledger.merkle import EMPTY_ROOT, ProofError, verify_consistency
 from ledger.note import NoteError, Verifier
+from ledger.passkeys import KINDS as PASSKEY_KINDS
+from ledger.passkeys import PasskeyFailure, SignedApprovals
 from ledger.pending_checkpoint import PendingCheckpoint, read_pending
 from ledger.proofplan import Pair, ProofPlan
 from ledger.report import VerificationFailure, VerifyError
@@ -76,6 +78,7 @@ class LogVerifier:
         if trusted_size is not None:
             events.add(trusted_size)
         self.events = sorted(e for e in events if e > 0)
+        self.signed = SignedApprovals()
 
     # -- the stream -------------------------------------------------------------------------
 
@@ -129,6 +132,8 @@ class LogVerifier:
                 if kind == "key_rotated":
                     acc.size = n
                     self._rotate(n - 1, data)
+                elif kind in PASSKEY_KINDS and (kind != "approval" or "passkey" in data):
+                    self._passkey(n - 1, kind, data)
                 if n == next_progress and progress is not None:
                     progress(n)
                     next_progress += PROGRESS_EVERY
@@ -300,6 +305,15 @@ class LogVerifier:
                 4, f"bad key rotation: {exc}", seq=seq, line=seq + 1
             ) from exc
         self.keys.append(str(self.key))
+
+    # -- step (7) ----------------------------------------------------------------------------
+
+    def _passkey(self, seq: int, kind: str, data: dict[str, object]) -> None:
+        # (7): a passkey registration, revocation or signed approval (ledger.passkeys).
+        try:
+            self.signed.observe(seq, kind, data)
+        except PasskeyFailure as exc:
+            raise VerificationFailure(7, f"{kind}: {exc}", seq=seq, line=seq + 1) from exc
 
     def finish(self, n: int) -> list[str]:
         """Checks that need the whole log: truncation (6), checkpoints past its end (4)."""

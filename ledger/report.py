@@ -24,6 +24,7 @@ STEPS: dict[int, str] = {
     4: "every checkpoint's signature (following key rotations) and root",
     5: "each checkpoint is consistent with the next",
     6: "the trusted checkpoint is consistent with the log",
+    7: "every passkey-signed approval verifies under a passkey registered to its approver",
 }
 
 
@@ -81,6 +82,8 @@ class Report:
     latest_checkpoint_size: int | None = None
     unsigned_tail: int = 0
     warnings: list[str] = field(default_factory=list)
+    passkey_approvals: int = 0
+    """How many approvals carried a passkey assertion that verified (step (7))."""
 
     def summary(self) -> str:
         """Human-readable, one line per step, then the verdict."""
@@ -91,12 +94,18 @@ class Report:
             lines.append(
                 f"OK: {self.entries} entries, {self.checkpoints} checkpoints, tree head "
                 f"{base64.b64encode(self.root).decode()} at size {self.tree_size}"
+                + (f", {self.signed_approvals()}" if self.passkey_approvals else "")
             )
         else:
             where = self.location()
             at = f" at {where}" if where else ""
             lines.append(f"FAILED step ({self.failed_step}){at}: {self.failure}")
         return "\n".join(lines)
+
+    def signed_approvals(self) -> str:
+        """"3 passkey-signed approvals verified"."""
+        plural = "" if self.passkey_approvals == 1 else "s"
+        return f"{self.passkey_approvals} passkey-signed approval{plural} verified"
 
     def location(self) -> str:
         """Where the first failure is: "seq 41, line 42, checkpoint 64", or "" when unknown."""
@@ -122,6 +131,7 @@ class Report:
             "latest_checkpoint_size": self.latest_checkpoint_size,
             "unsigned_tail": self.unsigned_tail,
             "warnings": list(self.warnings),
+            "passkey_approvals": self.passkey_approvals,
             "steps": [
                 {"number": s.number, "title": s.title, "status": s.status, "detail": s.detail}
                 for s in self.steps

@@ -12,7 +12,10 @@ over the entries, O(log n) memory for the tree (a compact range), and these numb
 (5) each checkpoint is consistent with the next: a real RFC 6962 consistency proof, built from
     subtree hashes captured while streaming, checked with the RFC 9162 verifier;
 (6) a checkpoint the auditor kept from before is consistent with the log now: not past its end
-    (truncation), same tree head at its size (rollback or fork), and provably extended.
+    (truncation), same tree head at its size (rollback or fork), and provably extended;
+(7) every approval signed with a passkey verifies under a passkey registered earlier in the log to
+    its approver and not revoked since, for that approval's own challenge
+    (:mod:`ledger.passkeys`; memory: one record per registered passkey).
 
 The first failure stops verification; the report names the step and the entry (seq and line)
 or checkpoint where it happened, and for an altered entry which one, as far as the signed
@@ -45,9 +48,15 @@ def _report(v: LogVerifier, n: int, failure: VerificationFailure | None,
             status = "skipped"
         elif number == 6 and v.trusted is None:
             status = "skipped"
+        elif number == 7 and not v.signed.credentials:
+            status = "skipped"
         else:
             status = "passed"
-        steps.append(StepResult(number, title, status))
+        detail = ""
+        if number == 7 and status == "passed":
+            plural = "" if v.signed.verified == 1 else "s"
+            detail = f"{v.signed.verified} passkey-signed approval{plural} verified"
+        steps.append(StepResult(number, title, status, detail))
     last = v.sizes[-1] if v.sizes else None
     return Report(
         ok=failure is None,
@@ -65,6 +74,7 @@ def _report(v: LogVerifier, n: int, failure: VerificationFailure | None,
         latest_checkpoint_size=last,
         unsigned_tail=max(0, n - last) if last is not None and failure is None else 0,
         warnings=warnings,
+        passkey_approvals=v.signed.verified,
     )
 
 

@@ -2,7 +2,7 @@
 
 The checks themselves live in `ledger.verify` (numbered steps, first failure wins); this module
 gathers the inputs (key string or key file, trusted checkpoint file, export folder or one
-read-only snapshot of the database, plus step (7) for a database: its head row matches the
+read-only snapshot of the database, plus step (8) for a database: its head row matches the
 verified entries), reports progress on stderr for large logs, and prints the
 numbered steps with ✓/✗, the first bad entry and the failed step. Exit 0 when the log verifies,
 1 when it does not; a log that cannot be checked at all (unreadable key, folder or database)
@@ -21,11 +21,11 @@ from gateway.cli.exits import EXIT_CHECK_FAILED, EXIT_OK
 from gateway.cli.guard import CommandError
 from ledger.database import describe, make_engine, read_only
 from ledger.keys import read_verifier_key
-from ledger.report import Report, StepResult
+from ledger.report import STEPS, Report, StepResult
 from ledger.store import Head, Ledger
 from ledger.verify import VerifyError, verify_export, verify_log
 
-HEAD_STEP = 7  # after the verifier's six steps; only for a live database
+HEAD_STEP = max(STEPS) + 1  # (8): after the verifier's own steps; only for a live database
 MARKS = {"passed": "✓", "failed": "✗", "skipped": "–", "not reached": "·"}
 ASCII_MARKS = {"passed": "ok", "failed": "FAIL", "skipped": "-", "not reached": "."}
 
@@ -100,7 +100,7 @@ def _verify_database(url: str, key: str, trusted: str | None) -> tuple[str, Repo
 
 
 def _check_head(report: Report, head: Head) -> Report:
-    """(7) The database's own head (what the next append chains to and what new checkpoints
+    """(8) The database's own head (what the next append chains to and what new checkpoints
     sign) must be the tree of the entries just verified."""
     title = "the database head matches the verified entries"
     if not report.ok:
@@ -139,6 +139,7 @@ def render(report: Report, source: str, key: str) -> str:
         lines.append(
             f"OK: {report.entries:,} entries, {report.checkpoints} checkpoints, "
             f"{len(report.keys) or 1} key(s); verified tree size {report.tree_size:,}"
+            + (f"; {report.signed_approvals()}" if report.passkey_approvals else "")
         )
     else:
         at = report.location()

@@ -45,7 +45,9 @@ def document(app: FastAPI, bodies: Iterable[type[BaseModel]]) -> dict[str, Any]:
     components.update(packet_schema.pop("$defs", {}))
     components["Packet"] = packet_schema
     for model in bodies:
-        components[model.__name__] = model.model_json_schema()
+        body_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(body_schema.pop("$defs", {}))
+        components[model.__name__] = body_schema
     security = schema["components"].setdefault("securitySchemes", {})
     security["bearer"] = {"type": "http", "scheme": "bearer"}
     _document_problems(schema)

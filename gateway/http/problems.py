@@ -31,6 +31,8 @@ CODES: dict[str, tuple[int, str]] = {
     "tool_not_allowed": (403, "This agent may not use this tool"),
     "own_agent": (403, "Nobody approves an action of an agent they own"),
     "role_not_allowed": (403, "This approval needs another role"),
+    "passkey_required": (403, "This approval must be signed with your passkey: approve it in the console"),
+    "passkey_invalid": (403, "The passkey assertion does not verify for this approval"),
     "not_found": (404, "No such resource"),
     "decision_not_found": (404, "No such decision"),
     "packet_id_reused": (409, "This packet_id was already used with a different packet"),
@@ -65,6 +67,8 @@ DOMAIN_PROBLEMS: dict[type[errors.PipelineError], str] = {
     errors.AlreadyApproved: "already_approved",
     errors.NotPending: "not_pending",
     errors.ApprovalExpired: "approval_expired",
+    errors.PasskeyRequired: "passkey_required",
+    errors.PasskeyInvalid: "passkey_invalid",
     errors.OutOfRange: "invalid_request",
 }
 

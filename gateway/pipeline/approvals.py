@@ -11,6 +11,14 @@ switch active now (`_settle`): a violation now denies; an obligation the approva
 do not cover keeps it pending; otherwise it executes. While the kill switch is engaged approvals
 are still recorded but nothing is settled; releasing the switch settles every fully approved
 decision.
+
+An approval may be signed with the approver's passkey (`PasskeyAssertion`, a WebAuthn response
+over `ledger.passkeys.approval_challenge` of the decision, its packet hash, its policy digest and
+the approver). It must be when the decision is L3 and `passkeys_required_for_l3` is set, or when
+the approver has registered a passkey (a person with a passkey approves with it, always):
+otherwise `PasskeyRequired`. The assertion is checked inside the locked transaction
+(`PasskeyInvalid` when it does not verify) and goes into the `approval` entry as "passkey", so
+`warden audit verify` checks it offline.
 """
 
 from __future__ import annotations
@@ -30,13 +38,16 @@ from gateway.engine.models import ApprovalGrant, Decision, Packet, Reason, packe
 from gateway.execution.claims import Claim
 from gateway.execution.outbox import enqueue
 from gateway.pipeline.errors import (
-    AlreadyApproved, ApprovalExpired, DecisionNotFound, NotPending, NotPermitted, OwnAgent, PipelineError,
-    RoleNotAllowed, shown,
+    AlreadyApproved, ApprovalExpired, DecisionNotFound, NotPending, NotPermitted, OwnAgent, PasskeyInvalid,
+    PasskeyRequired, PipelineError, RoleNotAllowed, shown,
 )
+from gateway.store import passkeys as passkey_store
+from dsl.model import Risk
 from gateway.store.records import load_decision, store_decision_update
 from gateway.store.schema import approvals, decisions
 from gateway.pipeline.submit import Gateway
 from ledger.database import read_only
+from ledger.passkeys import approval_challenge
 
 #: The people roles that approve and reject (a founder for any role); see `dsl.model.PEOPLE_ROLES`.
 APPROVER_ROLES: frozenset[str] = frozenset({FOUNDER, "approver"})
@@ -50,6 +61,16 @@ class Person:
     role: str
 
 
+@dataclass(frozen=True)
+class PasskeyAssertion:
+    """An approval's passkey signature: the `navigator.credentials.get()` response as JSON, and
+    the relying party it was made for (the console's host name and origin)."""
+
+    response_json: str
+    rp_id: str
+    origin: str
+
+
 def covers(grants: list[ApprovalGrant], role: str, count: int) -> bool:
     """Whether distinct people with the right role (a founder counts for any role) number `count`."""
     people = {g.approver for g in grants if g.role == role or g.role == FOUNDER}
@@ -59,8 +80,9 @@ def covers(grants: list[ApprovalGrant], role: str, count: int) -> bool:
 class Approvals:
     """The approval queue and its transitions, on top of a `Gateway`."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, *, passkeys_required_for_l3: bool = False) -> None:
         self.gw = gateway
+        self.passkeys_required_for_l3 = passkeys_required_for_l3
 
     # ------------------------------------------------------------ queue
 
@@ -76,9 +98,19 @@ class Approvals:
 
     # ------------------------------------------------------------ approve / reject
 
-    def approve(self, person: Person, decision_id: str, comment: str | None) -> Decision:
-        result = self.gw.writer.run(lambda conn: self._approve(conn, person, decision_id, comment))
+    def approve(self, person: Person, decision_id: str, comment: str | None,
+                passkey: PasskeyAssertion | None = None) -> Decision:
+        result = self.gw.writer.run(lambda conn: self._approve(conn, person, decision_id, comment, passkey))
         return self._after(result)
+
+    def approval_options(self, person: Person, decision_id: str, rp_id: str) -> str:
+        """The `navigator.credentials.get()` options (JSON) with which `person` signs their
+        approval of `decision_id` with one of their passkeys (for the console)."""
+        with read_only(self.gw.db.connect()) as conn:
+            try:
+                return passkey_store.approval_options(conn, person.email, decision_id, rp_id)
+            except passkey_store.PasskeyError as exc:
+                raise DecisionNotFound(f"no decision {shown(decision_id)}") from exc
 
     def reject(self, person: Person, decision_id: str, reason: str | None) -> Decision:
         return self._after(self.gw.writer.run(lambda conn: self._reject(conn, person, decision_id, reason)))
@@ -119,7 +151,8 @@ class Approvals:
         return decision, row
 
     def _approve(
-        self, conn: Connection, person: Person, decision_id: str, comment: str | None
+        self, conn: Connection, person: Person, decision_id: str, comment: str | None,
+        passkey: PasskeyAssertion | None = None,
     ) -> tuple[Decision, PipelineError | None, Claim | None]:
         decision, row = self._locked_pending(conn, person, decision_id)
         now = self.gw.clock()
@@ -128,6 +161,7 @@ class Approvals:
         assert decision.approval is not None
         if any(g.approver == person.email for g in decision.approval.approvals):
             raise AlreadyApproved(f"{shown(person.email)} has already approved {shown(decision_id)}")
+        signed = self._passkey(conn, person, decision, row.packet_hash, passkey)
         grant = ApprovalGrant(approver=person.email, role=person.role,
                               approved_at=datetime.fromtimestamp(now, UTC), comment=comment)
         conn.execute(insert(approvals).values(
@@ -140,12 +174,33 @@ class Approvals:
             "role": person.role, "comment": comment,
             "approvals": len(decision.approval.approvals),
             "required": {"role": decision.approval.required_role, "count": decision.approval.count},
+            **({"passkey": signed} if signed is not None else {}),
         })
         claim = None
         if covers(decision.approval.approvals, decision.approval.required_role, decision.approval.count):
             claim = self._settle(conn, decision, row, now, lease_until=now + self.gw.outbox.lease_seconds)
         store_decision_update(conn, decision, now=now)
         return decision, None, claim
+
+    def _passkey(self, conn: Connection, person: Person, decision: Decision, packet_hash: str,
+                 passkey: PasskeyAssertion | None) -> dict[str, Any] | None:
+        """The verified "passkey" object for the approval entry, or None for an approval that
+        need not be signed; refuses a missing or bad assertion."""
+        assert decision.decision_id is not None
+        if passkey is None:
+            if decision.risk == Risk.L3 and self.passkeys_required_for_l3:
+                raise PasskeyRequired(f"approving the L3 action {shown(decision.decision_id)} needs your passkey: "
+                                      "approve it in the console with your passkey")
+            if passkey_store.has_passkey(conn, person.email):
+                raise PasskeyRequired(f"{shown(person.email)} has a passkey, so their approvals are signed with it: "
+                                      "approve it in the console with your passkey")
+            return None
+        challenge = approval_challenge(decision.decision_id, packet_hash, decision.policy_digest, person.email)
+        try:
+            return passkey_store.verify_approval_assertion(conn, person.email, passkey.response_json, challenge,
+                                                           passkey.rp_id, passkey.origin)
+        except passkey_store.PasskeyError as exc:
+            raise PasskeyInvalid(str(exc)) from exc
 
     def _reject(
         self, conn: Connection, person: Person, decision_id: str, reason: str | None
@@ -311,4 +366,4 @@ def _json(decision: Decision) -> dict[str, Any]:
     return decision.model_dump(mode="json")
 
 
-__all__ = ["Approvals", "Person", "covers", "Agent", "packet_hash"]
+__all__ = ["Approvals", "PasskeyAssertion", "Person", "covers", "Agent", "packet_hash"]

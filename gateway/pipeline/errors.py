@@ -14,7 +14,9 @@
     │   ├── OwnAgent                    own_agent: nobody decides on an agent they own
     │   ├── AlreadyApproved             already_approved: the same person counts once
     │   ├── NotPending                  not_pending: already settled (.decision)
-    │   └── ApprovalExpired             approval_expired: the window closed (.decision)
+    │   ├── ApprovalExpired             approval_expired: the window closed (.decision)
+    │   ├── PasskeyRequired             passkey_required: this approval must be signed with a passkey
+    │   └── PasskeyInvalid              passkey_invalid: the passkey assertion does not verify
     └── OutOfRange                      out_of_range: no such entry, tree size or proof
 
 The HTTP layer maps each class to a problem code and status in one table
@@ -126,6 +128,21 @@ class ApprovalExpired(ApprovalRefused):
 
     def __init__(self, message: str, decision: dict[str, Any]) -> None:
         super().__init__(message, decision=decision)
+
+
+class PasskeyRequired(ApprovalRefused):
+    """The approval must be signed with the approver's passkey: the action is L3 and
+    `passkeys_required_for_l3` is set, or the approver has registered a passkey."""
+
+    code = "passkey_required"
+
+
+class PasskeyInvalid(ApprovalRefused):
+    """The passkey assertion sent with an approval does not verify (another person's or an
+    unknown passkey, a revoked one, a signature over another approval, a bad signature, a sign
+    count going backwards)."""
+
+    code = "passkey_invalid"
 
 
 class OutOfRange(PipelineError):

@@ -167,7 +167,7 @@ class Runtime:
             registry=self.registry, outbox=self.outbox, clock=clock, on_decision=self._observe_decision,
             limits=Limits(settings.repeated_denials_threshold, settings.repeated_denials_window_seconds),
         )
-        self.approvals = Approvals(self.gateway)
+        self.approvals = Approvals(self.gateway, passkeys_required_for_l3=settings.passkeys_required_for_l3)
         self.changes = Changes()
         self.tokens: TokenCache[Any] = TokenCache()  # who each token is, for the HTTP layer
         self.audit = AuditReader(self.db, self.ledger)

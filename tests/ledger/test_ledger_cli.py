@@ -154,11 +154,11 @@ def test_verify_db_checks_that_the_head_row_matches_the_entries(
     with engine.begin() as conn:
         Checkpointer(signer).sign_now(conn)
     assert run_verification(None, db_url, signer.verifier_key, None) == EXIT_OK
-    assert re.search(r"\(7\) (✓|ok) the database head matches the verified entries", capsys.readouterr().out)
+    assert re.search(r"\(8\) (✓|ok) the database head matches the verified entries", capsys.readouterr().out)
     with engine.begin() as conn:
         frontier = bytes(conn.execute(select(head.c.frontier)).scalar_one())
         conn.execute(update(head).values(frontier=bytes(32) + frontier[32:]))
     engine.dispose()
     assert run_verification(None, db_url, signer.verifier_key, None) == EXIT_CHECK_FAILED
     out = capsys.readouterr().out
-    assert re.search(r"\(7\) (✗|FAIL) the database head", out) and "FAILED at step (7)" in out
+    assert re.search(r"\(8\) (✗|FAIL) the database head", out) and "FAILED at step (8)" in out

@@ -1,8 +1,16 @@
-"""The approval queue, and approving or rejecting a pending decision."""
+"""The approval queue, and approving or rejecting a pending decision.
+
+An approval may carry `passkey`: the WebAuthn `navigator.credentials.get()` response
+(`PublicKeyCredential.toJSON()`) signed over the decision's approval challenge
+(`ledger.passkeys.approval_challenge`). Its relying party is the `public_url` setting's host and
+origin, else the request's own (`gateway.http.relying_party`). A missing assertion where one is
+needed is 403 `passkey_required`; one that does not verify is 403 `passkey_invalid` (403, not 422:
+the body is well-formed, but it does not prove that this person approves this action).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -16,15 +24,46 @@ from gateway.http.deps import DecisionId, RuntimeDep
 from gateway.http.openapi import SMALL_BODY_CODES, json_body
 from gateway.http.problems import problem_responses
 from gateway.http.routes.actions import decision_response
-from gateway.pipeline.approvals import APPROVER_ROLES, Person
+from gateway.http.relying_party import relying_party
+from gateway.pipeline.approvals import APPROVER_ROLES, PasskeyAssertion, Person
 
 router = APIRouter(tags=["approvals"])
+
+
+_B64 = Annotated[str, Field(max_length=16384, pattern="^[A-Za-z0-9_-]*={0,2}$")]
+
+
+class PasskeyAssertionResponse(BaseModel):
+    """`AuthenticatorAssertionResponse.toJSON()`: base64url fields."""
+
+    model_config = ConfigDict(extra="allow")
+
+    clientDataJSON: _B64
+    authenticatorData: _B64
+    signature: _B64
+    userHandle: _B64 | None = None
+
+
+class PasskeyCredential(BaseModel):
+    """`PublicKeyCredential.toJSON()` of a `navigator.credentials.get()` with the options of
+    the decision's approval challenge."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: _B64
+    rawId: _B64
+    type: Literal["public-key"]
+    response: PasskeyAssertionResponse
+    clientExtensionResults: dict[str, Any] = Field(default_factory=dict)
+    authenticatorAttachment: Annotated[str | None, Field(max_length=64)] = None
 
 
 class ApprovalBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     comment: Annotated[str | None, Field(max_length=2000)] = None
+    passkey: PasskeyCredential | None = Field(
+        default=None, description="the approval signed with the approver's passkey (WebAuthn assertion)")
 
 
 class RejectionBody(BaseModel):
@@ -36,6 +75,9 @@ class RejectionBody(BaseModel):
 DECIDE_PROBLEMS = problem_responses("missing_token", "invalid_token", "forbidden_role", "role_not_allowed",
                                     "own_agent", "decision_not_found", "not_pending", "already_approved",
                                     "approval_expired", *SMALL_BODY_CODES)
+APPROVE_PROBLEMS = problem_responses("missing_token", "invalid_token", "forbidden_role", "role_not_allowed",
+                                     "own_agent", "passkey_required", "passkey_invalid", "decision_not_found",
+                                     "not_pending", "already_approved", "approval_expired", *SMALL_BODY_CODES)
 
 
 @router.get("/v1/approvals", summary="The approval queue", response_model=list[Decision])
@@ -49,14 +91,21 @@ def approval_queue(
 
 
 @router.post("/v1/approvals/{decision_id}/approve", response_model=Decision,
-             openapi_extra=json_body(ApprovalBody, required=False), responses=DECIDE_PROBLEMS)
+             openapi_extra=json_body(ApprovalBody, required=False), responses=APPROVE_PROBLEMS)
 async def approve(request: Request, decision_id: DecisionId, runtime: RuntimeDep,
                   who: Principal = Depends(require(*APPROVER_ROLES))) -> Response:
     """Approve a pending decision. When this is the last approval needed, the packet is decided
-    again under the policies and kill switch active now and, if still allowed, executed."""
+    again under the policies and kill switch active now and, if still allowed, executed. With
+    `passkey`, the approval is signed (required for an approver who has a passkey, and for L3
+    actions when `passkeys_required_for_l3` is set)."""
     body = await read_model(request, ApprovalBody, required=False)
     comment = body.comment if body is not None else None
-    decision = await run_in_threadpool(runtime.approvals.approve, Person(who.name, who.role), decision_id, comment)
+    passkey = None
+    if body is not None and body.passkey is not None:
+        rp_id, origin = relying_party(request, runtime.settings.public_url)
+        passkey = PasskeyAssertion(body.passkey.model_dump_json(), rp_id, origin)
+    decision = await run_in_threadpool(runtime.approvals.approve, Person(who.name, who.role), decision_id, comment,
+                                       passkey)
     runtime.changes.notify(decision_id)
     return decision_response(decision)
 
