@@ -29,6 +29,7 @@ from ledger.compact import MerkleAccumulator
 from ledger.entry import GENESIS_PREV
 from ledger.merkle import leaf_hash
 from ledger.passkeys import approval_challenge
+from audit_support import export, verify, warden  # noqa: F401
 from passkey_authenticator import SoftwareAuthenticator, b64url, unb64url
 
 FOUNDER = Person("founder@test.local", "founder")
@@ -228,22 +229,6 @@ def _digest(server: Server, decision_id: str) -> str:
 
 
 # ------------------------------------------------------------------------------ auditing offline
-
-
-def warden(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
-
-
-def export(server: Server, out: Path) -> Path:
-    done = warden("audit", "export", "--db", server.runtime.settings.database_url, "--out", out,
-                  "--sign-with", server.runtime.settings.signing_key_file, cwd=out.parent)
-    assert done.returncode == 0, done.stderr
-    return out
-
-
-def verify(folder: Path, key: str) -> subprocess.CompletedProcess[str]:
-    return warden("audit", "verify", folder, "--key", key, cwd=folder.parent)
 
 
 def rewrite(folder: Path, out: Path, server: Server, edit: Callable[[list[dict[str, Any]]], None]) -> Path:
