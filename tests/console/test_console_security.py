@@ -10,6 +10,7 @@ trusts `X-Forwarded-For`/`X-Forwarded-Proto` from 127.0.0.1 (uvicorn's default),
 
 from __future__ import annotations
 
+import http.server
 import itertools
 import json
 import re
@@ -18,7 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import httpx
 import pytest
@@ -214,7 +215,7 @@ def test_a_form_posted_from_another_origin_is_refused_in_the_browser(
     expect(page.get_by_role("heading", level=1)).to_have_text("Request refused")
     assert status_of(server, decision_id) == "pending_approval"
     page.goto(f"{server.console_url}decisions/{decision_id}")  # the session itself still works
-    expect(page.locator("#decision-panel .status")).to_have_text("pending_approval")
+    expect(page.locator("#decision-panel .status")).to_have_text("pending approval")
 
 
 # -- script injection through packets ----------------------------------------------------------
@@ -446,19 +447,50 @@ def test_the_cookies_are_secure_behind_an_https_proxy(server: Server) -> None:
     assert {"secure", "httponly"} <= set(flags) and flags["samesite"].lower() == "lax" and flags["path"] == "/console"
 
 
-def test_another_site_cannot_frame_the_console(server: Server, page: Page, static_site: StaticSite) -> None:
+class _Framing(http.server.BaseHTTPRequestHandler):
+    """Another site's page framing `?src=` beside a control frame, with no policy of its own."""
+
+    def do_GET(self) -> None:
+        query = parse_qs(urlsplit(self.path).query)
+        if "src" not in query or "control" not in query:
+            self.send_error(404)
+            return
+        body = ('<!doctype html><html lang="en"><head><title>framing</title></head><body>'
+                f'<iframe id="control" title="control" src="{escape(query["control"][0])}"></iframe>'
+                f'<iframe id="victim" title="victim" src="{escape(query["src"][0])}"></iframe></body></html>')
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def framing_site() -> Iterator[str]:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Framing)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://localhost:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_another_site_cannot_frame_the_console(server: Server, page: Page, static_site: StaticSite,
+                                               framing_site: str) -> None:
     sign_in(page, server, "founder")
-    framing = f"{static_site.url}/framing.html"
-    page.route(framing, lambda route: route.fulfill(
-        status=200, content_type="text/html",
-        body=f'<!doctype html><html lang="en"><title>framing</title>'
-             f'<iframe id="victim" title="victim" src="{server.console_url}kill-switch"></iframe></html>'))
-    with page.expect_response(lambda r: r.url == f"{server.console_url}kill-switch") as framed:
-        page.goto(framing)
-    assert framed.value.status == 200  # the console answered, and the browser kept it out of the frame
+    victim = f"{server.console_url}kill-switch"
+    control = f"{static_site.url}/smoke.html"
+    with page.expect_response(victim) as framed:
+        page.goto(f"{framing_site}?src={quote(victim, safe='')}&control={quote(control, safe='')}")
+    assert framed.value.status == 200  # the console answered; the browser kept it out of the frame
+    expect(page.frame_locator("#control").get_by_role("heading", name="Harness smoke page")).to_be_visible()
     page.wait_for_timeout(300)
-    child = next(frame for frame in page.frames if frame is not page.main_frame)
-    assert not child.url.startswith(server.console_url)
+    child = page.locator("#victim").element_handle().content_frame()
+    assert child is not None and not child.url.startswith(server.console_url), child and child.url
     assert page.frame_locator("#victim").get_by_role("button", name="Sign out").count() == 0
 
 
