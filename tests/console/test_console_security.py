@@ -661,7 +661,7 @@ def test_every_route_refuses_the_wrong_role(server: Server, people: dict[str, An
 
     for role in ROLES:
         if route == "/logout":
-            client, token = signed_in(server, role), ""
+            client = signed_in(server, role)  # a session of its own: signing out ends it
             token = csrf_of(client)
         else:
             client, token = people[role]
