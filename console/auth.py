@@ -127,8 +127,9 @@ async def acting(request: Request) -> Viewer:
     check_same_origin(request)
     viewer = await signed_in(request)
     sent = request.headers.get(CSRF_HEADER)
-    if sent is None:
-        sent = (await form_of(request)).get(CSRF_FIELD)
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if sent is None and kind in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        sent = (await form_of(request)).get(CSRF_FIELD)  # a form's token is in the form; anything else, the header
     check_token(viewer.csrf_token, sent)
     return viewer
 

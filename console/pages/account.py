@@ -62,6 +62,8 @@ async def registration_options(request: Request, viewer: Annotated[Viewer, Depen
 
 @router.post("/account/passkeys")
 async def register(request: Request, viewer: Annotated[Viewer, Depends(acting_as("passkeys"))]) -> Response:
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        return _problem(415, "send the passkey response as application/json")
     body = await request.body()
     if len(body) > MAX_CREDENTIAL_JSON:
         return _problem(413, "the passkey response is too large")
