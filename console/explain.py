@@ -89,7 +89,7 @@ def _obstacles(viewer: Any, decision: Any, owner: str | None) -> list[str]:
     found = []
     required = decision.approval.required_role
     if viewer.role != "founder" and viewer.role != required:
-        if decision.risk == "L3" or required == "founder":
+        if decision.risk.name == "L3" or required == "founder":
             found.append("This is an L3 action (irreversible or high risk): only a founder can approve it.")
         else:
             found.append(f"This decision needs a {required}'s approval; you are an {viewer.role}.")

@@ -41,7 +41,10 @@ def summary(tool: str, params: dict[str, Any]) -> str:
     """One line an approver reads first: "refund $720.00 on ch_3PqX"."""
     p = params if isinstance(params, dict) else {}
     cur = p.get("currency")
-    m = lambda key: money(p.get(key), cur)  # noqa: E731
+
+    def m(key: str) -> str:
+        return money(p.get(key), cur)
+
     match tool:
         case "stripe.refund":
             return f"refund {m('amount')} on {_short(p.get('charge'))}"

@@ -44,12 +44,12 @@ def _context(request: Request, viewer: Viewer, decision_id: str) -> dict[str, An
                for reason in row.decision.reasons]
     spec = runtime.registry.spec(row.tool)
     owner = agent.agent.owner if agent is not None else None
-    needs_passkey = has_passkey or (row.decision.risk == "L3" and runtime.settings.passkeys_required_for_l3)
+    needs_passkey = has_passkey or (row.decision.risk.name == "L3" and runtime.settings.passkeys_required_for_l3)
     return {
         "row": row, "d": row.decision, "packet": row.packet, "params": present.param_rows(row.params),
         "evidence": present.flatten(row.packet.get("evidence", {})), "context_rows": present.flatten(row.packet.get("context", {})),
         "reasons": reasons, "active_digest": policy_set.digest, "spec": spec, "agent": agent,
-        "matrix": present.matrix(row.decision.autonomy, row.decision.risk), "recent": recent,
+        "matrix": present.matrix(row.decision.autonomy.name, row.decision.risk.name), "recent": recent,
         "standing": explain.standing(viewer, row.decision, owner, needs_passkey=needs_passkey, has_passkey=has_passkey),
         "needs_passkey": needs_passkey, "section": "inbox",
     }

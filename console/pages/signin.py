@@ -64,9 +64,9 @@ def _address(request: Request) -> str:
 @router.post("/login")
 def login(request: Request, email: Annotated[str, Form(max_length=MAX_FIELD)] = "",
           password: Annotated[str, Form(max_length=MAX_FIELD)] = "",
-          signin_token: Annotated[str, Form(max_length=200)] = "",
+          sent_token: Annotated[str, Form(alias="signin_token", max_length=200)] = "",
           next: Annotated[str, Form(max_length=2048)] = "") -> Response:  # noqa: A002
-    _check_signin_form(request, signin_token)
+    _check_signin_form(request, sent_token)
     runtime = runtime_of(request)
     settings = runtime.settings
 
@@ -110,7 +110,8 @@ def _invite_email(request: Request, token: str) -> str | None:
     runtime = runtime_of(request)
     if len(token) > 200:
         return None
-    return runtime.writer.run(lambda conn: accounts.invite_email(conn, token, runtime.clock()))
+    email: str | None = runtime.writer.run(lambda conn: accounts.invite_email(conn, token, runtime.clock()))
+    return email
 
 
 @router.get("/invite/{token}", name="invite")
@@ -129,8 +130,8 @@ def invite_form(request: Request, token: str) -> Response:
 @router.post("/invite/{token}")
 def invite(request: Request, token: str, password: Annotated[str, Form(max_length=MAX_FIELD)] = "",
            again: Annotated[str, Form(max_length=MAX_FIELD)] = "",
-           signin_token: Annotated[str, Form(max_length=200)] = "") -> Response:
-    _check_signin_form(request, signin_token)
+           sent_token: Annotated[str, Form(alias="signin_token", max_length=200)] = "") -> Response:
+    _check_signin_form(request, sent_token)
     runtime = runtime_of(request)
     email = _invite_email(request, token)
     if email is None:
@@ -149,7 +150,7 @@ def invite(request: Request, token: str, password: Annotated[str, Form(max_lengt
         outcome = runtime.writer.run(work)
         if not isinstance(outcome, IdentityError):
             session_token, _session = outcome
-            response = RedirectResponse(f"{root(request)}/", status_code=303)
+            response: Response = RedirectResponse(f"{root(request)}/", status_code=303)
             set_session_cookie(response, request, session_token, runtime.settings.console_session_max_seconds)
             return response
         error = str(outcome)

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from connectors.base import ToolSpec
-from gateway.pipeline.audit import EntryPage, consistency_proof, inclusion_proof
+from gateway.pipeline.audit import EntryPage
 from gateway.store.killswitch import KillSwitch
 from ledger import merkle
 

@@ -11,7 +11,8 @@ from fastapi.responses import PlainTextResponse
 from gateway.http.auth import ANYONE, Principal, require
 from gateway.http.deps import RuntimeDep
 from gateway.http.problems import Problem
-from gateway.http.views import AuditEntries, audit_entries, consistency_proof, inclusion_proof
+from gateway.http.views import AuditEntries, audit_entries
+from gateway.pipeline.audit import consistency_proof, inclusion_proof
 
 router = APIRouter(tags=["audit"])
 
