@@ -87,7 +87,7 @@ def param_rows(params: dict[str, Any]) -> list[tuple[str, str, str]]:
     cur = params.get("currency") if isinstance(params, dict) else None
     rows = []
     for key, value in (params.items() if isinstance(params, dict) else ()):
-        raw = json_text(value)
+        raw = value if isinstance(value, str) else json_text(value)  # a text is shown once, as sent
         if key in MONEY_PARAMS and isinstance(cur, str) and isinstance(value, int):
             shown = money(value, cur)
         elif isinstance(value, (dict, list)):

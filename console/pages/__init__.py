@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from console.pages import activity, agents, audit, decision, inbox, incidents, killswitch, signin, stream
+from console.pages import account, activity, agents, audit, decision, inbox, incidents, killswitch, signin, stream
 
 ROUTERS = [signin.router, inbox.router, decision.router, activity.router, incidents.router, killswitch.router,
-           agents.router, audit.router, stream.router]
+           agents.router, audit.router, account.router, stream.router]

@@ -9,13 +9,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from console import explain, present, queries
 from console.auth import Viewer, acting_as, form_of, signed_in
 from console.render import is_htmx, page, root, runtime_of
-from gateway.pipeline.approvals import Person
+from console.pages.account import MAX_CREDENTIAL_JSON, relying_party_of
+from gateway.pipeline.approvals import PasskeyAssertion, Person
 from gateway.pipeline.errors import PipelineError
+from gateway.store import passkeys
 from gateway.store.identities import IdentityError, get_agent
 from ledger.database import read_only
 
@@ -56,11 +58,7 @@ def _context(request: Request, viewer: Viewer, decision_id: str) -> dict[str, An
 
 
 def _has_passkey(conn: Any, email: str) -> bool:
-    try:
-        from gateway.store import passkeys
-    except ImportError:  # pragma: no cover - passkeys are part of the store
-        return False
-    return bool(passkeys.has_passkey(conn, email))
+    return passkeys.has_passkey(conn, email)
 
 
 @router.get("/decisions/{decision_id}", name="decision")
@@ -111,7 +109,25 @@ async def _decide(request: Request, viewer: Viewer, decision_id: str, verb: str)
 
 def _approve(runtime: Any, person: Person, decision_id: str, comment: str | None, passkey: str | None,
              request: Request) -> Any:
-    return runtime.approvals.approve(person, decision_id, comment)
+    signed = None
+    if passkey:
+        rp_id, origin = relying_party_of(request)
+        signed = PasskeyAssertion(passkey[:MAX_CREDENTIAL_JSON], rp_id, origin)
+    return runtime.approvals.approve(person, decision_id, comment, signed)
+
+
+@router.post("/decisions/{decision_id}/passkey-options")
+async def passkey_options(request: Request, decision_id: str,
+                          viewer: Annotated[Viewer, Depends(acting_as("decide"))]) -> Response:
+    """The `navigator.credentials.get()` options whose challenge is this approval itself."""
+    runtime = runtime_of(request)
+    rp_id, _origin = relying_party_of(request)
+    try:
+        options = await run_in_threadpool(runtime.approvals.approval_options, Person(viewer.email, viewer.role),
+                                          decision_id[:64], rp_id)
+    except PipelineError as exc:
+        return JSONResponse({"error": exc.message}, status_code=404)
+    return Response(options, media_type="application/json")
 
 
 @router.post("/decisions/{decision_id}/approve")

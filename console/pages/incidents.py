@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse, Response
@@ -18,10 +18,14 @@ from ledger.database import read_only
 
 router = APIRouter()
 
+#: Incident ids are database integers: a larger number is not an id (and would overflow SQLite's).
+MAX_ID = 2**53
+IncidentId = Annotated[int, Path(ge=1, le=MAX_ID)]
+
 
 @router.get("/incidents", name="incidents")
 def incident_list(request: Request, viewer: Annotated[Viewer, Depends(allowed("incidents"))],
-                  open: bool = False, before: Annotated[int | None, Query(ge=1)] = None) -> Response:  # noqa: A002
+                  open: bool = False, before: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> Response:  # noqa: A002
     with read_only(runtime_of(request).db.connect()) as conn:
         found, next_id = queries.incident_list(conn, open_only=open, before=before)
     return page(request, "incidents.html", viewer, incidents=found, next_id=next_id, open_only=open,
@@ -37,13 +41,13 @@ def _incident(request: Request, incident_id: int) -> queries.Incident:
 
 
 @router.get("/incidents/{incident_id}", name="incident")
-def incident_page(request: Request, incident_id: int, viewer: Annotated[Viewer, Depends(allowed("incidents"))]) -> Response:
+def incident_page(request: Request, incident_id: IncidentId, viewer: Annotated[Viewer, Depends(allowed("incidents"))]) -> Response:
     return page(request, "incident.html", viewer, incident=_incident(request, incident_id), error=None,
                 section="incidents")
 
 
 @router.post("/incidents/{incident_id}/acknowledge")
-async def acknowledge(request: Request, incident_id: int,
+async def acknowledge(request: Request, incident_id: IncidentId,
                       viewer: Annotated[Viewer, Depends(acting_as("acknowledge"))]) -> Response:
     note = ((await form_of(request)).get("note") or "").strip()
     runtime = runtime_of(request)

@@ -20,6 +20,8 @@ raised.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -100,7 +102,7 @@ def _descriptors(conn: Connection, email: str) -> list[PublicKeyCredentialDescri
 
 
 def registration_options(conn: Connection, email: str, display_name: str, rp_id: str,
-                         rp_name: str) -> tuple[str, bytes]:
+                         rp_name: str, challenge: bytes | None = None) -> tuple[str, bytes]:
     """Options for `navigator.credentials.create()` (JSON) and the random challenge to keep
     (server side, e.g. in the session) until `register_passkey`. The person's passkeys are
     excluded, so one authenticator is registered once."""
@@ -112,6 +114,7 @@ def registration_options(conn: Connection, email: str, display_name: str, rp_id:
             user_verification=UserVerificationRequirement.PREFERRED),
         exclude_credentials=_descriptors(conn, email),
         supported_pub_key_algs=ALGORITHMS,
+        challenge=challenge,
     )
     return options_to_json(options), options.challenge
 
@@ -247,3 +250,23 @@ def verify_approval_assertion(conn: Connection, email: str, response_json: str, 
 def options_challenge(options_json: str) -> bytes:
     """The challenge inside options JSON (what a client signs), for tests and the console."""
     return from_b64url(json.loads(options_json)["challenge"], "challenge")
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def relying_party(base_url: str, public_url: str = "") -> tuple[str, str]:
+    """The WebAuthn relying party a request speaks for: (rp_id, origin), the host name and
+    scheme://host[:port] (a default port left out). From `public_url` when it is set (what people
+    open the console at; the one right answer behind a proxy), else from the request's own base
+    URL. A passkey is bound to its relying party: one registered at one origin signs nothing for
+    another, so production sets `public_url`."""
+    parts = urlsplit(public_url) if public_url else urlsplit(base_url)
+    scheme = (parts.scheme or "https").lower()
+    host = (parts.hostname or "").lower()
+    if not host:
+        raise ValueError(f"no host name in {public_url or base_url!r}")
+    port = parts.port
+    shown = f"[{host}]" if ":" in host else host
+    origin = f"{scheme}://{shown}" if port is None or port == _DEFAULT_PORTS.get(scheme) else f"{scheme}://{shown}:{port}"
+    return host, origin

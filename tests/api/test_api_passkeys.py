@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,6 +27,7 @@ from ledger.compact import MerkleAccumulator
 from ledger.entry import GENESIS_PREV
 from ledger.merkle import leaf_hash
 from ledger.passkeys import approval_challenge
+from audit_support import export, verify, warden  # noqa: F401
 from passkey_authenticator import SoftwareAuthenticator, b64url, unb64url
 
 FOUNDER = Person("founder@test.local", "founder")
@@ -230,22 +229,6 @@ def _digest(server: Server, decision_id: str) -> str:
 # ------------------------------------------------------------------------------ auditing offline
 
 
-def warden(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
-
-
-def export(server: Server, out: Path) -> Path:
-    done = warden("audit", "export", "--db", server.runtime.settings.database_url, "--out", out,
-                  "--sign-with", server.runtime.settings.signing_key_file, cwd=out.parent)
-    assert done.returncode == 0, done.stderr
-    return out
-
-
-def verify(folder: Path, key: str) -> subprocess.CompletedProcess[str]:
-    return warden("audit", "verify", folder, "--key", key, cwd=folder.parent)
-
-
 def rewrite(folder: Path, out: Path, server: Server, edit: Callable[[list[dict[str, Any]]], None]) -> Path:
     """`folder` with its entries edited, re-chained, re-hashed and re-signed with the log's own
     key: what an operator holding the signing key could produce."""
@@ -381,17 +364,11 @@ def test_registering_listing_and_revoking_passkeys(server: Server) -> None:
 
 
 def test_the_relying_party_is_public_url_else_the_request() -> None:
-    from starlette.requests import Request
+    from gateway.store.passkeys import relying_party as derive
 
-    from gateway.http.relying_party import relying_party as derive
-
-    def request(host: str, scheme: str = "http") -> Request:
-        return Request({"type": "http", "scheme": scheme, "server": (host, 8080), "path": "/", "root_path": "",
-                        "headers": [(b"host", host.encode())], "query_string": b""})
-
-    assert derive(request("127.0.0.1:8080")) == ("127.0.0.1", "http://127.0.0.1:8080")
-    assert derive(request("Warden.Example.com", "https")) == ("warden.example.com", "https://warden.example.com")
-    assert derive(request("127.0.0.1:8080"), "https://warden.example.com/console/") == \
+    assert derive("http://127.0.0.1:8080/") == ("127.0.0.1", "http://127.0.0.1:8080")
+    assert derive("https://Warden.Example.com/") == ("warden.example.com", "https://warden.example.com")
+    assert derive("http://127.0.0.1:8080/", "https://warden.example.com/console/") == \
         ("warden.example.com", "https://warden.example.com")
-    assert derive(request("x"), "https://warden.example.com:8443") == ("warden.example.com", "https://warden.example.com:8443")
-    assert derive(request("x"), "http://localhost:80") == ("localhost", "http://localhost")
+    assert derive("http://x/", "https://warden.example.com:8443") == ("warden.example.com", "https://warden.example.com:8443")
+    assert derive("http://x/", "http://localhost:80") == ("localhost", "http://localhost")

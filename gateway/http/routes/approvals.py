@@ -3,7 +3,7 @@
 An approval may carry `passkey`: the WebAuthn `navigator.credentials.get()` response
 (`PublicKeyCredential.toJSON()`) signed over the decision's approval challenge
 (`ledger.passkeys.approval_challenge`). Its relying party is the `public_url` setting's host and
-origin, else the request's own (`gateway.http.relying_party`). A missing assertion where one is
+origin, else the request's own (`gateway.store.passkeys.relying_party`). A missing assertion where one is
 needed is 403 `passkey_required`; one that does not verify is 403 `passkey_invalid` (403, not 422:
 the body is well-formed, but it does not prove that this person approves this action).
 """
@@ -24,7 +24,7 @@ from gateway.http.deps import DecisionId, RuntimeDep
 from gateway.http.openapi import SMALL_BODY_CODES, json_body
 from gateway.http.problems import problem_responses
 from gateway.http.routes.actions import decision_response
-from gateway.http.relying_party import relying_party
+from gateway.store.passkeys import relying_party
 from gateway.pipeline.approvals import APPROVER_ROLES, PasskeyAssertion, Person
 
 router = APIRouter(tags=["approvals"])
@@ -102,7 +102,7 @@ async def approve(request: Request, decision_id: DecisionId, runtime: RuntimeDep
     comment = body.comment if body is not None else None
     passkey = None
     if body is not None and body.passkey is not None:
-        rp_id, origin = relying_party(request, runtime.settings.public_url)
+        rp_id, origin = relying_party(str(request.base_url), runtime.settings.public_url)
         passkey = PasskeyAssertion(body.passkey.model_dump_json(), rp_id, origin)
     decision = await run_in_threadpool(runtime.approvals.approve, Person(who.name, who.role), decision_id, comment,
                                        passkey)
