@@ -35,7 +35,6 @@ from gateway.store import identities
 from gateway.http.app import create_app
 from gateway.config import Settings
 from gateway.runtime.runtime import Runtime
-from passkey_authenticator import create_passkeys_table
 
 AGENTS = {f"a{level}": (f"A{level}", ("*",)) for level in range(5)} | {"narrow": ("A2", ("crm.*",))}
 OWNER = "owner@test.local"
@@ -115,7 +114,6 @@ def start_server(settings: Settings, *, setup: Callable[[Runtime], dict[str, str
                  port: int | None = None) -> tuple[Server, Callable[[], None]]:
     """Start a gateway on 127.0.0.1 (on `port`, or a free one) in a thread; returns it and its stop."""
     runtime = Runtime(settings)
-    create_passkeys_table(runtime.db)  # until gateway schema version 3 creates it
     tokens = (setup or register_identities)(runtime)
     app = create_app(runtime)
     port = port or free_port()

@@ -11,9 +11,6 @@ and the COSE EC2 key. `get` answers with authenticatorData = rpIdHash || flags (
 count (incremented on every use unless `counter=False`), clientDataJSON {type, challenge,
 origin, crossOrigin} and an ECDSA-SHA256 DER signature over authenticatorData ||
 SHA-256(clientDataJSON). Both are the JSON of `PublicKeyCredential.toJSON()`.
-
-`create_passkeys_table(engine)` creates the `passkeys` table of schema version 3 when the
-database has none (for test databases created before that version lands).
 """
 
 from __future__ import annotations
@@ -113,24 +110,3 @@ class SoftwareAuthenticator:
             "clientExtensionResults": {}, "authenticatorAttachment": "platform",
         }
 
-
-def create_passkeys_table(engine: Any) -> None:
-    """The `passkeys` table of gateway schema version 3, if the database has none yet."""
-    from sqlalchemy import BigInteger, Column, Float, MetaData, String, Table, Text, inspect
-
-    if inspect(engine).has_table("passkeys"):
-        return
-    metadata = MetaData()
-    Table(
-        "passkeys", metadata,
-        Column("credential_id", String(512), primary_key=True),
-        Column("email", String(254), nullable=False, index=True),
-        Column("public_key", Text, nullable=False),
-        Column("sign_count", BigInteger, nullable=False),
-        Column("rp_id", String(253), nullable=False),
-        Column("origin", String(2048), nullable=False),
-        Column("created_at", Float, nullable=False),
-        Column("revoked_at", Float, nullable=True),
-        Column("audit_seq", BigInteger, nullable=True),
-    )
-    metadata.create_all(engine)

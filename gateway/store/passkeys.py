@@ -26,7 +26,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, Float, String, Text, column, insert, select, table, update
+from sqlalchemy import Connection, insert, select, update
 from webauthn import (
     generate_authentication_options,
     generate_registration_options,
@@ -45,7 +45,7 @@ from webauthn.helpers.structs import (
 )
 
 from gateway.store.records import load_decision
-from gateway.store.schema import decisions
+from gateway.store.schema import decisions, passkeys
 from ledger.passkeys import REGISTERED, REVOKED, approval_challenge, b64url, from_b64url, user_handle
 from ledger.store import Ledger
 
@@ -58,26 +58,11 @@ __all__ = [
     "has_passkey",
     "list_passkeys",
     "options_challenge",
-    "passkeys",
     "register_passkey",
     "registration_options",
     "revoke_passkey",
     "verify_approval_assertion",
 ]
-
-#: The columns of schema version 3's `passkeys` table that this module reads and writes.
-passkeys = table(
-    "passkeys",
-    column("credential_id", String(512)),  # base64url, the primary key
-    column("email", String(254)),
-    column("public_key", Text),  # base64url of the COSE key
-    column("sign_count", BigInteger),
-    column("rp_id", String(253)),
-    column("origin", String(2048)),
-    column("created_at", Float),
-    column("revoked_at", Float),
-    column("audit_seq", BigInteger),
-)
 
 #: ES256, EdDSA and RS256, in the order offered.
 ALGORITHMS = [COSEAlgorithmIdentifier.ECDSA_SHA_256, COSEAlgorithmIdentifier.EDDSA,

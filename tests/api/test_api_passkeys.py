@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -317,3 +315,60 @@ def test_warden_audit_verify_checks_the_signed_approvals_offline(
     done = verify(moved, key)
     assert done.returncode == 1, done.stdout
     assert f"seq {other['seq']}" in done.stdout and "the signed challenge is for another approval" in done.stdout
+
+
+# ------------------------------------------------------------------------------ the store
+
+
+def test_registering_listing_and_revoking_passkeys(server: Server) -> None:
+    runtime, email = server.runtime, "owner@test.local"
+    rp_id, origin = relying_party(server)
+    first, second = register(server, Person(email, "approver")), SoftwareAuthenticator()
+    with runtime.db.connect() as conn:
+        options, challenge = store.registration_options(conn, email, "Owner", rp_id, "Warden")
+    parsed = json.loads(options)
+    assert [c["id"] for c in parsed["excludeCredentials"]] == [first.id]
+    assert [p["alg"] for p in parsed["pubKeyCredParams"]] == [-7, -8, -257]
+    assert parsed["authenticatorSelection"]["residentKey"] == "preferred"
+    assert parsed["authenticatorSelection"]["userVerification"] == "preferred"
+    with pytest.raises(store.PasskeyError):  # a response to another challenge
+        runtime.writer.run(lambda conn: store.register_passkey(
+            conn, runtime.ledger, email, second.create_for(b"other", rp_id, origin), challenge, rp_id, origin, 0.0))
+    runtime.writer.run(lambda conn: store.register_passkey(
+        conn, runtime.ledger, email, second.create(options, origin), challenge, rp_id, origin, time.time()))
+    with pytest.raises(store.PasskeyError, match="registered already"):
+        runtime.writer.run(lambda conn: store.register_passkey(
+            conn, runtime.ledger, email, second.create(options, origin), challenge, rp_id, origin, time.time()))
+    with runtime.db.connect() as conn:
+        assert {p.credential_id for p in store.list_passkeys(conn, email)} == {first.id, second.id}
+        options = store.authentication_options(conn, email, b"c" * 32, rp_id)
+    assert {c["id"] for c in json.loads(options)["allowCredentials"]} == {first.id, second.id}
+
+    runtime.writer.run(lambda conn: store.revoke_passkey(conn, runtime.ledger, email, first.id, "founder@test.local",
+                                                         time.time()))
+    [revoked] = [e for e in audit(server, "passkey_revoked") if e["data"]["credential_id"] == first.id]
+    assert (revoked["actor"], revoked["subject"], revoked["data"]) == (
+        "founder@test.local", email, {"email": email, "credential_id": first.id})
+    with runtime.db.connect() as conn:
+        assert store.has_passkey(conn, email)
+        assert [p.active for p in store.list_passkeys(conn, email) if p.credential_id == first.id] == [False]
+    with pytest.raises(store.PasskeyError):
+        runtime.writer.run(lambda conn: store.revoke_passkey(conn, runtime.ledger, email, first.id, email, 0.0))
+    runtime.writer.run(lambda conn: store.revoke_passkey(conn, runtime.ledger, email, second.id, email, time.time()))
+    with runtime.db.connect() as conn:
+        assert not store.has_passkey(conn, email)
+        # A revoked passkey signs nothing.
+        with pytest.raises(store.PasskeyError, match="revoked"):
+            store.verify_approval_assertion(conn, email, first.get_for(b"c" * 32, rp_id, origin), b"c" * 32,
+                                            rp_id, origin)
+
+
+def test_the_relying_party_is_public_url_else_the_request() -> None:
+    from gateway.store.passkeys import relying_party as derive
+
+    assert derive("http://127.0.0.1:8080/") == ("127.0.0.1", "http://127.0.0.1:8080")
+    assert derive("https://Warden.Example.com/") == ("warden.example.com", "https://warden.example.com")
+    assert derive("http://127.0.0.1:8080/", "https://warden.example.com/console/") == \
+        ("warden.example.com", "https://warden.example.com")
+    assert derive("http://x/", "https://warden.example.com:8443") == ("warden.example.com", "https://warden.example.com:8443")
+    assert derive("http://x/", "http://localhost:80") == ("localhost", "http://localhost")
