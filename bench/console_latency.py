@@ -15,7 +15,9 @@ the test suite's flags). Then, `--rounds` times:
   2. the browser opens the decision; a thread starts the agent's `GET /v1/actions/{id}?wait=30`
      and, once it is waiting, the approver clicks Approve: the clock starts before the click and
      stops when the long-poll returns (its status must be `executed`); the time until the page
-     shows `executed` is measured too.
+     shows `executed` is measured too. A long-poll answers at the first status change, which
+     may be `executing` (the approval committed, the connector call under way): the agent then
+     long-polls again, as any agent waits, and the clock stops at the answer `executed`.
 
 Prints median, p95 and max of each, beside the target (median click → long-poll `executed` ≤
 100 ms). Figures depend on the machine; the script reports, it never decides whether anything
@@ -85,11 +87,19 @@ def one_round(server: Server, page: Page) -> dict[str, float]:
     waiting = threading.Event()
 
     def long_poll() -> None:
-        with server.client("a2").stream("GET", f"/v1/actions/{decision_id}", params={"wait": 30}) as reply:
-            waiting.set()  # the request is sent (headers come back only with the answer)
-            body = reply.read()
+        # As an agent waits: long-poll again while the status is one that still changes
+        # (`pending_approval`, then `executing` between the approval's commit and the outcome's).
+        seen = []
+        status = "pending_approval"
+        while status in ("pending_approval", "executing") and len(seen) < 10:
+            with server.client("a2").stream("GET", f"/v1/actions/{decision_id}", params={"wait": 30}) as reply:
+                waiting.set()  # the request is sent (headers come back only with the answer)
+                body = reply.read()
+            status = json.loads(body)["status"]
+            seen.append(status)
         polled["at"] = time.perf_counter()
-        polled["status"] = json.loads(body)["status"]
+        polled["status"] = status
+        polled["polls"] = len(seen)
 
     poller = threading.Thread(target=long_poll, daemon=True)
     poller.start()
@@ -109,6 +119,7 @@ def one_round(server: Server, page: Page) -> dict[str, float]:
         "visible_ms": (visible - started) * 1000,
         "executed_ms": (polled["at"] - clicked) * 1000,
         "page_ms": (shown - clicked) * 1000,
+        "polls": polled["polls"],
     }
 
 
@@ -159,7 +170,9 @@ def main() -> int:
         print(f"| {label:<52} | {statistics.median(values):>6.1f} ms | {percentile(values, 0.95):>6.1f} ms "
               f"| {max(values):>6.1f} ms |")
     median = statistics.median(r["executed_ms"] for r in rounds)
+    repolled = sum(1 for r in rounds if r["polls"] > 1)
     print()
+    print(f"rounds where the first long-poll answered `executing` and the agent polled again: {repolled} of {len(rounds)}")
     verdict = "met" if median <= TARGET_MS else "NOT met"
     print(f"target: median Approve click → long-poll executed ≤ {TARGET_MS:.0f} ms: {verdict} ({median:.1f} ms)")
     if args.json:
