@@ -97,6 +97,9 @@ async def _decide(request: Request, viewer: Viewer, decision_id: str, verb: str)
                 await run_in_threadpool(runtime.approvals.reject, person, decision_id, text)
         except PipelineError as exc:
             error = exc.message if hasattr(exc, "message") else str(exc)
+        # Wake the agents long-polling this decision now, as the API's approve and reject do;
+        # otherwise they see the change only at their next periodic re-read (up to 250 ms later).
+        runtime.changes.notify(decision_id)
     if error is None and not is_htmx(request):
         done = "approved" if verb == "approve" else "rejected"
         return RedirectResponse(f"{root(request)}/decisions/{decision_id}?done={done}", status_code=303)
