@@ -104,3 +104,10 @@ class Windows:
 def wait_for_stream(page: Page) -> None:
     """Until `page`'s event stream is open (after `track_stream(page)`, or a page from `Windows`)."""
     page.wait_for_function("() => window.__sseOpen === true", timeout=5000)
+
+
+def unexpected(errors: list[str], *statuses: int) -> list[str]:
+    """`errors` without Chromium's "Failed to load resource" lines for the answers a test expects
+    (a 409 for an approval that came too late, a 401 for a wrong password)."""
+    expected = tuple(f"the server responded with a status of {status} " for status in statuses)
+    return [e for e in errors if not (e.startswith("console: Failed to load resource") and any(x in e for x in expected))]
