@@ -58,7 +58,7 @@ def test_every_signed_in_page_is_accessible(server: Server, page: Page, page_err
         ("denied decision", f"decisions/{denied['decision_id']}",
          lambda: expect(page.locator("#decision-panel .status")).to_have_text("denied")),
         ("activity", "activity", lambda: expect(page.get_by_role("heading", name="Decisions")).to_be_visible()),
-        ("incidents", "incidents", lambda: expect(page.get_by_role("link", name=str(incident))).to_be_visible()),
+        ("incidents", "incidents", lambda: expect(page.get_by_role("link", name=str(incident), exact=True)).to_be_visible()),
         ("incident", f"incidents/{incident}",
          lambda: expect(page.get_by_role("button", name="Acknowledge")).to_be_visible()),
         ("kill switch", "kill-switch",
