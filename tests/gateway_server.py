@@ -111,9 +111,10 @@ def note(agent: str, **kw: Any) -> dict[str, Any]:
 
 
 def start_server(settings: Settings, *, setup: Callable[[Runtime], dict[str, str]] | None = None,
-                 port: int | None = None) -> tuple[Server, Callable[[], None]]:
-    """Start a gateway on 127.0.0.1 (on `port`, or a free one) in a thread; returns it and its stop."""
-    runtime = Runtime(settings)
+                 port: int | None = None, clock: Callable[[], float] | None = None) -> tuple[Server, Callable[[], None]]:
+    """Start a gateway on 127.0.0.1 (on `port`, or a free one) in a thread; returns it and its stop.
+    `clock` (UNIX seconds) replaces the runtime's `time.time`, so a test can move time."""
+    runtime = Runtime(settings, clock=clock) if clock is not None else Runtime(settings)
     tokens = (setup or register_identities)(runtime)
     app = create_app(runtime)
     port = port or free_port()

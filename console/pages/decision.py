@@ -16,7 +16,7 @@ from console.auth import Viewer, acting_as, form_of, signed_in
 from console.render import is_htmx, page, root, runtime_of
 from console.pages.account import MAX_CREDENTIAL_JSON, relying_party_of
 from gateway.pipeline.approvals import PasskeyAssertion, Person
-from gateway.pipeline.errors import PipelineError
+from gateway.pipeline.errors import NotPending, PipelineError
 from gateway.store import passkeys
 from gateway.store.identities import IdentityError, get_agent
 from ledger.database import read_only
@@ -95,6 +95,9 @@ async def _decide(request: Request, viewer: Viewer, decision_id: str, verb: str)
                                         request)
             else:
                 await run_in_threadpool(runtime.approvals.reject, person, decision_id, text)
+        except NotPending as exc:  # another person (or the expiry) got there first
+            error = f"Too late: {exc.message} now, settled while you were looking; your " \
+                    f"{'approval' if verb == 'approve' else 'rejection'} was not recorded."
         except PipelineError as exc:
             error = exc.message if hasattr(exc, "message") else str(exc)
         # Wake the agents long-polling this decision now, as the API's approve and reject do;
@@ -107,7 +110,8 @@ async def _decide(request: Request, viewer: Viewer, decision_id: str, verb: str)
     template = "_decision_panel.html" if is_htmx(request) else "decision.html"
     notice = None if error else _notice("approved" if verb == "approve" else "rejected")
     return await run_in_threadpool(lambda: page(request, template, viewer, status=409 if error else 200,
-                                                notice=notice, error=error, **context))
+                                                notice=notice, error=error, message_oob=is_htmx(request),
+                                                **context))
 
 
 def _approve(runtime: Any, person: Person, decision_id: str, comment: str | None, passkey: str | None,

@@ -17,14 +17,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from console import present
-from console.auth import Viewer, lookup, signed_in
+from console.auth import Viewer, lookup
 from console.events import RESYNC, Event
 from console.render import root, templates
 
@@ -62,8 +61,18 @@ def events_for(request: Request, viewer: Viewer, event: Event) -> list[ServerSen
     return out
 
 
+async def _signed_out() -> AsyncIterator[ServerSentEvent]:
+    yield ServerSentEvent(data="", event="signed-out")
+
+
 @router.get("/events", name="events")
-async def events(request: Request, viewer: Annotated[Viewer, Depends(signed_in)]) -> EventSourceResponse:
+async def events(request: Request) -> EventSourceResponse:
+    viewer = await run_in_threadpool(lookup, request)
+    if viewer is None:
+        # A page whose session has ended (idle, lifetime, signed out elsewhere) reconnecting: an
+        # EventSource cannot follow the sign-in redirect, so tell the page, which reloads to the form.
+        return EventSourceResponse(_signed_out(), headers={"Cache-Control": "no-store"})
+    request.state.actor = viewer.email
     feed = request.app.state.feed
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
