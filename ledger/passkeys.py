@@ -25,7 +25,7 @@ What the verifier checks, entry by entry and in log order (:class:`SignedApprova
 
 - a registration: its fields are well-formed, its credential was not registered before, and its
   attestation names that credential id and COSE key, for its rp_id (the rpIdHash) and origin,
-  in a `webauthn.create` ceremony. The registration's own challenge was random and is not kept,
+  in a `webauthn.create` ceremony. The registration's own challenge (secret to the session) is not kept,
   so it is not checked; the gateway checked it when the passkey was registered.
 - a revocation: of a credential registered earlier to the same email.
 - an approval with "passkey": the credential was registered earlier in this log to the approver
