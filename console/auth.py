@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from console.security import CSRF_FIELD, CSRF_HEADER, check_same_origin, check_token
 from gateway.store import identities as accounts
+from ledger.database import read_only
 
 SESSION_COOKIE = "warden_session"
 SIGNIN_COOKIE = "warden_signin"  # the sign-in form's own CSRF token (double submit): no session yet
@@ -85,10 +86,12 @@ def lookup(request: Request) -> Viewer | None:
     if not token or len(token) > 256:
         return None
     runtime = _runtime(request)
-    settings = runtime.settings
-    session = runtime.writer.run(lambda conn: accounts.session_for(
-        conn, token, runtime.clock(), idle_seconds=settings.console_session_idle_seconds,
-        max_seconds=settings.console_session_max_seconds))
+    limits = {"idle_seconds": runtime.settings.console_session_idle_seconds,
+              "max_seconds": runtime.settings.console_session_max_seconds}
+    with read_only(runtime.db.connect()) as conn:  # most requests only read
+        session, stale = accounts.peek_session(conn, token, runtime.clock(), **limits)
+    if stale:  # refresh last_seen_at (at most every TOUCH_SECONDS per session)
+        session = runtime.writer.run(lambda conn: accounts.session_for(conn, token, runtime.clock(), **limits))
     if session is None:
         return None
     return Viewer(email=session.email, role=session.role, csrf_token=session.csrf_token, token=token)

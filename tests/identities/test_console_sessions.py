@@ -148,3 +148,24 @@ def test_a_session_of_a_person_revoked_behind_the_registry_is_refused(people: An
     assert _for(people, token, 1010.0) is None
     with people.engine.connect() as conn:
         assert conn.execute(select(console_sessions.c.ended_at)).scalar_one() == 1010.0
+
+
+def test_peeking_reads_without_writing_and_says_when_a_refresh_is_due(people: Any) -> None:
+    from ledger.database import read_only
+
+    token, session = _start(people)
+
+    def peek(now: float) -> tuple[ids.ConsoleSession | None, bool]:
+        with read_only(people.engine.connect()) as conn:  # a write here would fail
+            return ids.peek_session(conn, token, now, idle_seconds=IDLE, max_seconds=MAX)
+
+    assert peek(1001.0) == (session, False)
+    due = peek(1000.0 + ids.sessions.TOUCH_SECONDS + 1)
+    assert due[0] == session and due[1] is True
+    assert peek(1000.0 + IDLE + 1) == (None, False)  # idle: refused, as session_for refuses it
+    assert peek(1000.0 + IDLE - 1) == (session, True)
+    assert _for(people, token, 1000.0 + IDLE - 1) is not None  # the refresh keeps it alive
+    assert peek(1000.0 + 2 * IDLE - 2)[0] is not None
+    with people.engine.begin() as conn:
+        ids.end_session(conn, token, 5000.0)
+    assert peek(5001.0) == (None, False)

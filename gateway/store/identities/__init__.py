@@ -60,6 +60,7 @@ from gateway.store.identities.sessions import (
     ConsoleSession,
     end_session,
     end_sessions_for,
+    peek_session,
     session_for,
     start_session,
 )
@@ -103,6 +104,7 @@ __all__ = [
     "create_invite",
     "end_session",
     "end_sessions_for",
+    "peek_session",
     "get_agent",
     "get_user",
     "invite_email",

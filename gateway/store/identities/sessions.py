@@ -85,6 +85,29 @@ def session_for(
                           last_seen_at=last_seen)  # fmt: skip
 
 
+def peek_session(
+    conn: Connection, token: str, now: float, *, idle_seconds: float, max_seconds: float,
+) -> tuple[ConsoleSession | None, bool]:
+    """`session_for` without writing, for a read-only connection: the live session (None when
+    there is none) and whether its last_seen_at is due a refresh (then call `session_for` in a
+    transaction). An expired session is refused here as there; ending it can wait."""
+    if not isinstance(token, str) or not token or len(token) > _MAX_TOKEN_LENGTH:
+        return None, False
+    digest = token_digest(token)
+    row = conn.execute(
+        select(console_sessions, users.c.role, users.c.revoked_at)
+        .join(users, users.c.email == console_sessions.c.email)
+        .where(console_sessions.c.token_hash == digest)
+    ).one_or_none()
+    if row is None or row.ended_at is not None or not hmac.compare_digest(bytes(row.token_hash), digest):
+        return None, False
+    if row.revoked_at is not None or now - row.last_seen_at > idle_seconds or now - row.created_at > max_seconds:
+        return None, False
+    session = ConsoleSession(email=row.email, role=row.role, csrf_token=row.csrf_token, created_at=row.created_at,
+                             last_seen_at=row.last_seen_at)  # fmt: skip
+    return session, now - row.last_seen_at > TOUCH_SECONDS
+
+
 def end_session(conn: Connection, token: str, now: float) -> None:
     """Sign this cookie's session out (nothing happens for an unknown or ended one)."""
     if isinstance(token, str) and token and len(token) <= _MAX_TOKEN_LENGTH:
