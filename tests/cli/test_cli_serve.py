@@ -89,3 +89,28 @@ def test_the_banner_commands_work_when_copied(tmp_path: Path) -> None:
         assert pending["status"] == "pending_approval"
         approved = paste(commands["approve"])
         assert (approved["decision_id"], approved["status"]) == (pending["decision_id"], "executed")
+
+
+def test_the_banner_signs_each_demo_person_in_to_the_console_once(tmp_path: Path) -> None:
+    import httpx
+
+    port = free_port()
+    with Serving("--demo", "--port", str(port), cwd=tmp_path, port=port,
+                 env={"WARDEN_POLICY_RELOAD": "false", "WARDEN_LOG_LEVEL": "warning"}) as server:  # fmt: skip
+        banner = server.banner()
+        assert f"  console:  http://localhost:{port}/console/" in banner
+        links = dict(re.findall(r"^    (\S+@demo\.local) +(http://\S+/console/invite/wdn_invite_\S+)$", banner,
+                                re.MULTILINE))
+        assert set(links) == {"founder@demo.local", "approver@demo.local", "auditor@demo.local"}
+        with httpx.Client(follow_redirects=False, timeout=30) as browser:
+            url = links["approver@demo.local"].replace("localhost", "127.0.0.1")
+            form = browser.get(url)
+            assert form.status_code == 200 and "approver@demo.local" in form.text
+            token = re.search(r'name="signin_token" value="([^"]+)"', form.text)
+            assert token is not None
+            password = "demo password for the approver"
+            done = browser.post(url, data={"password": password, "again": password, "signin_token": token.group(1)})
+            assert done.status_code == 303 and done.headers["location"] == "/console/"
+            inbox = browser.get(f"http://127.0.0.1:{port}/console/")
+            assert inbox.status_code == 200 and "approver@demo.local" in inbox.text
+            assert browser.get(url).status_code == 404  # used once
