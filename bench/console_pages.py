@@ -185,7 +185,8 @@ def report(title: str, figures: dict[str, list[float]]) -> None:
     first = statistics.median(figures["activity first page"])
     deep = statistics.median(figures["activity deep page (~95,000 back)"])
     print()
-    print(f"deep page / first page (medians): {deep / first:.2f}x")
+    second = statistics.median(figures["activity second page (Older)"])
+    print(f"deep page / first page (medians): {deep / first:.2f}x; deep page / second page: {deep / second:.2f}x")
     print()
 
 

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select
+from sqlalchemy import Connection, func, select, tuple_
 
 from gateway.engine.models import Decision
 from gateway.store.killswitch import KillSwitch, read_kill_switch
@@ -116,7 +116,9 @@ def activity(conn: Connection, filters: Filters, limit: int = PAGE) -> tuple[lis
         where.append(decisions.c.created_at < filters.until)
     if filters.before is not None:
         at, key = filters.before
-        where.append(or_(decisions.c.created_at < at, and_(decisions.c.created_at == at, decisions.c.decision_id < key)))
+        # A row-value comparison, so the database seeks into ix_decisions_created (an OR of the two
+        # cases made SQLite scan the index from the newest row: the 1,900th page cost 4.5 first pages).
+        where.append(tuple_(decisions.c.created_at, decisions.c.decision_id) < tuple_(at, key))
     query = (select(*_COLUMNS).where(*where)
              .order_by(decisions.c.created_at.desc(), decisions.c.decision_id.desc()).limit(limit + 1))
     rows = [_row(r) for r in conn.execute(query)]
