@@ -634,9 +634,13 @@ def _target(route: str, method: str, decision_id: str) -> str:
 
 
 def _request(client: httpx.Client, method: str, path: str, form: dict[str, str]) -> httpx.Response:
-    if method == "GET" and path == "/events":  # a stream: its status and headers, then hang up
+    if method == "GET" and path == "/events":  # a stream: its status, headers and first event, then hang up
         with client.stream("GET", path) as stream:
-            body = stream.read() if stream.status_code != 200 else b""
+            if stream.status_code != 200:
+                body = stream.read()
+            else:
+                lines = stream.iter_lines()
+                body = "\n".join(iter(lambda: next(lines), "")).encode()  # up to the first blank line
             return httpx.Response(stream.status_code, headers=stream.headers, content=body)
     return client.request(method, path, data=form if method == "POST" else None)
 
@@ -655,6 +659,8 @@ def test_every_route_refuses_the_wrong_role(server: Server, people: dict[str, An
         assert anonymous.status_code in (200, 403, 404), f"anonymous: {anonymous.status_code}"
         if method == "POST":
             assert anonymous.status_code == 403  # no signin token
+    elif route == "/events":  # an EventSource cannot follow a redirect: it is told, and the page reloads
+        assert anonymous.status_code == 200 and anonymous.text == "event: signed-out\ndata: ", anonymous.text
     elif method == "GET":
         assert anonymous.status_code == 303, f"anonymous: {anonymous.status_code}"
         assert anonymous.headers["location"] == f"/console/login?next={quote('/console' + path, safe='')}"
