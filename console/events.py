@@ -2,8 +2,9 @@
 
 Every state change in Warden is an audit entry, appended by whichever process made it, so the log
 is the one event stream that is complete and shared by every gateway process on a database. One
-task per process reads the entries after the last one it saw (every `interval` seconds, and at
-once when this process wakes it) and hands each to the subscribers' queues. A subscriber that
+task per process reads the entries after the last one it saw, at once when this process commits
+(`Writer.on_commit`) and every `interval` seconds for what other processes append, and hands
+each to the subscribers' queues. A subscriber that
 falls too far behind gets a `resync` (reload what you show) instead of an unbounded queue.
 """
 
@@ -50,12 +51,24 @@ RESYNC = Event(seq=-1, kind="resync", actor="", subject="", time="", data={})
 class Feed:
     """The tail of the audit log for this process's console pages."""
 
-    def __init__(self, runtime: Any, *, interval: float = 0.2) -> None:
+    def __init__(self, runtime: Any, *, interval: float = 0.25) -> None:
         self.runtime = runtime
         self.interval = interval
         self._queues: set[asyncio.Queue[Event]] = set()
         self._task: asyncio.Task[None] | None = None
         self._last: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        runtime.writer.on_commit(self.wake)
+
+    def wake(self) -> None:
+        """Read the log now (this process committed something); callable from any thread."""
+        loop, event = self._loop, self._wake
+        if loop is not None and event is not None and self._queues:
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # the loop has closed: nobody is listening any more
+                pass
 
     def _read(self, after: int | None) -> tuple[int, list[Event]]:
         with read_only(self.runtime.db.connect()) as conn:
@@ -74,6 +87,7 @@ class Feed:
         return (found[-1].seq if found else after), found
 
     async def _run(self) -> None:
+        self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
         while self._queues:
             try:
                 self._last, found = await run_in_threadpool(self._read, self._last)
@@ -87,7 +101,11 @@ class Feed:
                         queue.put_nowait(RESYNC)
                     else:
                         queue.put_nowait(event)
-            await asyncio.sleep(self.interval)
+            try:  # until the next poll, or sooner when this process commits
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            except TimeoutError:
+                pass
+            self._wake.clear()
         self._task = None
 
     def open(self) -> asyncio.Queue[Event]:

@@ -258,7 +258,7 @@ def _decision_list_indexes(conn: Connection) -> None:
     decisions; the agents page each agent's latest time. Without them each is a scan and a sort
     of the whole table (720 ms for the first activity page at 100,000 decisions on SQLite,
     `bench/console_pages.py`). On a database version 1 created from these tables they exist."""
-    by_name = {index.name: index for index in decisions.indexes}
+    by_name = {str(index.name): index for index in decisions.indexes}
     for name in _VERSION_4_INDEXES:
         by_name[name].create(conn, checkfirst=True)
 

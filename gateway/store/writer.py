@@ -48,13 +48,23 @@ class Writer:
         self.ledger = ledger
         self.committer = committer
         self.checkpointer = checkpointer
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_commit(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` after every unit this writer commits (it must be quick and must not
+        raise: the console's live feed uses it to read the log at once rather than at its next poll)."""
+        self._listeners.append(listener)
 
     def run(self, work: Callable[[Connection], T]) -> T:
         """Run `work(conn)` as one unit; returns its result once committed."""
         if self.committer is not None:
-            return self.committer.run(lambda conn: self._unit(conn, work))
-        with self.engine.begin() as conn:
-            return self._unit(conn, work)
+            result = self.committer.run(lambda conn: self._unit(conn, work))
+        else:
+            with self.engine.begin() as conn:
+                result = self._unit(conn, work)
+        for listener in self._listeners:
+            listener()
+        return result
 
     def _unit(self, conn: Connection, work: Callable[[Connection], T]) -> T:
         if conn.dialect.name == "postgresql":
