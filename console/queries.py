@@ -60,7 +60,12 @@ _COLUMNS = (decisions.c.decision_id, decisions.c.agent, decisions.c.tool, decisi
             decisions.c.packet, decisions.c.created_at, decisions.c.expires_at)
 
 
-def pending(conn: Connection, limit: int = 1000) -> list[Row]:
+#: The inbox shows at most this many pending approvals (the soonest to expire); the rest are one
+#: click away on the activity page, filtered to pending and paged.
+INBOX_LIMIT = 250
+
+
+def pending(conn: Connection, limit: int = INBOX_LIMIT) -> list[Row]:
     """Pending approvals, soonest expiry first."""
     query = (select(*_COLUMNS).where(decisions.c.status == "pending_approval")
              .order_by(decisions.c.expires_at, decisions.c.decision_id).limit(limit))

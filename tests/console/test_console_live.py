@@ -3,6 +3,7 @@ an approval in the browser lets the agent's long-poll return `executed`."""
 
 from __future__ import annotations
 
+import re
 import threading
 
 from playwright.sync_api import Page, expect
@@ -22,6 +23,7 @@ def test_an_escalated_refund_appears_in_an_open_inbox_and_approving_it_executes(
     decision_id = answer.json()["decision_id"]
     row = page.locator(f"#row-{decision_id}")
     expect(row).to_contain_text("refund $720.00 on ch_test", timeout=2000)
+    expect(row.locator("time.countdown")).to_have_text(re.compile(r"^in 2[34]h \d+m$"))  # a live countdown
     expect(page.locator("#pending-badge")).to_have_text("1")
     expect(page).to_have_title("Inbox (1) · Warden")
 
