@@ -96,6 +96,7 @@ def test_a_founder_changes_an_agents_autonomy_and_every_open_agents_page_shows_i
     expect(row.get_by_role("cell").nth(1)).to_have_text("A1")
     watched = watching.get_by_role("row").filter(has=watching.get_by_role("cell", name="narrow", exact=True))
     expect(watched.get_by_role("cell").nth(1)).to_have_text("A1")  # live
+    expect(watching.locator("#agents-table table")).to_have_count(1)
 
     with read_only(server.runtime.db.connect()) as conn:
         assert get_agent(conn, "narrow").agent.autonomy.name == "A1"
