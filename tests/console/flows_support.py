@@ -68,7 +68,10 @@ def watch(page: Page, errors: list[str]) -> Page:
 
 def track_stream(page: Page) -> Page:
     """Mark `window.__sseOpen` when a page's event stream opens (see `wait_for_stream`)."""
-    page.add_init_script("document.addEventListener('htmx:sseOpen', function () { window.__sseOpen = true; });")
+    page.add_init_script("""document.addEventListener('htmx:sseOpen', function (event) {
+        window.__sseOpen = true;
+        event.detail.source.addEventListener('resync', function () { window.__resynced = true; });
+    });""")
     return page
 
 
@@ -102,8 +105,11 @@ class Windows:
 
 
 def wait_for_stream(page: Page) -> None:
-    """Until `page`'s event stream is open (after `track_stream(page)`, or a page from `Windows`)."""
-    page.wait_for_function("() => window.__sseOpen === true", timeout=5000)
+    """Until `page`'s event stream is open and the refreshes it asks for on connecting are done
+    (after `track_stream(page)`, or a page from `Windows`): a refresh landing later would reset a
+    form the test is filling in."""
+    page.wait_for_function("() => window.__resynced === true && !document.querySelector('.htmx-request')",
+                           timeout=10000)
 
 
 def unexpected(errors: list[str], *statuses: int, stream_cut: bool = False) -> list[str]:

@@ -42,49 +42,79 @@ def test_the_sign_in_and_error_pages_are_accessible(server: Server, page: Page, 
     assert unexpected(page_errors, 401, 404) == []
 
 
-def test_every_signed_in_page_is_accessible(server: Server, page: Page, page_errors: list[str]) -> None:
+@pytest.fixture(scope="module")
+def data(server: Server) -> dict[str, str]:
+    """A pending refund, a denied one that opened an incident, and that incident's id."""
     pending = server.client("a2").post("/v1/actions", json=refund("a2", 72000)).json()["decision_id"]
     denied = server.client("a2").post("/v1/actions", json=packet(
         "a2", "stripe.refund", {"charge": "ch_test", "amount": 3000, "currency": "usd"},
         evidence={"reconciled": False}, claims=[{"id": "refund_reconciled", "status": "PASS"}])).json()
     incident = server.client("auditor").get("/v1/incidents").json()[0]["id"]
-    found: dict[str, str] = {}
-    sign_in(page, server, "founder")
+    return {"pending": pending, "denied": denied["decision_id"], "incident": str(incident)}
 
-    steps: list[tuple[str, str, Callable[[], None]]] = [
-        ("inbox with a row", "", lambda: expect(page.locator(f"#row-{pending}")).to_be_visible()),
-        ("decision to decide", f"decisions/{pending}",
-         lambda: expect(page.get_by_role("button", name="Approve")).to_be_visible()),
-        ("denied decision", f"decisions/{denied['decision_id']}",
-         lambda: expect(page.locator("#decision-panel .status")).to_have_text("denied")),
-        ("activity", "activity", lambda: expect(page.get_by_role("heading", name="Decisions")).to_be_visible()),
-        ("incidents", "incidents", lambda: expect(page.get_by_role("link", name=str(incident), exact=True)).to_be_visible()),
-        ("incident", f"incidents/{incident}",
-         lambda: expect(page.get_by_role("button", name="Acknowledge")).to_be_visible()),
-        ("kill switch", "kill-switch",
-         lambda: expect(page.get_by_role("button", name="Engage the kill switch…")).to_be_visible()),
-        ("agents", "agents", lambda: expect(page.get_by_role("button", name="Set autonomy").first).to_be_visible()),
-        ("audit", "audit", lambda: expect(page.get_by_role("heading", name="Audit log")).to_be_visible()),
-        ("proof", "audit/proof?seq=0",
-         lambda: expect(page.get_by_role("heading", name="Inclusion proof for entry #0")).to_be_visible()),
-        ("error page", "decisions/dec_nosuch", lambda: expect(page.get_by_role("heading", name="Not found")).to_be_visible()),
-    ]
+
+def _walk(page: Page, server: Server, steps: list[tuple[str, str, Callable[[], None]]]) -> dict[str, str]:
+    found: dict[str, str] = {}
     for name, where, ready in steps:
         page.goto(server.console_url + where)
         ready()
         _check(page, found, name)
+    return found
 
-    page.goto(server.console_url + "kill-switch")  # the confirmation step (nothing is engaged)
-    page.get_by_label("Reason (required; goes into the audit log and the banner)").fill("a drill")
-    page.get_by_role("button", name="Engage the kill switch…").click()
-    expect(page.get_by_role("heading", name="Engage the kill switch?")).to_be_visible()
-    _check(page, found, "kill switch confirmation")
 
-    page.goto(server.console_url + f"decisions/{pending}")  # a decision's answer in place
-    page.get_by_label("Comment (optional)").fill("fine")
+def _report(found: dict[str, str]) -> str:
+    return "\n".join(f"{name}:\n{text}" for name, text in found.items())
+
+
+def test_the_inbox_and_decision_pages_are_accessible(server: Server, data: dict[str, str], page: Page,
+                                                    page_errors: list[str]) -> None:
+    sign_in(page, server, "founder")
+    found = _walk(page, server, [
+        ("inbox with a row", "", lambda: expect(page.locator(f"#row-{data['pending']}")).to_be_visible()),
+        ("denied decision", f"decisions/{data['denied']}",
+         lambda: expect(page.locator("#decision-panel .status")).to_have_text("denied")),
+        ("decision to decide", f"decisions/{data['pending']}",
+         lambda: expect(page.get_by_role("button", name="Approve")).to_be_visible()),
+    ])
+    page.get_by_label("Comment (optional)").fill("fine")  # the decision's answer, in place
     page.get_by_role("button", name="Approve").click()
     expect(page.locator("#decision-message").get_by_role("status")).to_be_visible()
     _check(page, found, "decision after approving")
+    assert not found, _report(found)
+    assert page_errors == []
 
-    assert not found, "\n".join(f"{name}:\n{text}" for name, text in found.items())
+
+def test_the_activity_incident_and_kill_switch_pages_are_accessible(
+        server: Server, data: dict[str, str], page: Page, page_errors: list[str]) -> None:
+    incident = data["incident"]
+    sign_in(page, server, "founder")
+    found = _walk(page, server, [
+        ("activity", "activity", lambda: expect(page.get_by_role("heading", name="Decisions")).to_be_visible()),
+        ("incidents", "incidents",
+         lambda: expect(page.get_by_role("link", name=incident, exact=True)).to_be_visible()),
+        ("incident", f"incidents/{incident}",
+         lambda: expect(page.get_by_role("button", name="Acknowledge")).to_be_visible()),
+        ("kill switch", "kill-switch",
+         lambda: expect(page.get_by_role("button", name="Engage the kill switch…")).to_be_visible()),
+    ])
+    page.get_by_label("Reason (required; goes into the audit log and the banner)").fill("a drill")
+    page.get_by_role("button", name="Engage the kill switch…").click()  # the confirmation step only
+    expect(page.get_by_role("heading", name="Engage the kill switch?")).to_be_visible()
+    _check(page, found, "kill switch confirmation")
+    assert not found, _report(found)
+    assert page_errors == []
+
+
+def test_the_agents_audit_proof_and_error_pages_are_accessible(server: Server, page: Page,
+                                                              page_errors: list[str]) -> None:
+    sign_in(page, server, "founder")
+    found = _walk(page, server, [
+        ("agents", "agents", lambda: expect(page.get_by_role("button", name="Set autonomy").first).to_be_visible()),
+        ("audit", "audit", lambda: expect(page.get_by_role("heading", name="Audit log")).to_be_visible()),
+        ("proof", "audit/proof?seq=0",
+         lambda: expect(page.get_by_role("heading", name="Inclusion proof for entry #0")).to_be_visible()),
+        ("error page", "decisions/dec_nosuch",
+         lambda: expect(page.get_by_role("heading", name="Not found")).to_be_visible()),
+    ])
+    assert not found, _report(found)
     assert unexpected(page_errors, 404) == []

@@ -87,7 +87,9 @@ def test_a_founder_changes_an_agents_autonomy_and_every_open_agents_page_shows_i
     watching = windows.open("viewer", then="agents")  # someone else, with the page open
     wait_for_stream(watching)
     expect(watching.get_by_role("button", name="Set autonomy")).to_have_count(0)  # a viewer changes nothing
+    track_stream(page)
     sign_in(page, server, "founder", then="agents")
+    wait_for_stream(page)
     row = page.get_by_role("row").filter(has=page.get_by_role("cell", name="narrow", exact=True))
     expect(row.get_by_role("cell").nth(1)).to_have_text("A2")
     row.get_by_label("Autonomy of narrow").select_option("A1")
@@ -96,6 +98,7 @@ def test_a_founder_changes_an_agents_autonomy_and_every_open_agents_page_shows_i
     expect(row.get_by_role("cell").nth(1)).to_have_text("A1")
     watched = watching.get_by_role("row").filter(has=watching.get_by_role("cell", name="narrow", exact=True))
     expect(watched.get_by_role("cell").nth(1)).to_have_text("A1")  # live
+    expect(watching.locator("#agents-table table")).to_have_count(1)
 
     with read_only(server.runtime.db.connect()) as conn:
         assert get_agent(conn, "narrow").agent.autonomy.name == "A1"
