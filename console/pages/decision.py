@@ -24,6 +24,10 @@ from ledger.database import read_only
 router = APIRouter()
 
 MAX_TEXT = 2000
+#: The answer's status for a refusal, by the pipeline's error code (409 for the rest: a conflict
+#: with the decision's state, such as an approval given twice or one that came too late).
+REFUSAL_STATUS = {"decision_not_found": 404, "not_permitted": 403, "role_not_allowed": 403, "own_agent": 403,
+                  "passkey_required": 403, "passkey_invalid": 403}
 
 
 def _context(request: Request, viewer: Viewer, decision_id: str) -> dict[str, Any]:
@@ -83,7 +87,7 @@ async def _decide(request: Request, viewer: Viewer, decision_id: str, verb: str)
     person = Person(email=viewer.email, role=viewer.role)
     text = (form.get("comment") if verb == "approve" else form.get("reason")) or ""
     text = text.strip()
-    error = None
+    error, status = None, 422
     if len(text) > MAX_TEXT:
         error = f"at most {MAX_TEXT} characters, please"
     elif verb == "reject" and not text:
@@ -96,10 +100,10 @@ async def _decide(request: Request, viewer: Viewer, decision_id: str, verb: str)
             else:
                 await run_in_threadpool(runtime.approvals.reject, person, decision_id, text)
         except NotPending as exc:  # another person (or the expiry) got there first
-            error = f"Too late: {exc.message} now, settled while you were looking; your " \
-                    f"{'approval' if verb == 'approve' else 'rejection'} was not recorded."
+            error, status = f"Too late: {exc.message} now, settled while you were looking; your " \
+                            f"{'approval' if verb == 'approve' else 'rejection'} was not recorded.", 409
         except PipelineError as exc:
-            error = exc.message if hasattr(exc, "message") else str(exc)
+            error, status = exc.message, REFUSAL_STATUS.get(exc.code, 409)
         # Wake the agents long-polling this decision now, as the API's approve and reject do;
         # otherwise they see the change only at their next periodic re-read (up to 250 ms later).
         runtime.changes.notify(decision_id)
@@ -109,7 +113,7 @@ async def _decide(request: Request, viewer: Viewer, decision_id: str, verb: str)
     context = await run_in_threadpool(_context, request, viewer, decision_id)
     template = "_decision_panel.html" if is_htmx(request) else "decision.html"
     notice = None if error else _notice("approved" if verb == "approve" else "rejected")
-    return await run_in_threadpool(lambda: page(request, template, viewer, status=409 if error else 200,
+    return await run_in_threadpool(lambda: page(request, template, viewer, status=status if error else 200,
                                                 notice=notice, error=error, message_oob=is_htmx(request),
                                                 **context))
 

@@ -27,5 +27,11 @@ def inbox(request: Request, viewer: Annotated[Viewer, Depends(signed_in)]) -> Re
 
 @router.get("/inbox/rows", name="inbox_rows")
 def inbox_rows(request: Request, viewer: Annotated[Viewer, Depends(signed_in)]) -> Response:
-    """The table body alone (and the pending badge, out of band), for live refresh."""
-    return page(request, "_inbox_rows.html", viewer, rows=_rows(request), fragment=True)
+    """The table's rows alone, for live refresh."""
+    return page(request, "_inbox_rows.html", viewer, rows=_rows(request))
+
+
+@router.get("/inbox/badge", name="inbox_badge")
+def inbox_badge(request: Request, viewer: Annotated[Viewer, Depends(signed_in)]) -> Response:
+    """The pending count in the navigation, live on every page."""
+    return page(request, "_badge.html", viewer)

@@ -38,6 +38,7 @@ async def change(request: Request, viewer: Annotated[Viewer, Depends(acting_as("
     if error is None:
         try:
             await run_in_threadpool(runtime.approvals.set_kill_switch, Person(viewer.email, viewer.role), engage, reason)
+            runtime.changes.notify_all()  # agents long-polling see the change now, as after the API's
         except PipelineError as exc:
             error = exc.message
     if error is None:

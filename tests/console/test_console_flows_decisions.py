@@ -67,7 +67,7 @@ def test_rejecting_needs_a_reason_and_the_agent_reads_it(server: Server, page: P
     seen = server.client("a2").get(f"/v1/actions/{decision_id}").json()
     assert seen["status"] == "rejected"
     assert any("the customer already got a voucher" in r["message"] for r in seen["reasons"]), seen["reasons"]
-    assert unexpected(page_errors, 409) == []  # the blank reason's answer
+    assert unexpected(page_errors, 422) == []  # the blank reason's answer
 
 
 def test_each_person_sees_why_they_cannot_decide(server: Server, page: Page, windows: Windows,

@@ -23,7 +23,7 @@ def test_an_escalated_refund_appears_in_an_open_inbox_and_approving_it_executes(
     decision_id = answer.json()["decision_id"]
     row = page.locator(f"#row-{decision_id}")
     expect(row).to_contain_text("refund $720.00 on ch_test", timeout=2000)
-    expect(row.locator("time.countdown")).to_have_text(re.compile(r"^in 2[34]h \d+m$"))  # a live countdown
+    expect(row.locator("time.countdown")).to_have_text(re.compile(r"^in \d+h \d+m$"))  # a live countdown
     expect(page.locator("#pending-badge")).to_have_text("1")
     expect(page).to_have_title("Inbox (1) · Warden")
 

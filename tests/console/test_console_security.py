@@ -556,6 +556,7 @@ PUBLIC = None  # no session needed
 ROUTES: dict[tuple[str, str], frozenset[str] | None] = {
     ("GET", "/"): EVERYONE,
     ("GET", "/inbox/rows"): EVERYONE,
+    ("GET", "/inbox/badge"): EVERYONE,
     ("GET", "/decisions/{decision_id}"): EVERYONE,
     ("GET", "/decisions/{decision_id}/panel"): EVERYONE,
     ("POST", "/decisions/{decision_id}/approve"): DECIDE,
