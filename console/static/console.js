@@ -116,8 +116,9 @@
       .catch(function (err) { say(button.parentNode, "The passkey was not added: " + (err && err.message ? err.message : err)); });
   });
 
-  document.addEventListener("htmx:afterSwap", retitle);
-  document.addEventListener("htmx:oobAfterSwap", retitle);
+  function refreshed() { tick(); retitle(); }  // swapped-in content shows its countdowns at once
+  document.addEventListener("htmx:afterSwap", refreshed);
+  document.addEventListener("htmx:oobAfterSwap", refreshed);
   document.addEventListener("htmx:sseMessage", function (event) {
     if (event.detail && event.detail.type === "signed-out") { window.location.reload(); }
   });
