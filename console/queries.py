@@ -65,10 +65,10 @@ _COLUMNS = (decisions.c.decision_id, decisions.c.agent, decisions.c.tool, decisi
 INBOX_LIMIT = 250
 
 
-def pending(conn: Connection, limit: int = INBOX_LIMIT) -> list[Row]:
-    """Pending approvals, soonest expiry first."""
+def pending(conn: Connection, limit: int | None = None) -> list[Row]:
+    """Pending approvals, soonest expiry first (at most `INBOX_LIMIT` unless told)."""
     query = (select(*_COLUMNS).where(decisions.c.status == "pending_approval")
-             .order_by(decisions.c.expires_at, decisions.c.decision_id).limit(limit))
+             .order_by(decisions.c.expires_at, decisions.c.decision_id).limit(limit or INBOX_LIMIT))
     return [_row(r) for r in conn.execute(query)]
 
 
