@@ -108,14 +108,26 @@ class Feed:
             self._wake.clear()
         self._task = None
 
-    def open(self) -> asyncio.Queue[Event]:
-        """A new subscriber's queue; it starts with a `resync`. Call `close` when done."""
+    def head(self) -> int:
+        """The seq of the log's last entry (-1 when empty); blocking."""
+        with read_only(self.runtime.db.connect()) as conn:
+            size = conn.execute(select(func.max(entries.c.seq))).scalar()
+        return -1 if size is None else int(size)
+
+    def open(self, after: int | None = None) -> asyncio.Queue[Event]:
+        """A new subscriber's queue, for a page that shows the log up to entry `after` (at most
+        the head). It gets every entry after that one; when the feed cannot tell (it has read past
+        `after` already, or `after` is not given) it starts with a `resync` instead, so the page
+        fetches what it shows again. Call `close` when done."""
         queue: asyncio.Queue[Event] = asyncio.Queue(QUEUE)
-        queue.put_nowait(RESYNC)
         self._queues.add(queue)
         if self._task is None or self._task.done():
-            self._last = None
+            self._last = after  # None: the first read takes the head as where to start
             self._task = asyncio.create_task(self._run())
+            if after is None:
+                queue.put_nowait(RESYNC)
+        elif after is None or self._last is None or after < self._last:
+            queue.put_nowait(RESYNC)
         return queue
 
     def close(self, queue: asyncio.Queue[Event]) -> None:

@@ -27,12 +27,16 @@ class Shell:
 
     kill_switch: KillSwitch
     pending: int
+    seq: int  # the log's last entry when the page was read (-1: empty), where its live feed starts
 
 
 def shell(conn: Connection) -> Shell:
+    from ledger.schema import entries
+
+    seq = conn.execute(select(func.max(entries.c.seq))).scalar()
     pending = conn.execute(select(func.count()).select_from(decisions)
                            .where(decisions.c.status == "pending_approval")).scalar_one()
-    return Shell(kill_switch=read_kill_switch(conn), pending=int(pending))
+    return Shell(kill_switch=read_kill_switch(conn), pending=int(pending), seq=-1 if seq is None else int(seq))
 
 
 @dataclass

@@ -8,7 +8,9 @@ Each audit entry becomes named events the pages listen for (htmx's SSE extension
 - `feed`: a line of HTML for the activity feed (incidents only for roles that see them);
 - `kill-switch`, `agents`, `incidents`: those pages and the banner refresh.
 
-A `resync` (on connect, and when a page fell behind) asks for all of them. The session is checked
+`ready` says the page is subscribed. A `resync` (when the page may have missed entries: it
+connected without `after`, or after the feed had read past it, or it fell behind) asks for all
+of them; a page that connects with the `after` it was rendered with gets the entries since. The session is checked
 again every `RECHECK` seconds: a page signed out elsewhere stops receiving.
 """
 
@@ -18,7 +20,9 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
@@ -66,7 +70,8 @@ async def _signed_out() -> AsyncIterator[ServerSentEvent]:
 
 
 @router.get("/events", name="events")
-async def events(request: Request) -> EventSourceResponse:
+async def events(request: Request, after: Annotated[int | None, Query(ge=-1, le=2**53)] = None) -> EventSourceResponse:
+    """The live feed; `after` is the last entry the page was rendered with (see `Feed.open`)."""
     viewer = await run_in_threadpool(lookup, request)
     if viewer is None:
         # A page whose session has ended (idle, lifetime, signed out elsewhere) reconnecting: an
@@ -74,11 +79,13 @@ async def events(request: Request) -> EventSourceResponse:
         return EventSourceResponse(_signed_out(), headers={"Cache-Control": "no-store"})
     request.state.actor = viewer.email
     feed = request.app.state.feed
+    seen = after if after is not None and after <= await run_in_threadpool(feed.head) else None
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
         checked = time.monotonic()
-        queue = feed.open()
+        queue = feed.open(seen)
         try:
+            yield ServerSentEvent(data="", event="ready")  # subscribed: what happens from now on arrives
             while True:
                 try:
                     event: Event | None = await asyncio.wait_for(queue.get(), timeout=RECHECK)

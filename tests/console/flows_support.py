@@ -70,7 +70,7 @@ def track_stream(page: Page) -> Page:
     """Mark `window.__sseOpen` when a page's event stream opens (see `wait_for_stream`)."""
     page.add_init_script("""document.addEventListener('htmx:sseOpen', function (event) {
         window.__sseOpen = true;
-        event.detail.source.addEventListener('resync', function () { window.__resynced = true; });
+        event.detail.source.addEventListener('ready', function () { window.__ready = true; });
     });""")
     return page
 
@@ -105,10 +105,10 @@ class Windows:
 
 
 def wait_for_stream(page: Page) -> None:
-    """Until `page`'s event stream is open and the refreshes it asks for on connecting are done
-    (after `track_stream(page)`, or a page from `Windows`): a refresh landing later would reset a
-    form the test is filling in."""
-    page.wait_for_function("() => window.__resynced === true && !document.querySelector('.htmx-request')",
+    """Until `page`'s event stream is open (its `ready` event came) and any refresh it asked for on
+    connecting is done (after `track_stream(page)`, or a page from `Windows`): a refresh landing
+    later would reset a form the test is filling in."""
+    page.wait_for_function("() => window.__ready === true && !document.querySelector('.htmx-request')",
                            timeout=10000)
 
 
