@@ -108,15 +108,7 @@ async def signed_in(request: Request) -> Viewer:
 
 def allowed(act: str) -> Any:
     """Dependency: the signed-in viewer, if their role may `act` (see `CAN`)."""
-
-    async def dependency(request: Request) -> Viewer:
-        viewer = await signed_in(request)
-        if not viewer.can(act):
-            raise forbidden(act, viewer)
-        return viewer
-
-    dependency.__name__ = f"may_{act}"
-    return dependency
+    return _permitted(signed_in, act, "may")
 
 
 async def form_of(request: Request) -> dict[str, str]:
@@ -138,15 +130,18 @@ async def acting(request: Request) -> Viewer:
 
 
 def acting_as(act: str) -> Any:
-    """Dependency: `acting`, and the role may `act`."""
+    """Dependency: `acting` (a state-changing request), and the role may `act`."""
+    return _permitted(acting, act, "acting_to")
 
+
+def _permitted(who: Any, act: str, verb: str) -> Any:
     async def dependency(request: Request) -> Viewer:
-        viewer = await acting(request)
+        viewer: Viewer = await who(request)
         if not viewer.can(act):
             raise forbidden(act, viewer)
         return viewer
 
-    dependency.__name__ = f"acting_to_{act}"
+    dependency.__name__ = f"{verb}_{act}"
     return dependency
 
 

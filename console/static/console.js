@@ -7,6 +7,7 @@
 
   function remaining(seconds) {
     if (seconds <= 0) { return "expired"; }
+    seconds = Math.ceil(seconds);  // "in 0m 1s" until the deadline itself, never "in 0m 0s"
     var d = Math.floor(seconds / 86400), h = Math.floor(seconds % 86400 / 3600),
         m = Math.floor(seconds % 3600 / 60), s = Math.floor(seconds % 60);
     var parts = [];

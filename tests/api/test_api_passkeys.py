@@ -27,7 +27,7 @@ from ledger.compact import MerkleAccumulator
 from ledger.entry import GENESIS_PREV
 from ledger.merkle import leaf_hash
 from ledger.passkeys import approval_challenge
-from audit_support import export, verify, warden  # noqa: F401
+from audit_support import export, verify, with_altered_signature
 from passkey_authenticator import SoftwareAuthenticator, b64url, unb64url
 
 FOUNDER = Person("founder@test.local", "founder")
@@ -274,15 +274,7 @@ def test_warden_audit_verify_checks_the_signed_approvals_offline(
                if e["kind"] == "approval" and e["subject"] == decision_id)
 
     # An altered signature, as found in the export: the verify command names the entry.
-    tampered = tmp_path / "tampered"
-    shutil.copytree(folder, tampered)
-    lines = (tampered / "entries.jsonl").read_bytes().splitlines()
-    entry = json.loads(lines[seq])
-    signature = bytearray(unb64url(entry["data"]["passkey"]["signature"]))
-    signature[8] ^= 1
-    entry["data"]["passkey"]["signature"] = b64url(bytes(signature))
-    lines[seq] = canonical_bytes(entry)
-    (tampered / "entries.jsonl").write_bytes(b"".join(line + b"\n" for line in lines))
+    tampered = with_altered_signature(folder, tmp_path / "tampered", seq)
     done = verify(tampered, key)
     assert done.returncode == 1, done.stdout
     assert f"FAILED at step (7)" in done.stdout and f"seq {seq}" in done.stdout

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, CDPSession, Page, Playwright
+from playwright.sync_api import Browser, CDPSession, ConsoleMessage, Error, Page, Playwright
 
 CHROMIUM = os.environ.get("WARDEN_TEST_CHROMIUM", "/usr/bin/chromium")
 
@@ -153,3 +153,19 @@ class StaticSite:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(timeout=5)
+
+
+def watch(page: Page, errors: list[str]) -> Page:
+    """Collect `page`'s console errors and uncaught exceptions into `errors`."""
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            where = message.location.get("url", "")
+            errors.append(f"console: {message.text}" + (f" ({where})" if where else ""))
+
+    def on_error(error: Error) -> None:
+        errors.append(f"uncaught: {error.message}")
+
+    page.on("console", on_console)
+    page.on("pageerror", on_error)
+    return page

@@ -26,9 +26,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Error, Page, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, BrowserContext, Error, Page, sync_playwright  # noqa: E402
 
-from browser_support import StaticSite, free_port, launch_browser  # noqa: E402
+from browser_support import StaticSite, free_port, launch_browser, watch  # noqa: E402
 from gateway_server import Server, server_config, start_server  # noqa: E402
 
 TIMEOUT_MS = 10_000
@@ -76,18 +76,7 @@ def page_errors() -> list[str]:
 @pytest.fixture
 def page(context: BrowserContext, page_errors: list[str], request: pytest.FixtureRequest,
          tmp_path: Path) -> Iterator[Page]:
-    page = context.new_page()
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error":
-            where = message.location.get("url", "")
-            page_errors.append(f"console: {message.text}" + (f" ({where})" if where else ""))
-
-    def on_error(error: Error) -> None:
-        page_errors.append(f"uncaught: {error.message}")
-
-    page.on("console", on_console)
-    page.on("pageerror", on_error)
+    page = watch(context.new_page(), page_errors)
     yield page
     if request.node.stash.get(_failed, False) and not page.is_closed():
         try:
@@ -121,3 +110,15 @@ def console_server(tmp_path: Path, console_settings_overrides: dict[str, Any]) -
         yield handle
     finally:
         stop()
+
+
+@pytest.fixture
+def windows(browser: Browser, server: Server, page_errors: list[str]) -> Iterator[Any]:
+    """More browser windows and tabs for a test (`flows_support.Windows`), over the module's `server`."""
+    from flows_support import Windows
+
+    opened = Windows(browser, server, page_errors)
+    try:
+        yield opened
+    finally:
+        opened.close()

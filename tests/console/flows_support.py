@@ -12,8 +12,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Error, Page
+from playwright.sync_api import Browser, BrowserContext, Page
 
+import browser_support
 from browser_support import free_port
 from console_support import give_passwords, sign_in
 from gateway_server import Server, server_config, start_server
@@ -51,19 +52,8 @@ def module_console(tmp_path_factory: Any, name: str, *, clock: Clock | None = No
 
 
 def watch(page: Page, errors: list[str]) -> Page:
-    """Collect `page`'s console errors and uncaught exceptions into `errors`."""
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error":
-            where = message.location.get("url", "")
-            errors.append(f"console: {message.text}" + (f" ({where})" if where else ""))
-
-    def on_error(error: Error) -> None:
-        errors.append(f"uncaught: {error.message}")
-
-    page.on("console", on_console)
-    page.on("pageerror", on_error)
-    return track_stream(page)
+    """Collect `page`'s errors into `errors` (`browser_support.watch`) and track its event stream."""
+    return track_stream(browser_support.watch(page, errors))
 
 
 def track_stream(page: Page) -> Page:

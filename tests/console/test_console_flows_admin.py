@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from browser_support import REPO
 from console_support import sign_in
@@ -26,15 +26,6 @@ from ledger.database import read_only
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     yield from module_console(tmp_path_factory, "admin")
-
-
-@pytest.fixture
-def windows(browser: Browser, server: Server, page_errors: list[str]) -> Iterator[Windows]:
-    opened = Windows(browser, server, page_errors)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def _banner(page: Page):  # type: ignore[no-untyped-def]

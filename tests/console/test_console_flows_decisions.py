@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from console_support import sign_in
 from flows_support import Windows, module_console, unexpected
@@ -17,15 +17,6 @@ from gateway_server import Server, audit, packet, refund
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     yield from module_console(tmp_path_factory, "decisions")
-
-
-@pytest.fixture
-def windows(browser: Browser, server: Server, page_errors: list[str]) -> Iterator[Windows]:
-    opened = Windows(browser, server, page_errors)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def _pending(server: Server, body: dict[str, Any], agent: str = "a2") -> str:

@@ -4,20 +4,16 @@ signature offline in an export; the same export with the signature altered fails
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from audit_support import export, verify
+from audit_support import export, verify, with_altered_signature
 from browser_support import virtual_authenticator
 from console_support import give_passwords, sign_in
 from gateway_server import Server, packet
-from ledger.canonical import canonical_bytes
-from passkey_authenticator import b64url, unb64url
 
 
 @pytest.fixture
@@ -62,16 +58,8 @@ def test_an_l3_approved_with_a_registered_passkey_verifies_offline_and_a_tampere
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 passkey-signed approval verified" in done.stdout
 
-    tampered = tmp_path / "tampered"
-    shutil.copytree(folder, tampered)
-    lines = (tampered / "entries.jsonl").read_bytes().splitlines()
     seq = approval["seq"]
-    entry = json.loads(lines[seq])
-    signature = bytearray(unb64url(entry["data"]["passkey"]["signature"]))
-    signature[10] ^= 0x01
-    entry["data"]["passkey"]["signature"] = b64url(bytes(signature))
-    lines[seq] = canonical_bytes(entry)
-    (tampered / "entries.jsonl").write_bytes(b"".join(line + b"\n" for line in lines))
+    tampered = with_altered_signature(folder, tmp_path / "tampered", seq)
     done = verify(tampered, key)
     assert done.returncode == 1, done.stdout
     assert f"seq {seq}" in done.stdout and "the passkey signature does not verify" in done.stdout

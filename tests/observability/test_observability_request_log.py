@@ -5,6 +5,7 @@ Requests go to the app in process through httpx's ASGI transport (`AppClient`)."
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import io
 import json
 import logging
@@ -50,7 +51,10 @@ class AppClient:
             async with httpx.AsyncClient(transport=self.transport, base_url="http://testserver") as client:
                 return await client.get(url, **kwargs)
 
-        return asyncio.run(call())
+        # On a thread of its own: a test process may already run an event loop on this one (the
+        # browser tests' Playwright keeps one for the whole session).
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(asyncio.run, call()).result()
 
 
 @pytest.fixture

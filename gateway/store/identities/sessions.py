@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import Connection, insert, select, update
 
@@ -63,26 +63,18 @@ def session_for(
     """The live session of this cookie token, its last_seen_at refreshed when older than
     `TOUCH_SECONDS`; None when there is none (see the module's docstring). Writes: run it in a
     transaction that commits."""
-    if not isinstance(token, str) or not token or len(token) > _MAX_TOKEN_LENGTH:
+    found = _lookup(conn, token, now, idle_seconds, max_seconds)
+    if found is None:
         return None
-    digest = token_digest(token)
-    row = conn.execute(
-        select(console_sessions, users.c.role, users.c.revoked_at)
-        .join(users, users.c.email == console_sessions.c.email)
-        .where(console_sessions.c.token_hash == digest)
-    ).one_or_none()
-    if row is None or row.ended_at is not None or not hmac.compare_digest(bytes(row.token_hash), digest):
-        return None
-    if row.revoked_at is not None or now - row.last_seen_at > idle_seconds or now - row.created_at > max_seconds:
+    digest, session, expired = found
+    if expired:
         _end(conn, digest, now)
         return None
-    last_seen = row.last_seen_at
-    if now - last_seen > TOUCH_SECONDS:
+    if now - session.last_seen_at > TOUCH_SECONDS:
         conn.execute(update(console_sessions).where(console_sessions.c.token_hash == digest,
                                                     console_sessions.c.ended_at.is_(None)).values(last_seen_at=now))
-        last_seen = now
-    return ConsoleSession(email=row.email, role=row.role, csrf_token=row.csrf_token, created_at=row.created_at,
-                          last_seen_at=last_seen)  # fmt: skip
+        session = replace(session, last_seen_at=now)
+    return session
 
 
 def peek_session(
@@ -91,8 +83,19 @@ def peek_session(
     """`session_for` without writing, for a read-only connection: the live session (None when
     there is none) and whether its last_seen_at is due a refresh (then call `session_for` in a
     transaction). An expired session is refused here as there; ending it can wait."""
-    if not isinstance(token, str) or not token or len(token) > _MAX_TOKEN_LENGTH:
+    found = _lookup(conn, token, now, idle_seconds, max_seconds)
+    if found is None or found[2]:
         return None, False
+    session = found[1]
+    return session, now - session.last_seen_at > TOUCH_SECONDS
+
+
+def _lookup(conn: Connection, token: str, now: float, idle_seconds: float,
+            max_seconds: float) -> tuple[bytes, ConsoleSession, bool] | None:
+    """(digest, session, expired) of an open session of this token: expired when idle too long,
+    past its lifetime, or its person revoked. None for no open session."""
+    if not isinstance(token, str) or not token or len(token) > _MAX_TOKEN_LENGTH:
+        return None
     digest = token_digest(token)
     row = conn.execute(
         select(console_sessions, users.c.role, users.c.revoked_at)
@@ -100,12 +103,11 @@ def peek_session(
         .where(console_sessions.c.token_hash == digest)
     ).one_or_none()
     if row is None or row.ended_at is not None or not hmac.compare_digest(bytes(row.token_hash), digest):
-        return None, False
-    if row.revoked_at is not None or now - row.last_seen_at > idle_seconds or now - row.created_at > max_seconds:
-        return None, False
+        return None
+    expired = row.revoked_at is not None or now - row.last_seen_at > idle_seconds or now - row.created_at > max_seconds
     session = ConsoleSession(email=row.email, role=row.role, csrf_token=row.csrf_token, created_at=row.created_at,
                              last_seen_at=row.last_seen_at)  # fmt: skip
-    return session, now - row.last_seen_at > TOUCH_SECONDS
+    return digest, session, expired
 
 
 def end_session(conn: Connection, token: str, now: float) -> None:
