@@ -3,6 +3,8 @@ the fixed files become the active set with a `policy_activated` audit entry."""
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,14 @@ def scrape(server: Server) -> dict[str, Any]:
             elif sample.name == "warden_policy_reload_failures_total":
                 found["failures"] = sample.value
     return found
+
+
+def replace_file(path: Path, text: str) -> None:
+    """Write `path` whole at once, as an editor saving does: the watcher polling it never reads a
+    half-written file (which might compile, and be activated, as something nobody wrote)."""
+    staged = path.with_name(f".{path.name}.tmp")
+    staged.write_text(text)
+    os.replace(staged, path)
 
 
 def decide(server: Server, body: str = "called the customer") -> dict[str, Any]:
@@ -53,7 +63,7 @@ def test_broken_edit_keeps_the_last_good_set_until_it_is_fixed(db_url: str, tmp_
         assert initial["data"]["digest"] == good["digest"]
 
         # (1) A half-finished rule: the set does not compile; the last good one stays active.
-        crm.write_text(original.replace(anchor, anchor + "  deny greeting_in_note when\n"))
+        replace_file(crm, original.replace(anchor, anchor + "  deny greeting_in_note when\n"))
         eventually(lambda: scrape(server)["failures"] >= 1, "the failed reload to be counted")
         broken = scrape(server)
         assert (broken["digest"], broken["failures"]) == (good["digest"], 1)
@@ -62,7 +72,7 @@ def test_broken_edit_keeps_the_last_good_set_until_it_is_fixed(db_url: str, tmp_
         assert len(audit(server, "policy_activated")) == 1
 
         # (2) The rule finished: the new set is recorded, then active, and decides.
-        crm.write_text(original.replace(anchor, anchor + NEW_RULE))
+        replace_file(crm, original.replace(anchor, anchor + NEW_RULE))
         fixed = eventually(lambda: (s := scrape(server))["digest"] != good["digest"] and s, "the fixed policies")
         assert fixed["failures"] == 1
         activated = audit(server, "policy_activated")
