@@ -51,6 +51,9 @@ def mount(app: FastAPI, runtime: Any) -> None:
 
 
 def _error(request: Request, status: int, title: str, message: str) -> Response:
+    """The error page; for an htmx request only its message, which the page shows in place."""
+    if is_htmx(request):
+        return page(request, "_error_message.html", None, status=status, title=title, message=message)
     return page(request, "error.html", None, status=status, title=title, message=message)
 
 
