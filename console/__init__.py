@@ -8,7 +8,8 @@ without JavaScript where it can.
 
 Rooms inside: `app` (assembly), `security` (headers, CSRF), `auth` (cookie sessions, the signed-in
 person and their role), `render` (templates and the context every page shares), `present` (how
-a packet reads: money in currency units, one-line summaries, the matrix), `queries` (the reads
+a packet reads: money in currency units, one-line summaries, the matrix), `explain` (a reason's
+rule source, and why this viewer cannot approve), `queries` (the reads
 behind the pages), `events` (the live feed: the audit log, tailed), `pages/` (one router per page).
 May import the gateway's runtime and the rooms below it, `connectors/`, `ledger/`, `dsl/`; never
 the HTTP API (`gateway.http`) or the command line.

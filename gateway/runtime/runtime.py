@@ -38,6 +38,7 @@ from gateway.execution.breaker import CircuitBreakers
 from gateway.execution.outbox import Outbox
 from gateway.execution.worker import Worker
 from gateway.runtime.reload import PolicyHolder, PolicyWatcher
+from gateway.store.identities import purge_stale
 from gateway.store.killswitch import read_kill_switch
 from gateway.store.schema import gateway_state, upgrade
 from gateway.store.tokens import TokenCache
@@ -176,6 +177,7 @@ class Runtime:
         self.tamper = TamperWatch(self.ledger, self._tamper_alarm,
                                   full_check_seconds=settings.tamper_full_check_seconds)
         self._stop = threading.Event()
+        self._next_purge = 0.0
         self._housekeeper: threading.Thread | None = None
         self._record_active_policy(self.policies.current()[0])
 
@@ -210,7 +212,7 @@ class Runtime:
 
     def _housekeeping(self) -> None:
         while not self._stop.wait(1.0):
-            for task in (self._expire_approvals, self._sign_checkpoints, self._verify_log):
+            for task in (self._expire_approvals, self._sign_checkpoints, self._verify_log, self._purge_stale):
                 try:
                     task()
                 except Exception:  # one failing task never starves the others; the next tick retries
@@ -222,6 +224,16 @@ class Runtime:
 
     def _sign_checkpoints(self) -> None:
         self.checkpointer.tick(self.db)
+
+    def _purge_stale(self) -> None:
+        """Hourly: ended console sessions and spent sign-in failure counts are deleted."""
+        now = self.clock()
+        if now < self._next_purge:
+            return
+        self._next_purge = now + 3600.0
+        settings = self.settings
+        self.writer.run(lambda conn: purge_stale(conn, now, max_seconds=settings.console_session_max_seconds,
+                                                 window=settings.login_window_seconds))
 
     def _verify_log(self) -> None:
         self.tamper.tick(self.db)

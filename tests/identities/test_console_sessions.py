@@ -169,3 +169,22 @@ def test_peeking_reads_without_writing_and_says_when_a_refresh_is_due(people: An
     with people.engine.begin() as conn:
         ids.end_session(conn, token, 5000.0)
     assert peek(5001.0) == (None, False)
+
+
+def test_stale_sessions_and_spent_failure_counts_are_purged(people: Any) -> None:
+    from gateway.store.schema import login_failures
+
+    ended, _ = _start(people, now=1000.0)
+    live, _ = _start(people, now=100_000.0)
+    with people.engine.begin() as conn:
+        ids.end_session(conn, ended, 1000.0)
+        conn.execute(login_failures.insert().values(scope="account:x@y.z", failures=2, first_at=1000.0,
+                                                    blocked_until=None))
+        conn.execute(login_failures.insert().values(scope="address:10.0.0.9", failures=9, first_at=99_000.0,
+                                                    blocked_until=200_000.0))
+    with people.engine.begin() as conn:
+        assert ids.purge_stale(conn, 100_100.0, max_seconds=MAX, window=900.0) == 2
+    with people.engine.connect() as conn:
+        assert conn.execute(select(console_sessions.c.token_hash)).scalars().all() == [ids.token_digest(live)]
+        assert conn.execute(select(login_failures.c.scope)).scalars().all() == ["address:10.0.0.9"]  # still waiting
+    assert _for(people, live, 100_100.0) is not None

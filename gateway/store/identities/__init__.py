@@ -61,6 +61,7 @@ from gateway.store.identities.sessions import (
     end_session,
     end_sessions_for,
     peek_session,
+    purge_stale,
     session_for,
     start_session,
 )
@@ -105,6 +106,7 @@ __all__ = [
     "end_session",
     "end_sessions_for",
     "peek_session",
+    "purge_stale",
     "get_agent",
     "get_user",
     "invite_email",

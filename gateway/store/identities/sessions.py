@@ -126,3 +126,19 @@ def end_sessions_for(conn: Connection, email: str, now: float) -> int:
 def _end(conn: Connection, digest: bytes, now: float) -> None:
     conn.execute(update(console_sessions).where(console_sessions.c.token_hash == digest,
                                                 console_sessions.c.ended_at.is_(None)).values(ended_at=now))
+
+
+def purge_stale(conn: Connection, now: float, *, max_seconds: float, window: float) -> int:
+    """Delete what no longer decides anything: sessions ended or past their lifetime for a day,
+    and sign-in failure counts whose window and wait are over. Returns the rows deleted."""
+    from sqlalchemy import and_, delete, or_
+
+    from gateway.store.schema import login_failures
+
+    day = 86_400.0
+    gone = conn.execute(delete(console_sessions).where(or_(
+        console_sessions.c.ended_at < now - day, console_sessions.c.created_at < now - max_seconds - day))).rowcount
+    gone += conn.execute(delete(login_failures).where(and_(
+        login_failures.c.first_at < now - window,
+        or_(login_failures.c.blocked_until.is_(None), login_failures.c.blocked_until < now)))).rowcount
+    return int(gone)
