@@ -8,6 +8,7 @@ still need.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,7 @@ def _source(policy_dir: Path, file: str, line: int) -> Source:
         else:
             break
     shown = Path(file).name if Path(file).is_absolute() else file
-    return Source(file=shown, line=line, text="\n".join(taken))
+    return Source(file=shown, line=line, text=textwrap.dedent("\n".join(taken)))
 
 
 @dataclass(frozen=True)
