@@ -30,7 +30,13 @@ def test_an_escalated_refund_appears_in_an_open_inbox_and_approving_it_executes(
     waited: dict[str, object] = {}
 
     def long_poll() -> None:
-        waited["answer"] = console_server.client("a2").get(f"/v1/actions/{decision_id}", params={"wait": 20}).json()
+        # As an agent waits: again while the status still changes (`executing` comes between the
+        # approval's commit and the connector's answer).
+        answer, polls = {"status": "pending_approval"}, 0
+        while answer["status"] in ("pending_approval", "executing") and polls < 5:
+            polls += 1
+            answer = console_server.client("a2").get(f"/v1/actions/{decision_id}", params={"wait": 20}).json()
+        waited["answer"] = answer
 
     poller = threading.Thread(target=long_poll)
     poller.start()
