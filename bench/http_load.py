@@ -1,7 +1,7 @@
 """Warden over HTTP against a bare FastAPI app, with wrk as the load generator.
 
     python bench/http_load.py [--duration 15] [--connections 16] [--threads 2] [--warmup 3]
-                         [--backends sqlite,postgresql] [--json FILE] [--py-spy DIR]
+                         [--backends sqlite,postgresql] [--json FILE] [--py-spy DIR] [--fsyncs]
 
 For each backend (SQLite in a temporary folder; PostgreSQL started for the run by
 `tests/postgres.py`, durable: fsync and synchronous commit on) the script starts, one after the
@@ -19,7 +19,22 @@ and drives each from a separate process with
 not counted). The Lua script posts small refunds (L1) and CRM notes (L0), each with a packet_id
 of its own. The table shows requests/s, p50 and p99 latency, the answers outside 2xx and the
 socket errors (a run with any is INVALID: its figures say nothing), and Warden's throughput as
-a fraction of bare's on the same backend. The goals (Warden >= 50% of bare's throughput, p99 <=
+a fraction of bare's on the same backend, and, per request completed in the measured run:
+
+  - server CPU ms: utime + stime of the server process and its descendants (reaped ones through
+    cutime + cstime) from /proc/PID/stat, read just before and just after wrk, in clock ticks
+    (os.sysconf("SC_CLK_TCK")); also as a ratio of Warden's to bare's. It is the steadiest figure
+    on a shared machine. On PostgreSQL the database server's own CPU (the postmaster and its
+    backends, read the same way) is shown apart as `db cpu`;
+  - statements: `warden_db_statements_total` read from Warden's /metrics before and after (bare
+    has no database: n/a). The scrape before the run counts its own few reads in the difference;
+  - fsyncs (with `--fsyncs`): fsync + fdatasync calls, counted by
+    `strace -f -c -e trace=fsync,fdatasync -p PID` attached to the server (and, on PostgreSQL,
+    to every process of the database server) for the measured run. strace stops the server at
+    every system call it makes, so the other figures of a run with `--fsyncs` are slowed: take
+    them from a run without it. When ptrace is not permitted the column says n/a.
+
+The goals (Warden >= 50% of bare's throughput, p99 <=
 25 ms at 16 connections) are reported PASS or MISS, never asserted. After each Warden run the
 database is read back: decisions recorded and executions succeeded must equal the 2xx answers.
 
@@ -92,7 +107,22 @@ class Run:
     first_error: str = ""
     recorded: dict[str, int] = field(default_factory=dict)  # warden: what the database holds
     recorded_note: str = ""
+    cpu_ms_per_request: float | None = None  # the server process (and its descendants)
+    db_cpu_ms_per_request: float | None = None  # PostgreSQL's processes, when the backend is PostgreSQL
+    statements: dict[str, int] | None = None  # warden_db_statements_total's increase, by kind
+    fsyncs: int | None = None  # with --fsyncs: fsync + fdatasync calls during the measured run
+    fsync_note: str = ""  # why fsyncs is None
     problems: list[str] = field(default_factory=list)
+
+    @property
+    def statements_per_request(self) -> float | None:
+        if self.statements is None or not self.requests:
+            return None
+        return sum(self.statements.values()) / self.requests
+
+    @property
+    def fsyncs_per_request(self) -> float | None:
+        return None if self.fsyncs is None or not self.requests else self.fsyncs / self.requests
 
     @property
     def valid(self) -> bool:
@@ -157,6 +187,114 @@ def wrk(url: str, *, seconds: float, connections: int, threads: int, token: str 
     return done.stdout
 
 
+# -- what the server spent: CPU, statements, fsyncs -----------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/PID/stat's fields after the command name (field 3, the state, is [0])."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # gone
+        return None
+    return raw[raw.rfind(")") + 2:].split()
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and every live descendant."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields is not None:
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo += children.get(pid, [])
+    return tree
+
+
+def cpu_seconds(root: int) -> float:
+    """CPU time of `root` and its descendants: utime + stime of each (all its threads, live and
+    ended), plus cutime + cstime (the descendants that ended and were waited for)."""
+    ticks = 0
+    for pid in process_tree(root):
+        fields = _stat_fields(pid)
+        if fields is not None:  # utime, stime, cutime, cstime: fields 14-17
+            ticks += sum(int(f) for f in fields[11:15])
+    return ticks / CLOCK_TICKS
+
+
+def postmaster_pid(data_dir: Path) -> int | None:
+    try:
+        return int((data_dir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def statement_counts(metrics_url: str) -> dict[str, int] | None:
+    """warden_db_statements_total by kind, from Warden's /metrics (None: not there)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        body = httpx.get(metrics_url, timeout=30).text
+    except httpx.HTTPError:
+        return None
+    counts = {sample.labels.get("kind", ""): int(sample.value)
+              for family in text_string_to_metric_families(body)
+              for sample in family.samples if sample.name == "warden_db_statements_total"}
+    return counts or None
+
+
+class FsyncTrace:
+    """`strace -f -c -e trace=fsync,fdatasync -p PID...` for the length of a run; `stop()` gives
+    the number of calls, or None with the reason in `note`."""
+
+    def __init__(self, pids: list[int], out: Path) -> None:
+        self.out = out
+        self.note = ""
+        self.process: subprocess.Popen[str] | None = None
+        if shutil.which("strace") is None:
+            self.note = "n/a (strace is not installed)"
+            return
+        command = ["strace", "-f", "-c", "-e", "trace=fsync,fdatasync", "-o", str(out)]
+        for pid in pids:
+            command += ["-p", str(pid)]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.0)  # attaching to every thread takes a moment; the run starts after it
+        if self.process.poll() is not None:
+            self.note = "n/a (strace cannot attach)"
+            self.process = None
+
+    def stop(self) -> int | None:
+        if self.process is None:
+            return None
+        self.process.send_signal(signal.SIGINT)
+        try:
+            _, err = self.process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.communicate()
+            self.note = "n/a (strace did not stop)"
+            return None
+        if "Operation not permitted" in err:
+            self.note = "n/a (strace cannot attach)"
+            return None
+        calls = 0
+        try:
+            for line in self.out.read_text().splitlines():
+                fields = line.split()
+                if fields and fields[-1] in ("fsync", "fdatasync"):
+                    calls += int(fields[3])  # % time, seconds, usecs/call, calls, [errors], syscall
+        except (OSError, ValueError, IndexError) as exc:
+            self.note = f"n/a (strace's summary did not parse: {exc})"
+            return None
+        return calls
+
+
 # -- the targets -----------------------------------------------------------------------------
 
 
@@ -177,14 +315,14 @@ def wait_healthy(base_url: str, process: subprocess.Popen[bytes], timeout: float
 
 
 @contextmanager
-def bare_app(workdir: Path) -> Iterator[str]:
+def bare_app(workdir: Path) -> Iterator[tuple[str, int]]:
     port = free_port()
     log = open(workdir / "bare.log", "wb")
     process = subprocess.Popen([sys.executable, str(BARE_APP), "--port", str(port)], cwd=workdir,
                                env=clean_environment(), stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_healthy(f"http://127.0.0.1:{port}", process)
-        yield f"http://127.0.0.1:{port}/v1/actions"
+        yield f"http://127.0.0.1:{port}/v1/actions", process.pid
     finally:
         _stop(process)
         log.close()
@@ -212,15 +350,17 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def database(backend: str, workdir: Path) -> Iterator[str]:
+def database(backend: str, workdir: Path) -> Iterator[tuple[str, int | None]]:
+    """The database URL, and the PostgreSQL server's postmaster PID (None for SQLite)."""
     if backend == "sqlite":
-        yield f"sqlite:///{workdir / 'warden.db'}"
+        yield f"sqlite:///{workdir / 'warden.db'}", None
         return
     from postgres import PostgresServer  # tests/postgres.py
 
     server = PostgresServer(durable=True).start()
     try:
-        yield server.create_database("warden_bench")
+        url = server.create_database("warden_bench")
+        yield url, postmaster_pid(server.data_dir)
     finally:
         server.stop()
 
@@ -325,7 +465,10 @@ def summarise_profile(path: Path, top: int = 25) -> str:
 
 
 def measure(backend: str, target: str, url: str, token: str | None, args: argparse.Namespace,
-            *, profile_pid: int | None = None) -> Run:
+            *, server_pid: int, db_pid: int | None = None, metrics_url: str | None = None,
+            profile: bool = False, workdir: Path) -> Run:
+    """Warm up, then the measured wrk run, with the server's CPU (and the database server's,
+    `db_pid`), Warden's statement count (`metrics_url`) and, with --fsyncs, strace around it."""
     print(f"  {backend} / {target}: warm-up {args.warmup:g} s")
     warmed = 0
     if args.warmup > 0:
@@ -335,11 +478,31 @@ def measure(backend: str, target: str, url: str, token: str | None, args: argpar
             print(f"    warm-up: {'; '.join(warm.problems)}")
         warmed = warm.requests - warm.non2xx
     profiler = None
-    if profile_pid is not None and args.py_spy is not None:
-        profiler = start_profile(profile_pid, args.duration, args.py_spy / f"{backend}-{target}.txt")
-    run = parse_wrk(wrk(url, seconds=args.duration, connections=args.connections, threads=args.threads,
-                        token=token), Run(backend, target))
+    if profile and args.py_spy is not None:
+        profiler = start_profile(server_pid, args.duration, args.py_spy / f"{backend}-{target}.txt")
+    trace = None
+    if args.fsyncs:
+        traced = [server_pid] + (process_tree(db_pid) if db_pid is not None else [])
+        trace = FsyncTrace(traced, workdir / f"strace-{target}.txt")
+    statements_before = statement_counts(metrics_url) if metrics_url else None
+    db_cpu_before = cpu_seconds(db_pid) if db_pid is not None else 0.0
+    cpu_before = cpu_seconds(server_pid)
+    output = wrk(url, seconds=args.duration, connections=args.connections, threads=args.threads, token=token)
+    cpu_after = cpu_seconds(server_pid)
+    db_cpu_after = cpu_seconds(db_pid) if db_pid is not None else 0.0
+    statements_after = statement_counts(metrics_url) if metrics_url else None
+    run = parse_wrk(output, Run(backend, target))
     run.answered_before = 1 + (warmed if args.warmup > 0 else 0)
+    if run.requests:
+        run.cpu_ms_per_request = 1000 * (cpu_after - cpu_before) / run.requests
+        if db_pid is not None:
+            run.db_cpu_ms_per_request = 1000 * (db_cpu_after - db_cpu_before) / run.requests
+    if statements_before is not None and statements_after is not None:
+        run.statements = {kind: statements_after.get(kind, 0) - statements_before.get(kind, 0)
+                          for kind in statements_after}
+    if trace is not None:
+        run.fsyncs = trace.stop()
+        run.fsync_note = trace.note
     if profiler is not None:
         profiler.wait(timeout=args.duration + 60)
         path = args.py_spy / f"{backend}-{target}.txt"
@@ -352,10 +515,12 @@ def measure(backend: str, target: str, url: str, token: str | None, args: argpar
 
 def run_backend(backend: str, args: argparse.Namespace, workdir: Path) -> list[Run]:
     runs: list[Run] = []
-    with database(backend, workdir) as db_url:
-        with bare_app(workdir) as url:
+    with database(backend, workdir) as (db_url, db_pid):
+        with bare_app(workdir) as (url, pid):
             problem = check_once(url, None, None)
-            run = measure(backend, "bare", url, None, args) if problem is None else Run(backend, "bare", problems=[problem])
+            # bare has no database: no statements, and PostgreSQL's CPU and fsyncs are not its own
+            run = measure(backend, "bare", url, None, args, server_pid=pid, workdir=workdir) if problem is None \
+                else Run(backend, "bare", problems=[problem])
             runs.append(run)
         with warden(db_url, workdir / "warden") as (server, deployment):
             url = f"{server.base_url}/v1/actions"
@@ -363,7 +528,8 @@ def run_backend(backend: str, args: argparse.Namespace, workdir: Path) -> list[R
             if problem is not None:
                 runs.append(Run(backend, "warden", problems=[problem]))
                 return runs
-            run = measure(backend, "warden", url, deployment.agent_token, args, profile_pid=server.pid)
+            run = measure(backend, "warden", url, deployment.agent_token, args, server_pid=server.pid,
+                          db_pid=db_pid, metrics_url=f"{server.base_url}/metrics", profile=True, workdir=workdir)
             run.recorded = recorded(db_url)
             check_recorded(run)
             runs.append(run)
@@ -385,9 +551,14 @@ def machine() -> str:
             f"{platform.python_version()}; {wrk_version[0] if wrk_version else 'wrk'}")
 
 
+def _figure(value: float | None, width: int, spec: str) -> str:
+    return f"{'n/a':>{width}}" if value is None else f"{value:>{width}{spec}}"
+
+
 def report(runs: list[Run], args: argparse.Namespace) -> None:
     print()
-    header = f"{'backend':<11} {'target':<7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'errors':>7}  vs bare"
+    header = (f"{'backend':<11} {'target':<7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'errors':>7}"
+              f" {'cpu ms/req':>10} {'cpu/bare':>8} {'db cpu':>7} {'stmts/req':>9} {'fsyncs/req':>10}  req/s vs bare")
     print(header)
     print("-" * len(header))
     bare = {r.backend: r for r in runs if r.target == "bare"}
@@ -396,7 +567,32 @@ def report(runs: list[Run], args: argparse.Namespace) -> None:
         ratio = f"{r.rps / base.rps:6.1%}" if r.target == "warden" and base and base.rps else ""
         errors = sum(r.socket_errors.values())
         flag = "" if r.valid else "  INVALID"
-        print(f"{r.backend:<11} {r.target:<7} {r.rps:>9.1f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.non2xx:>8} {errors:>7}  {ratio}{flag}")
+        cpu = _figure(r.cpu_ms_per_request, 10, ".3f")
+        cpu_ratio = (f"{r.cpu_ms_per_request / base.cpu_ms_per_request:7.1f}x"
+                     if r.target == "warden" and base and base.cpu_ms_per_request and r.cpu_ms_per_request is not None
+                     else f"{'':>8}")
+        db_cpu = _figure(r.db_cpu_ms_per_request, 7, ".3f")
+        stmts = _figure(r.statements_per_request, 9, ".1f")
+        fsyncs = _figure(r.fsyncs_per_request, 10, ".3f") if args.fsyncs else f"{'-':>10}"
+        print(f"{r.backend:<11} {r.target:<7} {r.rps:>9.1f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.non2xx:>8} {errors:>7}"
+              f" {cpu} {cpu_ratio} {db_cpu} {stmts} {fsyncs}  {ratio}{flag}")
+    print()
+    print("cpu ms/req: utime+stime of the server process (and its descendants) over the measured run, per "
+          "request completed; cpu/bare: Warden's over bare's on the same backend; db cpu: the PostgreSQL "
+          "server's processes (n/a: SQLite is inside Warden, bare has no database); stmts/req: "
+          "warden_db_statements_total (bare: n/a, no database).")
+    for r in runs:
+        if r.statements and r.requests:
+            kinds = ", ".join(f"{n / r.requests:.1f} {kind}" for kind, n in r.statements.items())
+            print(f"{r.backend}/{r.target}: statements per request by kind: {kinds}")
+    if args.fsyncs:
+        print("fsyncs/req: fsync + fdatasync calls (strace -f -c; on PostgreSQL in Warden and every "
+              "database server process) per request. strace was attached during the measured runs and "
+              "slows the servers: their req/s, latency and CPU figures are low; take those from a run "
+              "without --fsyncs.")
+        for r in runs:
+            if r.fsyncs is None and r.fsync_note:
+                print(f"{r.backend}/{r.target}: fsyncs {r.fsync_note}")
     print()
     for r in runs:
         if not r.valid:
@@ -410,9 +606,9 @@ def report(runs: list[Run], args: argparse.Namespace) -> None:
         if base is None or not base.rps or not r.valid or not base.valid:
             print(f"{r.backend}: goals not checked (a run is missing or invalid)")
             continue
-        ratio = r.rps / base.rps
-        print(f"{r.backend}: throughput {ratio:.1%} of bare (goal >= {GOAL_RATIO:.0%}): "
-              f"{'PASS' if ratio >= GOAL_RATIO else 'MISS'}")
+        share = r.rps / base.rps
+        print(f"{r.backend}: throughput {share:.1%} of bare (goal >= {GOAL_RATIO:.0%}): "
+              f"{'PASS' if share >= GOAL_RATIO else 'MISS'}")
         at = "" if args.connections == GOAL_CONNECTIONS else f" (measured at {args.connections} connections, the goal is stated at {GOAL_CONNECTIONS})"
         print(f"{r.backend}: p99 {r.p99_ms:.2f} ms (goal <= {GOAL_P99_MS:g} ms){at}: "
               f"{'PASS' if r.p99_ms <= GOAL_P99_MS else 'MISS'}")
@@ -427,6 +623,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--backends", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument("--py-spy", type=Path, metavar="DIR", help="profile Warden during each run into DIR")
+    parser.add_argument("--fsyncs", action="store_true",
+                        help="count fsync/fdatasync calls with strace during the measured runs (slows the servers)")
     args = parser.parse_args(argv)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = sorted(set(backends) - {"sqlite", "postgresql"})
@@ -461,7 +659,9 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append(Run(backend, "warden", problems=[f"could not run: {exc}"]))
     report(runs, args)
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine(), "runs": [asdict(r) for r in runs]}, indent=2) + "\n")
+        rows = [{**asdict(r), "statements_per_request": r.statements_per_request,
+                 "fsyncs_per_request": r.fsyncs_per_request} for r in runs]
+        args.json.write_text(json.dumps({"machine": machine(), "runs": rows}, indent=2) + "\n")
     return 0 if all(r.valid for r in runs) else 1
 
 

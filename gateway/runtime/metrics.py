@@ -11,6 +11,10 @@ Two kinds of value, kept apart on purpose:
   database error never fails the scrape: those gauges are left out and
   `warden_metrics_scrape_errors_total` goes up.
 
+One operational counter watches the database connection itself: `warden_db_statements_total`
+(by `kind`: read, write, other), the SQL statements this process sent, counted by a SQLAlchemy
+`before_cursor_execute` listener on the runtime's engine (`metrics.count_statements(engine)`).
+
     metrics = Metrics(engine, breakers=outbox.open_breakers, policy_digest=lambda: holder.digest)
     metrics.observe_decision("executed", "stripe.refund", Risk.L1, 0.0021)
     metrics.on_call("stripe", "stripe.refund", "succeeded", 0.180)   # the outbox's hook
@@ -41,7 +45,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, event, func, select, text
 
 from gateway.store.killswitch import read_kill_switch
 from gateway.store.schema import decisions, executions
@@ -137,6 +141,10 @@ class Metrics:
         self.policy_reload_failures = Counter("warden_policy_reload_failures",
                                               "Policy reloads that did not compile (the last good set stayed active).",
                                               registry=r)
+        # Registered before the database collector: a scrape's own statements (that collector's
+        # read) are counted in the next scrape, not in the one that runs them.
+        self.statements = StatementCounter()
+        r.register(self.statements)
         self.database = DatabaseCollector(engine, clock=clock)
         r.register(self.database)
         r.register(_LiveCollector(self))
@@ -168,6 +176,10 @@ class Metrics:
             self.connector_seconds.labels(connector).observe(seconds)
 
     on_call = observe_connector_call
+
+    def count_statements(self, engine: Engine) -> None:
+        """Count every statement `engine` sends from now on in `warden_db_statements_total`."""
+        self.statements.attach(engine)
 
     def policy_reload_failed(self, _error: str = "") -> None:
         """Count a failed reload (usable directly as part of `PolicyWatcher`'s `on_failed`)."""
@@ -215,6 +227,62 @@ class _LiveCollector(Collector):
                 value = None
             if value:
                 policy.add_metric([value], 1.0)
+
+
+#: The first word of a statement (upper case, first six characters) → its `kind` label.
+_STATEMENT_KINDS = {"SELECT": "read", "WITH": "read", "INSERT": "write", "UPDATE": "write", "DELETE": "write"}
+STATEMENT_KINDS = ("read", "write", "other")
+
+
+def statement_kind(statement: str) -> str:
+    """`read` (SELECT, WITH), `write` (INSERT, UPDATE, DELETE) or `other` (BEGIN, SAVEPOINT,
+    RELEASE, SET, PRAGMA, DDL)."""
+    head = statement.lstrip()[:6].upper()
+    return _STATEMENT_KINDS.get(head) or ("read" if head.startswith("WITH") else "other")
+
+
+class StatementCounter(Collector):
+    """`warden_db_statements_total{kind}`: the statements sent through a cursor of the engines
+    it is attached to, in this process. Commits, and the implicit BEGIN that psycopg sends on
+    PostgreSQL, go through the driver rather than a cursor and are not counted; SQLite's explicit
+    BEGIN [IMMEDIATE] is (as `other`). An `executemany` counts once.
+
+    The listener does one dictionary lookup and one integer increment under a lock: well under a
+    microsecond a statement.
+    """
+
+    def __init__(self) -> None:
+        self._counts = dict.fromkeys(STATEMENT_KINDS, 0)
+        self._lock = threading.Lock()
+
+    def attach(self, engine: Engine) -> None:
+        if not event.contains(engine, "before_cursor_execute", self._before_cursor_execute):
+            event.listen(engine, "before_cursor_execute", self._before_cursor_execute)
+
+    def _before_cursor_execute(self, _conn: object, _cursor: object, statement: str, _parameters: object,
+                               _context: object, _executemany: bool) -> None:
+        kind = statement_kind(statement)
+        with self._lock:
+            self._counts[kind] += 1
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+    def describe(self) -> Iterable[Metric]:
+        return [self._family({})]
+
+    def collect(self) -> Iterable[Metric]:
+        return [self._family(self.counts())]
+
+    @staticmethod
+    def _family(counts: Mapping[str, int]) -> CounterMetricFamily:
+        family = CounterMetricFamily("warden_db_statements",
+                                     "SQL statements this process sent to the database, by kind (read, write, other).",
+                                     labels=["kind"])
+        for kind, n in counts.items():
+            family.add_metric([kind], n)
+        return family
 
 
 class DatabaseCollector(Collector):
@@ -303,4 +371,5 @@ _DATABASE_GAUGES = (
     ("warden_kill_switch_engaged", "1 while the kill switch is engaged."),
 )
 
-__all__ = ["CONNECTOR_BUCKETS", "DECISION_BUCKETS", "OUTCOMES", "DatabaseCollector", "Metrics"]
+__all__ = ["CONNECTOR_BUCKETS", "DECISION_BUCKETS", "OUTCOMES", "STATEMENT_KINDS", "DatabaseCollector", "Metrics",
+           "StatementCounter", "statement_kind"]

@@ -135,6 +135,7 @@ class Runtime:
             faults=settings.sandbox_faults or None, latency_ms=settings.sandbox_latency_ms,
         )
         self.metrics = Metrics(engine=self.db)
+        self.metrics.count_statements(self.db)
         known = self.registry.known_tools()
         expiry = timedelta(seconds=settings.approval_ttl_default_seconds)
         self.policies = PolicyHolder(
