@@ -1,11 +1,14 @@
-"""Signing people in to the console in tests: every test person gets `PASSWORD`, and
-`sign_in(page, server, "approver")` signs them in through the real form."""
+"""Signing people in to the console in tests: every test person gets `PASSWORD`;
+`sign_in(page, server, "approver")` signs them in through the real form in a browser, and
+`signed_in(server, "approver")` gives an httpx client signed in through the same form."""
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
+import httpx
 from playwright.sync_api import Page, expect
 
 from gateway.store import identities
@@ -34,3 +37,15 @@ def sign_in(page: Page, server: Server, who: str, *, then: str = "") -> None:
     expect(page.get_by_role("button", name="Sign out")).to_be_visible()
     if then:
         page.goto(server.console_url + then)
+
+
+def signed_in(server: Server, who: str) -> httpx.Client:
+    """An httpx client with `who`'s console session, signed in through the form (close it after)."""
+    client = httpx.Client(base_url=server.base_url, timeout=30)
+    form = client.get("/console/login")
+    token = re.search(r'name="signin_token" value="([^"]+)"', form.text)
+    assert token is not None
+    done = client.post("/console/login", data={"email": PEOPLE[who][0], "password": PASSWORD,
+                                               "signin_token": token.group(1), "next": "/console/"})
+    assert done.status_code == 303, done.text
+    return client

@@ -5,23 +5,11 @@ from __future__ import annotations
 
 import re
 
-import httpx
 import pytest
 
 from console import queries
-from console_support import PASSWORD, give_passwords
-from gateway_server import PEOPLE, Server, refund
-
-
-def signed_in(server: Server, who: str) -> httpx.Client:
-    client = httpx.Client(base_url=server.base_url, timeout=30)
-    form = client.get("/console/login")
-    token = re.search(r'name="signin_token" value="([^"]+)"', form.text)
-    assert token is not None
-    done = client.post("/console/login", data={"email": PEOPLE[who][0], "password": PASSWORD,
-                                               "signin_token": token.group(1), "next": "/console/"})
-    assert done.status_code == 303, done.text
-    return client
+from console_support import give_passwords, signed_in
+from gateway_server import Server, refund
 
 
 def test_the_inbox_lists_the_soonest_to_expire_and_links_to_the_rest(
