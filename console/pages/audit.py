@@ -3,7 +3,6 @@ download (the same folder `warden audit export` writes, as a .tar.gz) and inclus
 
 from __future__ import annotations
 
-import base64
 import json
 import shutil
 import tarfile
@@ -23,7 +22,10 @@ from console.render import page, runtime_of
 from gateway.pipeline.audit import inclusion_proof
 from gateway.pipeline.errors import OutOfRange
 from ledger.database import read_only
-from ledger.schema import entries
+from ledger.checkpoint import open_checkpoint
+from ledger.keys import signing_keys
+from ledger.note import NoteError, Verifier
+from ledger.schema import checkpoints, entries
 
 router = APIRouter()
 
@@ -31,20 +33,20 @@ router = APIRouter()
 ACTIVATIONS_WINDOW = 20_000
 
 
-def _checkpoint(note: str | None, now: float, signed_at: float | None) -> dict[str, Any] | None:
-    if not note:
+def _checkpoint(conn: Any, now: float) -> dict[str, Any] | None:
+    """The latest signed checkpoint as stored (size, key id, time), its root as the note itself
+    gives it once its signature verifies under one of the log's keys; None before the first."""
+    latest = conn.execute(select(checkpoints.c.note, checkpoints.c.size, checkpoints.c.key_id, checkpoints.c.signed_at)
+                          .order_by(checkpoints.c.size.desc()).limit(1)).first()
+    if latest is None:
         return None
-    lines = note.split("\n")
-    signature = next((line for line in lines if line.startswith("— ")), "")
-    key_id = ""
-    if signature:
-        try:
-            key_id = base64.b64decode(signature.split(" ")[2])[:4].hex()
-        except (IndexError, ValueError):
-            key_id = ""
-    return {"origin": lines[0], "size": int(lines[1]) if len(lines) > 1 and lines[1].isdigit() else None,
-            "root": lines[2] if len(lines) > 2 else "", "key_id": key_id, "note": note,
-            "age": None if signed_at is None else max(0.0, now - signed_at)}
+    verifiers = [Verifier.from_string(key.verifier_key) for key in signing_keys(conn)]
+    try:
+        root = open_checkpoint(latest.note, verifiers).root.hex()
+    except NoteError:
+        root = None  # shown as not verifying: the tamper check raises its own alarm
+    return {"size": latest.size, "key_id": latest.key_id, "root": root, "note": latest.note,
+            "age": max(0.0, now - latest.signed_at)}
 
 
 def _activations(conn: Any) -> list[dict[str, Any]]:
@@ -63,15 +65,11 @@ def _activations(conn: Any) -> list[dict[str, Any]]:
 
 @router.get("/audit", name="audit")
 def audit(request: Request, viewer: Annotated[Viewer, Depends(signed_in)]) -> Response:
-    from ledger.schema import checkpoints
-
     runtime = runtime_of(request)
     with read_only(runtime.db.connect()) as conn:
-        latest = conn.execute(select(checkpoints.c.note, checkpoints.c.signed_at)
-                              .order_by(checkpoints.c.size.desc()).limit(1)).first()
+        checkpoint = _checkpoint(conn, runtime.clock())
         size = runtime.ledger.head(conn).size
         activations = _activations(conn)
-    checkpoint = _checkpoint(latest.note if latest else None, runtime.clock(), latest.signed_at if latest else None)
     return page(request, "audit.html", viewer, checkpoint=checkpoint, size=size, digest=runtime.policies.digest,
                 activations=activations, verifier_key=runtime.signer.verifier_key, section="audit",
                 window=ACTIVATIONS_WINDOW)

@@ -5,14 +5,15 @@ PostgreSQL.)"""
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from console_support import PASSWORD, give_passwords
-from gateway_server import PEOPLE, Server, module_server, note, packet, refund
+from console_support import give_passwords, signed_in
+from gateway_server import Server, module_server, note, packet, refund
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -20,17 +21,6 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     for running in module_server(request, tmp_path_factory, "console-db", console=True):
         give_passwords(running)
         yield running
-
-
-def signed_in(server: Server, who: str) -> httpx.Client:
-    client = httpx.Client(base_url=server.base_url, timeout=30)
-    form = client.get("/console/login")
-    token = re.search(r'name="signin_token" value="([^"]+)"', form.text)
-    assert token is not None
-    done = client.post("/console/login", data={"email": PEOPLE[who][0], "password": PASSWORD,
-                                               "signin_token": token.group(1), "next": "/console/"})
-    assert done.status_code == 303, done.text
-    return client
 
 
 def csrf(page: httpx.Response) -> str:
@@ -89,8 +79,14 @@ def test_approve_from_the_console_and_read_every_page(server: Server) -> None:
                                                    "reason": "drill over", "confirm": "yes"})
         assert "Kill switch engaged" not in founder.get("/console/").text
 
+        def latest_root() -> str:  # of the latest signed checkpoint, as the API serves it
+            return base64.b64decode(server.client("auditor").get("/v1/audit/checkpoint").text.split("\n")[2]).hex()
+
+        before = latest_root()
         audit = founder.get("/console/audit")
         assert audit.status_code == 200 and "Active policies" in audit.text
+        roots = {before, latest_root()}  # (one may have been signed meanwhile)
+        assert any(f'{root}</code> (signature verified)' in audit.text for root in roots), roots
         export = founder.get("/console/audit/export")
         assert export.status_code == 200 and export.headers["content-type"] == "application/gzip", export.text[:300]
     finally:
