@@ -19,15 +19,24 @@ router = APIRouter()
 _KEY = re.compile(r"^(\d{1,12}(?:\.\d{1,9})?)~([A-Za-z0-9_]{1,64})$")
 
 
-def _time(value: str) -> float | None:
-    """`2026-12-01` or `2026-12-01T10:00` (UTC) as UNIX seconds; None when empty or unreadable."""
+def _time(value: str, field: str, problems: list[str]) -> float | None:
+    """`2026-12-01` or `2026-12-01T10:00` (UTC) as UNIX seconds; None when empty, and a problem
+    said when unreadable."""
     if not value:
         return None
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
+        problems.append(f"{field} {value!r} is not a date and time (YYYY-MM-DD or YYYY-MM-DDTHH:MM, UTC)")
         return None
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+
+
+def _choice(value: str, field: str, known: tuple[str, ...], problems: list[str]) -> str:
+    if value and value not in known:
+        problems.append(f"{field} {value!r} is not one of {', '.join(known)}")
+        return ""
+    return value
 
 
 @router.get("/activity", name="activity")
@@ -36,9 +45,13 @@ def activity(request: Request, viewer: Annotated[Viewer, Depends(signed_in)],
              status: Annotated[str, Query(max_length=32)] = "", risk: Annotated[str, Query(max_length=2)] = "",
              since: Annotated[str, Query(max_length=32)] = "", until: Annotated[str, Query(max_length=32)] = "",
              before: Annotated[str, Query(max_length=100)] = "") -> Response:
+    problems: list[str] = []  # what cannot be used is said, and the rest of the filters still apply
     key = _KEY.match(before)
-    filters = queries.Filters(agent=agent, tool=tool, status=status if status in queries.STATUSES else "",
-                              risk=risk if risk in queries.RISKS else "", since=_time(since), until=_time(until),
+    if before and key is None:
+        problems.append("the page link is damaged: showing the newest decisions")
+    filters = queries.Filters(agent=agent, tool=tool, status=_choice(status, "status", queries.STATUSES, problems),
+                              risk=_choice(risk, "risk", queries.RISKS, problems),
+                              since=_time(since, "from", problems), until=_time(until, "until", problems),
                               before=(float(key.group(1)), key.group(2)) if key else None)
     runtime = runtime_of(request)
     with read_only(runtime.db.connect()) as conn:
@@ -49,5 +62,6 @@ def activity(request: Request, viewer: Annotated[Viewer, Depends(signed_in)],
     if next_key is not None:
         extra = {"since": since, "until": until, "before": f"{next_key[0]!r}~{next_key[1]}"}
         next_link = filters.query_string(**extra)
-    return page(request, "activity.html", viewer, rows=rows, filters=filters, since=since, until=until,
-                agents=names, tools=tools, next_link=next_link, first_page=not before, section="activity")
+    return page(request, "activity.html", viewer, status=422 if problems else 200, problems=problems, rows=rows,
+                filters=filters, since=since, until=until, agents=names, tools=tools, next_link=next_link,
+                first_page=key is None, section="activity")

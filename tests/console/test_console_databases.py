@@ -92,3 +92,18 @@ def test_approve_from_the_console_and_read_every_page(server: Server) -> None:
     finally:
         approver.close()
         founder.close()
+
+
+def test_filters_that_cannot_be_used_are_named_and_the_rest_apply(server: Server) -> None:
+    client = signed_in(server, "viewer")
+    try:
+        answer = client.get("/console/activity", params={"since": "yesterday", "status": "approved",
+                                                         "risk": "L2", "before": "not-a-key"})
+        assert answer.status_code == 422
+        assert "from &#39;yesterday&#39; is not a date and time" in answer.text
+        assert "status &#39;approved&#39; is not one of executed" in answer.text
+        assert "the page link is damaged" in answer.text
+        assert '<option value="L2" selected>' in answer.text  # the usable filter still applies
+        assert client.get("/console/activity", params={"since": "2026-01-01", "risk": "L0"}).status_code == 200
+    finally:
+        client.close()
