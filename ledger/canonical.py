@@ -46,6 +46,7 @@ __all__ = [
     "FAST_ERRORS",
     "MAX_SAFE_INTEGER",
     "UNKNOWN",
+    "Canonical",
     "CanonicalizationError",
     "FastValue",
     "NotCanonical",
@@ -168,3 +169,31 @@ def canonical_bytes(value: Any) -> bytes:
     if fast is not None and fast_canonical(fast) == value:
         return fast
     return rfc8785.dumps(value)
+
+
+class Canonical:
+    """Bytes known to be the RFC 8785 form of a JSON value: made by :meth:`of`, or by
+    :meth:`object` from members that are. Serialise a value once and splice it wherever it is
+    needed (a packet's hash and the entry that records it), rather than encode it again."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: bytes, _token: object) -> None:
+        if _token is not _MADE_HERE:
+            raise TypeError("use Canonical.of(value) or Canonical.object(members)")
+        self.raw = raw
+
+    @classmethod
+    def of(cls, value: Any) -> Canonical:
+        """:func:`canonical_bytes` of ``value``."""
+        return cls(canonical_bytes(value), _MADE_HERE)
+
+    @classmethod
+    def object(cls, members: dict[str, Canonical]) -> Canonical:
+        """The object of ``members``, keys in RFC 8785 order (UTF-16 code units)."""
+        parts = [canonical_bytes(key) + b":" + members[key].raw
+                 for key in sorted(members, key=lambda k: k.encode("utf-16-be"))]
+        return cls(b"{" + b",".join(parts) + b"}", _MADE_HERE)
+
+
+_MADE_HERE = object()

@@ -68,13 +68,21 @@ class Checkpointer:
         self.policy = policy or CheckpointPolicy()
         self.ledger = ledger or Ledger()
         self._clock = clock
+        self._seen: _Last | None = None  # the latest checkpoint this signer knows of
 
     def maybe_sign(self, conn: Connection) -> SignedCheckpoint | None:
-        """Sign the head if the policy says it is time; None otherwise."""
+        """Sign the head if the policy says it is time; None otherwise.
+
+        Checkpoints only grow, so one older than the latest can only make signing look more due
+        than it is: when even the one remembered says "not due", the database is not asked (the
+        log writer calls this for every batch)."""
         current = self.ledger.lock_head(conn)
-        last = _last_checkpoint(conn)
+        if self._seen is not None and not self._due(current.size, self._seen):
+            return None
+        last = self._seen = _last_checkpoint(conn)
         if not self._due(current.size, last):
             return None
+        self._seen = None  # until read again: this transaction may yet roll back
         return self._sign_locked(conn, current)
 
     def sign_now(self, conn: Connection) -> SignedCheckpoint | None:

@@ -14,6 +14,7 @@ for an entry's fields; anything it cannot decide goes to :func:`decode_entry`.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
@@ -22,6 +23,7 @@ import msgspec
 
 from ledger.canonical import (
     ASTRAL,
+    Canonical,
     FAST_ERRORS,
     MAX_SAFE_INTEGER,
     CanonicalizationError,
@@ -37,11 +39,13 @@ __all__ = [
     "ENTRY_FIELDS",
     "GENESIS_PREV",
     "Entry",
+    "EntryData",
     "EntryError",
     "canonical_object",
     "chain_fields",
     "decode_entry",
     "encode_entry",
+    "encode_with_data",
     "format_time",
     "is_valid_time",
     "parse_time",
@@ -196,6 +200,65 @@ def encode_entry(
         return canonical_bytes(obj)
     except CanonicalizationError as exc:
         raise EntryError(f"entry data cannot be canonicalised: {exc}") from exc
+
+
+class EntryData:
+    """An entry's ``data``, already in its canonical bytes: serialised once, wherever that is
+    cheapest (a request's own thread), and spliced into the entry by :func:`encode_with_data`
+    when its seq and ``prev`` are known. Made only by :meth:`of` and :meth:`compose`, so the
+    bytes are always the RFC 8785 form of a JSON object."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, value: Canonical) -> None:
+        if not value.raw.startswith(b"{"):
+            raise EntryError("entry data must be a JSON object")
+        self.raw = value.raw
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any]) -> EntryData:
+        if not isinstance(data, Mapping):
+            raise EntryError("entry data must be a JSON object")
+        try:
+            return cls(Canonical.of(dict(data)))
+        except (CanonicalizationError, TypeError, ValueError) as exc:
+            raise EntryError(f"entry data cannot be canonicalised: {exc}") from exc
+
+    @classmethod
+    def compose(cls, members: dict[str, Canonical]) -> EntryData:
+        """The object of members serialised beforehand (a packet hashed already, say)."""
+        return cls(Canonical.object(members))
+
+
+def _string(value: str, name: str) -> bytes:
+    if type(value) is not str:
+        raise EntryError(f"entry {name} must be a string")
+    try:
+        return canonical_bytes(value)
+    except (CanonicalizationError, TypeError, ValueError) as exc:
+        raise EntryError(f"entry {name} cannot be canonicalised: {exc}") from exc
+
+
+def encode_with_data(
+    seq: int, time: str, kind: str, actor: str, subject: str, data: EntryData, prev: bytes
+) -> bytes:
+    """:func:`encode_entry` with ``data`` serialised beforehand: the same bytes, built by
+    concatenation in the canonical (sorted) order of the fields, so that the one writer of the
+    log spends microseconds per entry. ``time`` is :func:`format_time`'s text, ``prev`` the raw
+    previous leaf hash."""
+    if type(seq) is not int or not 0 <= seq <= MAX_SAFE_INTEGER:
+        raise EntryError("entry seq must be a non-negative integer")
+    if not kind:
+        raise EntryError("entry kind must not be empty")
+    if not is_valid_time(time):
+        raise EntryError(f"entry time {time!r} is not a real YYYY-MM-DDTHH:MM:SS.ffffffZ time")
+    if len(prev) != 32:
+        raise EntryError("entry prev must be a 32-byte hash")
+    return b"".join((
+        b'{"actor":', _string(actor, "actor"), b',"data":', data.raw, b',"kind":', _string(kind, "kind"),
+        b',"prev":"', prev.hex().encode(), b'","seq":', str(seq).encode(), b',"subject":',
+        _string(subject, "subject"), b',"time":"', time.encode(), b'"}',
+    ))
 
 
 def chain_fields(raw: bytes) -> tuple[int, str, str, dict[str, Any]] | None:

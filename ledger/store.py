@@ -22,13 +22,18 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.exc import DBAPIError
 
 from ledger import merkle
+from ledger.appender import AppendError, Appender
 from ledger.database import WRITE_LOCKED
-from ledger.entry import encode_entry
+from ledger.entry import EntryData, EntryError, encode_entry
 from ledger.schema import HEAD_ID, SchemaError, checkpoints, entries, head, is_missing_table, nodes
 from ledger.compact import MerkleAccumulator
 from ledger.subtrees import SubtreeReader, pack_frontier, push_leaf, unpack_frontier
 
 Clock = Callable[[], datetime]
+
+#: `conn.info` key: the `Appender` of the log writer whose transaction this connection is in.
+#: While it is set, `lock_head`, `head` and `append` use the writer's head in memory.
+APPENDER = "warden_appender"
 
 _HEAD = select(head.c.size, head.c.last_leaf, head.c.frontier).where(head.c.id == HEAD_ID)
 _HEAD_FOR_UPDATE = _HEAD.with_for_update()
@@ -124,10 +129,18 @@ class Ledger:
     def __init__(self, clock: Clock = utc_now) -> None:
         self._clock = clock
 
+    def appender(self, dialect: str, *, on_statement: Callable[[str], None] | None = None) -> Appender:
+        """The in-memory head for the one writer of a process (`ledger.appender`), with this
+        ledger's clock."""
+        return Appender(dialect, self._clock, on_statement=on_statement)
+
     # -- the head -----------------------------------------------------------------------------
 
     def lock_head(self, conn: Connection) -> Head:
         """Read the head holding the log's write lock until the caller's transaction ends."""
+        appender = conn.info.get(APPENDER)
+        if appender is not None:  # the writer locked it when its transaction began
+            return Head(appender.size, appender.last_leaf, appender.frontier)
         if conn.dialect.name == "sqlite":
             if not conn.info.get(WRITE_LOCKED):
                 # Take SQLite's write lock now (a no-op update): the transaction began deferred.
@@ -138,6 +151,9 @@ class Ledger:
 
     def head(self, conn: Connection) -> Head:
         """The head as of this transaction's snapshot, without locking."""
+        appender = conn.info.get(APPENDER)
+        if appender is not None:
+            return Head(appender.size, appender.last_leaf, appender.frontier)
         return self._read_head(conn, for_update=False)
 
     def _read_head(self, conn: Connection, *, for_update: bool) -> Head:
@@ -162,6 +178,9 @@ class Ledger:
 
     def append_many(self, conn: Connection, items: Iterable[NewEntry]) -> list[AppendResult]:
         """Append entries in order under one head lock: one round of inserts, one head update."""
+        appender = conn.info.get(APPENDER)
+        if appender is not None:
+            return self._append_through(conn, appender, items)
         current = self.lock_head(conn)
         results, rows, completed, after = self._encode(current, items)
         if not rows:
@@ -173,6 +192,23 @@ class Ledger:
             "new_size": after.size, "new_last_leaf": results[-1].leaf_hash,
             "new_frontier": pack_frontier(after),
         })
+        return results
+
+    @staticmethod
+    def _append_through(conn: Connection, appender: Appender, items: Iterable[NewEntry]) -> list[AppendResult]:
+        """Append through the log writer's head in memory, written before the unit goes on."""
+        results: list[AppendResult] = []
+        for item in items:
+            try:
+                data = EntryData.of(item.data)
+            except EntryError as exc:
+                raise LedgerError(f"cannot record {item.kind!r} entry: {exc}") from exc
+            try:
+                appended = appender.append(item.kind, item.actor, item.subject, data)
+            except AppendError as exc:
+                raise LedgerError(str(exc)) from exc
+            results.append(AppendResult(appended.seq, appended.leaf_hash))
+        appender.flush(conn.connection.dbapi_connection.cursor())  # type: ignore[union-attr]
         return results
 
     def _encode(

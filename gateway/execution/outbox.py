@@ -32,6 +32,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -48,9 +49,12 @@ from gateway.execution.backoff import backoff_delay
 from gateway.execution.breaker import CircuitBreakers
 from gateway.execution.claims import Claim, expire_leases, take_due
 from gateway.store.killswitch import read_kill_switch
-from gateway.store.records import dumps, load_decision, record_incident, store_decision_update
+from gateway.store.records import (
+    SELECT_DECISION, UPDATE_SETTLED, dumps, insert_sql, load_decision, record_incident, store_decision_update,
+)
 from gateway.store.schema import decisions, executions
-from gateway.store.writer import Writer
+from gateway.store.writer import Batch, Writer
+from ledger.entry import EntryData
 from ledger.database import read_only
 
 log = logging.getLogger("warden.outbox")
@@ -94,6 +98,15 @@ class ExecutionError:
 # -- enqueue ─► pending ---------------------------------------------------------------------------
 
 _INSERT = insert(executions)
+_COLUMNS = ("decision_id", "tool", "params", "state", "attempts", "next_attempt_at", "lease_until",
+            "created_at", "updated_at")
+_INSERT_STAGED = insert_sql(executions, _COLUMNS)
+
+
+def _new_row(decision_id: str, tool: str, params_json: str, now: float, lease_until: float | None) -> tuple[Any, ...]:
+    claimed = lease_until is not None
+    return (decision_id, tool, params_json, "running" if claimed else "pending", 1 if claimed else 0,
+            now, lease_until, now, now)
 
 
 def enqueue(
@@ -107,13 +120,16 @@ def enqueue(
     of its own. If the caller dies first, the lease expires and a worker re-drives it.
     """
     text = dumps(dict(params))
-    claimed = lease_until is not None
-    conn.execute(_INSERT, {
-        "decision_id": decision_id, "tool": tool, "params": text,
-        "state": "running" if claimed else "pending", "attempts": 1 if claimed else 0,
-        "next_attempt_at": now, "lease_until": lease_until, "created_at": now, "updated_at": now,
-    })
+    conn.execute(_INSERT, dict(zip(_COLUMNS, _new_row(decision_id, tool, text, now, lease_until), strict=True)))
     return Claim(decision_id, tool, text, 1, lease_until) if lease_until is not None else None
+
+
+def stage_enqueue(batch: Batch, *, decision_id: str, tool: str, params_json: str, now: float,
+                  lease_until: float) -> Claim:
+    """`enqueue` as staged work, claimed by the caller (the request path), `params_json` the
+    params serialised beforehand (`gateway.store.records.dumps`)."""
+    batch.queue(_INSERT_STAGED, _new_row(decision_id, tool, params_json, now, lease_until))
+    return Claim(decision_id, tool, params_json, 1, lease_until)
 
 
 # -- running ─► an outcome: each statement moves the row only while it is running under the claim --
@@ -131,6 +147,9 @@ def _leased(**values: Any) -> Update:
 _RELEASE = _leased(state="pending", attempts=bindparam("new_attempts"), next_attempt_at=bindparam("new_next"))
 _RETRY = _leased(state="pending", next_attempt_at=bindparam("new_next"), error=bindparam("new_error"))
 _SUCCEED = _leased(state="succeeded", result=bindparam("new_result"), error=None)
+#: `_SUCCEED` as plain SQL for staged work: (result, now, decision_id, attempts).
+_SUCCEED_STAGED = (f"UPDATE {executions.name} SET state = 'succeeded', result = ?, error = NULL, "
+                   "lease_until = NULL, updated_at = ? WHERE decision_id = ? AND state = 'running' AND attempts = ?")
 _FAIL = _leased(state="failed", error=bindparam("new_error"))
 _AGENT = select(decisions.c.agent).where(decisions.c.decision_id == bindparam("id"))
 
@@ -223,6 +242,50 @@ class Outbox:
             stored = None
         return stored if stored is not None else self._stored(claim.decision_id)
 
+    async def run_now_async(self, claim: Claim, decision: Decision) -> Decision:
+        """`run_now` for the event loop, given the decision as the caller recorded it: the
+        connector is called on a thread (it may block on the network) and a success is recorded
+        as staged work with the next batch of the log writer, so the request's thread is never
+        held. Anything but a plain success (the kill switch, an open breaker, an error) takes
+        `run_now`'s path on a thread."""
+        loop = asyncio.get_running_loop()
+        if self.writer.kill_switch.engaged or not self.breaker.allow(claim.connector):
+            return await loop.run_in_executor(None, self._run_now_or_stored, claim, decision)
+        started = time.monotonic()
+        try:
+            result = await loop.run_in_executor(None, self._call, claim)
+        except Exception as exc:
+            return await loop.run_in_executor(None, self._after_error, claim, exc, started, decision)
+        self.breaker.record_success(claim.connector)
+        seconds = time.monotonic() - started
+        outcome = self._success_work(claim, result, decision)
+        try:
+            stored = await self.writer.stage_async(outcome)
+        except Exception:
+            log.exception("execution of %s could not be recorded; it will be re-driven", claim.decision_id)
+            stored = None
+        self._report(claim, "succeeded", seconds)
+        if stored is None:
+            return await loop.run_in_executor(None, self._stored_or, claim.decision_id, decision)
+        return stored
+
+    def _run_now_or_stored(self, claim: Claim, decision: Decision) -> Decision:
+        return self.run_now(claim) or decision
+
+    def _stored_or(self, decision_id: str, decision: Decision) -> Decision:
+        return self._stored(decision_id) or decision
+
+    def _call(self, claim: Claim) -> ExecutionResult:
+        return self.connectors.execute(claim.tool, claim.params, idempotency_key=claim.decision_id)
+
+    def _after_error(self, claim: Claim, exc: Exception, started: float, decision: Decision) -> Decision:
+        """A failed call, recorded as `_run` records it; returns the decision as stored."""
+        try:
+            self._failed_call(claim, exc, started)
+        except Exception:
+            log.exception("execution of %s could not be recorded; it will be re-driven", claim.decision_id)
+        return self._stored_or(claim.decision_id, decision)
+
     def run_claim(self, claim: Claim) -> Outcome:
         """Run one claim: gates, the connector call, the recorded outcome. Returns the outcome."""
         return self._run(claim)[0]
@@ -238,24 +301,30 @@ class Outbox:
             return self._report(claim, "breaker_open", 0.0), None
         started = time.monotonic()
         try:
-            result = self.connectors.execute(claim.tool, claim.params, idempotency_key=claim.decision_id)
-        except PermanentError as exc:
+            result = self._call(claim)
+        except Exception as exc:
+            return self._failed_call(claim, exc, started), None
+        self.breaker.record_success(claim.connector)
+        seconds = time.monotonic() - started
+        stored = self.writer.run_staged(self._success_work(claim, result, None))
+        return self._report(claim, "succeeded", seconds), stored
+
+    def _failed_call(self, claim: Claim, exc: Exception, started: float) -> Outcome:
+        """Record a call that raised: failed for good (a permanent error, or no attempts left)
+        or retried after a backoff."""
+        if isinstance(exc, PermanentError):
             self.breaker.record_success(claim.connector)  # it answered: the system is up
             seconds = time.monotonic() - started
             self._fail(claim, exc)
-            return self._report(claim, "permanent_error", seconds), None
-        except Exception as exc:  # TransientError, timeouts, anything unexpected
-            self.breaker.record_failure(claim.connector)
-            seconds = time.monotonic() - started
-            if claim.attempts >= self.max_attempts:
-                self._fail(claim, exc)
-            else:
-                self._retry(claim, exc)
-            return self._report(claim, "transient_error", seconds), None
-        self.breaker.record_success(claim.connector)
+            return self._report(claim, "permanent_error", seconds)
+        # TransientError, timeouts, anything unexpected
+        self.breaker.record_failure(claim.connector)
         seconds = time.monotonic() - started
-        stored = self._succeed(claim, result)
-        return self._report(claim, "succeeded", seconds), stored
+        if claim.attempts >= self.max_attempts:
+            self._fail(claim, exc)
+        else:
+            self._retry(claim, exc)
+        return self._report(claim, "transient_error", seconds)
 
     # -- the outcomes: one unit of work each ----------------------------------------------------
 
@@ -285,29 +354,43 @@ class Outbox:
         log.info("execution of %s failed (attempt %d, %s); retrying in %.2fs",
                  claim.decision_id, claim.attempts, error.code, delay)
 
-    def _succeed(self, claim: Claim, result: ExecutionResult) -> Decision | None:
-        """running ─► succeeded; the decision "executed"; an `execution` entry. Returns the
-        decision as stored (None when the lease was lost or the decision has no row)."""
+    def _success_work(self, claim: Claim, result: ExecutionResult,
+                      decision: Decision | None) -> Callable[[Batch], Decision | None]:
+        """running ─► succeeded; the decision "executed"; an `execution` entry: staged work for
+        the log writer, serialised here, before it. Its result is the decision as stored (None
+        when the lease was lost or the decision has no row). `decision` is the decision as the
+        request path recorded it (None: read it in the batch)."""
+        now = self.clock()
         summary = dict(result.summary)
-        document = {"external_id": result.external_id, "summary": summary, "replayed": result.replayed}
+        document = dumps({"external_id": result.external_id, "summary": summary, "replayed": result.replayed})
+        execution = {
+            "state": "succeeded", "external_id": result.external_id, "summary": summary,
+            "attempts": claim.attempts, "idempotency_key": claim.decision_id, "executed_at": iso_time(now),
+        }
+        entry = EntryData.of({
+            "decision_id": claim.decision_id, "tool": claim.tool, "outcome": "succeeded",
+            "external_id": result.external_id, "summary": summary, "attempts": claim.attempts,
+            "idempotency_key": claim.decision_id,
+        })
+        settled = None if decision is None else _settled(decision, "executed", execution)
 
-        def unit(conn: Connection) -> Decision | None:
-            now = self.clock()
-            decision = load_decision(conn, claim.decision_id, for_update=True)
-            if not _move(conn, claim, _SUCCEED, now, new_result=dumps(document)):
+        def work(batch: Batch) -> Decision | None:
+            moved = batch.execute(_SUCCEED_STAGED, (document, now, claim.decision_id, claim.attempts)).rowcount
+            if moved != 1:
+                _lost_lease(claim)
                 return None
-            stored = _update_decision(conn, decision, "executed", {
-                "state": "succeeded", "external_id": result.external_id, "summary": summary,
-                "attempts": claim.attempts, "idempotency_key": claim.decision_id, "executed_at": iso_time(now),
-            }, now)
-            self.ledger.append(conn, "execution", "warden", claim.decision_id, {
-                "decision_id": claim.decision_id, "tool": claim.tool, "outcome": "succeeded",
-                "external_id": result.external_id, "summary": summary, "attempts": claim.attempts,
-                "idempotency_key": claim.decision_id,
-            })
-            return stored
+            changed = settled
+            if changed is None:
+                row = batch.execute(SELECT_DECISION, (claim.decision_id,)).fetchone()
+                if row is None:
+                    log.error("execution of a decision that has no row: %s", execution)
+                    return None
+                changed = _settled(Decision.model_validate_json(row[0]), "executed", execution)
+            batch.queue(UPDATE_SETTLED, (changed.status, changed.model_dump_json(), now, claim.decision_id))
+            batch.append("execution", "warden", claim.decision_id, entry)
+            return changed
 
-        return self.writer.run(unit)
+        return work
 
     def _fail(self, claim: Claim, exc: Exception) -> None:
         """running ─► failed; the decision "failed"; an `execution` entry; an incident."""
@@ -364,9 +447,17 @@ def _move(conn: Connection, claim: Claim, statement: Update, now: float, **value
     done = conn.execute(statement, {"claim_id": claim.decision_id, "claim_attempts": claim.attempts,
                                     "now": now, **values})
     if done.rowcount != 1:
-        log.warning("execution %s was re-driven elsewhere; attempt %d records nothing", claim.decision_id, claim.attempts)
+        _lost_lease(claim)
         return False
     return True
+
+
+def _lost_lease(claim: Claim) -> None:
+    log.warning("execution %s was re-driven elsewhere; attempt %d records nothing", claim.decision_id, claim.attempts)
+
+
+def _settled(decision: Decision, status: str, execution: dict[str, Any]) -> Decision:
+    return decision.model_copy(update={"status": status, "execution": execution})
 
 
 def _update_decision(
@@ -376,7 +467,7 @@ def _update_decision(
     if decision is None:
         log.error("execution of a decision that has no row: %s", execution)
         return None
-    changed = decision.model_copy(update={"status": status, "execution": execution})
+    changed = _settled(decision, status, execution)
     store_decision_update(conn, changed, now=now)
     return changed
 
@@ -385,4 +476,4 @@ def iso_time(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-__all__ = ["Claim", "ExecutionError", "Outbox", "Outcome", "enqueue"]
+__all__ = ["Claim", "ExecutionError", "Outbox", "Outcome", "enqueue", "stage_enqueue"]

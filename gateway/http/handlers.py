@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Route
 
 from gateway.http.problems import Problem, problem_of, problem_response
 from gateway.pipeline.errors import PipelineError
-from ledger.group_commit import GroupCommitterClosed
+from gateway.store.writer import WriterClosed
 
 log = logging.getLogger("warden.http")
 
@@ -87,7 +87,7 @@ async def _unstorable(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-    if isinstance(exc, GroupCommitterClosed):  # shutting down: nothing was recorded
+    if isinstance(exc, WriterClosed):  # shutting down: nothing was recorded
         return problem_response(Problem("not_ready", "Warden is shutting down; nothing was recorded or executed"))
     log.exception("unexpected error")
     if isinstance(exc, DBAPIError):

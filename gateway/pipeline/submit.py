@@ -15,6 +15,8 @@ commit leaves no decision, no entry and no outbox row, and the request gets a pr
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, select
+from sqlalchemy import and_, select
 from sqlalchemy.exc import IntegrityError
 
 from connectors.registry import ParamsError, Registry
@@ -30,27 +32,69 @@ from gateway.engine.agents import Agent
 from gateway.engine.decider import Decider
 from gateway.store.killswitch import read_kill_switch
 from gateway.engine.models import Decision, Packet, packet_hash
-from gateway.execution.outbox import Claim, Outbox, enqueue
+from gateway.execution.outbox import Claim, Outbox, stage_enqueue
 from gateway.pipeline.errors import (
-    AgentMismatch, DecisionNotFound, InvalidParams, PacketIdReused, ToolNotAllowed, UnknownTool, shown,
+    AgentMismatch, DecisionNotFound, InvalidParams, PacketIdReused, ToolNotAllowed,
+    UnknownTool, shown,
 )
-from gateway.store.records import audit_ref, dumps, load_decision, new_decision_id, record_incident
+from gateway.store.records import INSERT_DECISION, audit_ref, dumps, load_decision, new_decision_id, stage_incident
 from gateway.store.schema import decisions, incidents
-from gateway.store.writer import Writer
+from gateway.store.writer import Batch, Writer
+from ledger.canonical import Canonical
 from ledger.database import read_only
+from ledger.entry import EntryData
 
 log = logging.getLogger("warden.gateway")
 
-_INSERT_DECISION = insert(decisions)
-
 #: Statuses after which a decision never changes again.
 FINAL = frozenset({"executed", "denied", "drafted", "rejected", "expired", "failed"})
+
+
+_COUNT_DENIALS = (f"SELECT count(*) FROM {decisions.name} WHERE agent = ? AND status = 'denied' "
+                  "AND created_at >= ?")
+_COUNT_OPEN = f"SELECT count(*) FROM {incidents.name} WHERE kind = 'repeated_denials' AND agent = ? AND created_at >= ?"
+
+#: Refusals recorded as `refusal` entries (the others leave no record): the error's code.
+REFUSALS = (AgentMismatch, ToolNotAllowed)
+
+
+def _refusal(agent: Agent, packet: Packet, error: Exception) -> Callable[[Batch], None]:
+    code = "agent_mismatch" if isinstance(error, AgentMismatch) else "tool_not_allowed"
+    data = EntryData.of({"code": code, "packet_agent": packet.agent, "tool": packet.action.tool,
+                         "packet_hash": packet_hash(packet)})
+
+    def work(batch: Batch) -> None:
+        batch.append("refusal", agent.name, packet.packet_id, data)
+
+    return work
 
 
 @dataclass(frozen=True)
 class Limits:
     repeated_denials_threshold: int = 5
     repeated_denials_window: float = 300.0
+
+
+@dataclass
+class _Prepared:
+    """A decision made and serialised, waiting for its place in the log."""
+
+    gateway: Gateway
+    agent: Agent
+    packet: Packet
+    engine: Decider
+    kill: bool
+    now: float
+    digest: str
+    decision: Decision
+    entry: EntryData
+    row_head: str  # the decision's JSON for its row, up to its audit reference
+    row: tuple[Any, ...]  # the row's other columns, in INSERT_DECISION's order
+    params_json: str | None  # to execute: the outbox row's params
+    incidents: list[dict[str, Any]]
+
+    def work(self, batch: Batch) -> tuple[Decision, Claim | None]:
+        return self.gateway._stage(self, batch)
 
 
 class Gateway:
@@ -90,10 +134,23 @@ class Gateway:
         """Refuse what no policy should even see; returns the validated params. An agent naming
         another agent, or a tool outside its allowlist, is refused and, unless `record` is false
         (a dry run), recorded (`refusal`)."""
+        try:
+            return self._validate(agent, packet)
+        except REFUSALS as exc:
+            if record:
+                self.writer.run_staged(_refusal(agent, packet, exc))
+            raise
+
+    async def _check_packet_async(self, agent: Agent, packet: Packet) -> None:
+        try:
+            self._validate(agent, packet)
+        except REFUSALS as exc:
+            await self.writer.stage_async(_refusal(agent, packet, exc))
+            raise
+
+    def _validate(self, agent: Agent, packet: Packet) -> dict[str, Any]:
         tool = packet.action.tool
         if packet.agent != agent.name:
-            if record:
-                self._refuse(agent, packet, "agent_mismatch")
             raise AgentMismatch(
                 f"the packet names agent {shown(packet.agent)} but the token belongs to {shown(agent.name)}"
             )
@@ -101,8 +158,6 @@ class Gateway:
         if spec is None:
             raise UnknownTool(f"no tool {shown(tool)}; GET /v1/tools lists the tools")
         if not agent.may_use(tool):
-            if record:
-                self._refuse(agent, packet, "tool_not_allowed")
             raise ToolNotAllowed(
                 f"agent {shown(agent.name)} may not use {shown(tool)} (its allowlist: "
                 f"{', '.join(agent.tools) or 'none'})"
@@ -111,15 +166,6 @@ class Gateway:
             return self.registry.validate(tool, packet.action.params)
         except ParamsError as exc:
             raise InvalidParams(f"the params do not match {tool}", exc.errors) from exc
-
-    def _refuse(self, agent: Agent, packet: Packet, code: str) -> None:
-        self.writer.run(
-            lambda conn: self.ledger.append(
-                conn, "refusal", agent.name, packet.packet_id,
-                {"code": code, "packet_agent": packet.agent, "tool": packet.action.tool,
-                 "packet_hash": packet_hash(packet)},
-            )
-        )
 
     # ---------------------------------------------------------------- submit
 
@@ -133,118 +179,134 @@ class Gateway:
     def submit(self, agent: Agent, packet: Packet) -> Decision:
         """The whole pipeline for one packet; returns the decision as stored (and executed)."""
         self.check_packet(agent, packet)
-        digest = packet_hash(packet)
         started = time.perf_counter()
-        engine = self.policies()
+        prepared = self._prepare(agent, packet, self.policies(), self.writer.kill_switch.engaged)
         try:
-            decision, claim = self.writer.run(lambda conn: self._record(conn, engine, agent, packet, digest))
-        except IntegrityError:
-            # The same agent + packet_id was recorded before (a retry, or a concurrent twin that
-            # committed first): answer with the stored decision, or 409 for another body.
-            stored = self._stored(agent.name, packet, digest)
-            if stored is None:
-                raise
-            return stored
+            decision, claim = self.writer.run_staged(prepared.work)
+        except IntegrityError as exc:
+            return self._duplicate(agent, packet, prepared.digest, exc)
         if claim is not None:
             decision = self.outbox.run_now(claim) or decision
-        if self.on_decision is not None:  # with the outcome: executed, failed or still executing
-            self.on_decision(decision, packet.action.tool, time.perf_counter() - started)
+        self._observe(decision, packet, started)
         return decision
 
-    def _stored(self, agent: str, packet: Packet, digest: str) -> Decision | None:
+    async def submit_async(self, agent: Agent, packet: Packet) -> Decision:
+        """`submit` on the event loop: parse, decide and serialise here, record with the log
+        writer's next batch, execute on a thread, record the outcome with the batch after. No
+        thread waits for the database on the request's behalf."""
+        await self._check_packet_async(agent, packet)
+        started = time.perf_counter()
+        prepared = self._prepare(agent, packet, self.policies(), self.writer.kill_switch.engaged)
+        try:
+            decision, claim = await self.writer.stage_async(prepared.work)
+        except IntegrityError as exc:
+            return await asyncio.to_thread(self._duplicate, agent, packet, prepared.digest, exc)
+        if claim is not None:
+            decision = await self.outbox.run_now_async(claim, decision)
+        self._observe(decision, packet, started)
+        return decision
+
+    def _observe(self, decision: Decision, packet: Packet, started: float) -> None:
+        if self.on_decision is not None:  # with the outcome: executed, failed or still executing
+            self.on_decision(decision, packet.action.tool, time.perf_counter() - started)
+
+    def _duplicate(self, agent: Agent, packet: Packet, digest: str, error: IntegrityError) -> Decision:
+        """The same agent + packet_id was recorded before (a retry, or a concurrent twin that
+        committed first): the stored decision, or 409 for another body."""
         with read_only(self.db.connect()) as conn:
             row = conn.execute(
                 select(decisions.c.packet_hash, decisions.c.decision).where(
-                    and_(decisions.c.agent == agent, decisions.c.packet_id == packet.packet_id)
+                    and_(decisions.c.agent == agent.name, decisions.c.packet_id == packet.packet_id)
                 )
             ).one_or_none()
-        if row is None:
-            return None
+        if row is None:  # the unique key was not the cause after all
+            raise error
         if row.packet_hash != digest:
             raise PacketIdReused(
-                f"packet_id {shown(packet.packet_id)} was already used by {shown(agent)} with a "
+                f"packet_id {shown(packet.packet_id)} was already used by {shown(agent.name)} with a "
                 "different packet; use a new packet_id for a new action",
             )
         return Decision.model_validate_json(row.decision)
 
-    def _record(
-        self, conn: Connection, engine: Decider, agent: Agent, packet: Packet, digest: str
-    ) -> tuple[Decision, Claim | None]:
-        """Decide and record, in the caller's transaction. Returns the decision and, when it is
-        to be executed, the claim on its outbox row (this process runs it right after commit)."""
-        now = self.clock()
-        kill = read_kill_switch(conn).engaged
+    def _prepare(self, agent: Agent, packet: Packet, engine: Decider, kill: bool,
+                 now: float | None = None) -> _Prepared:
+        """Decide and serialise, on the caller's thread; the log writer only places the result.
+        `kill` is the kill switch as last known: the batch decides again if it reads otherwise."""
+        now = self.clock() if now is None else now
+        packet_json = packet.model_dump(mode="json")
+        packet_bytes = Canonical.of(packet_json)
+        digest = "sha256:" + hashlib.sha256(packet_bytes.raw).hexdigest()
         decision = engine.decide(packet, agent, now=datetime.fromtimestamp(now, UTC), kill_switch=kill)
         decision.decision_id = new_decision_id()
         queued = decision.status == "executed"
         if queued:
             decision.status = "executing"  # executed once the connector confirms
+        recorded = Canonical.of(decision.model_dump(mode="json", exclude={"audit", "execution"}))
+        entry = EntryData.compose({"decision": recorded, "packet": packet_bytes, "packet_hash": Canonical.of(digest)})
         expires = decision.approval.expires_at.timestamp() if decision.approval else None
-        packet_json = packet.model_dump(mode="json")
-        entry = self.ledger.append(
-            conn, "decision", agent.name, decision.decision_id,
-            {"decision": decision.model_dump(mode="json", exclude={"audit", "execution"}),
-             "packet": packet_json, "packet_hash": digest},
+        row = (decision.decision_id, agent.name, packet.packet_id, digest, packet.action.tool, decision.status,
+               int(decision.risk), decision.policy_digest, packet_bytes.raw.decode(), now, now, expires)
+        return _Prepared(
+            self, agent, packet, engine, kill, now, digest, decision, entry,
+            recorded.raw.decode()[:-1] + ',"execution":null,"audit":', row,
+            dumps(dict(packet.action.params)) if queued else None, self._proof_incidents(decision, agent),
         )
-        decision.audit = audit_ref(entry)
-        # A duplicate agent + packet_id fails here (unique key); the caller's transaction (or
-        # savepoint) rolls back, the entry above with it, leaving no gap in the log.
-        conn.execute(_INSERT_DECISION, {
-            "decision_id": decision.decision_id, "agent": agent.name, "packet_id": packet.packet_id,
-            "packet_hash": digest, "tool": packet.action.tool, "status": decision.status,
-            "risk": int(decision.risk), "policy_digest": decision.policy_digest,
-            "packet": dumps(packet_json), "decision": decision.model_dump_json(),
-            "created_at": now, "updated_at": now, "expires_at": expires,
-        })
+
+    def _proof_incidents(self, decision: Decision, agent: Agent) -> list[dict[str, Any]]:
+        """Proof mismatches (claimed PASS, verified FAIL) open an incident."""
+        false_claims = [i for i in decision.invariants if i.mismatch == "claimed_pass_verified_fail"]
+        if not false_claims:
+            return []
+        failed = [i.id for i in false_claims if i.verified == "FAIL"]
+        unverifiable = [i.id for i in false_claims if i.verified != "FAIL"]
+        said = [f"{', '.join(failed)}, which Warden verified as FAIL"] if failed else []
+        if unverifiable:
+            said.append(f"{', '.join(unverifiable)}, which Warden could not evaluate "
+                        "(the claim was not accepted)")
+        return [dict(
+            kind="proof_mismatch", agent=agent.name, decision_id=decision.decision_id,
+            summary=f"{agent.name} claimed PASS for {'; and for '.join(said)}",
+            detail={"invariants": [i.id for i in false_claims], "packet_id": decision.packet_id},
+        )]
+
+    def _stage(self, prepared: _Prepared, batch: Batch) -> tuple[Decision, Claim | None]:
+        """Record a prepared decision in the log writer's batch: its entry, its row, its outbox
+        row (claimed by this process, which runs it right after the commit), its incidents."""
+        if batch.kill_switch.engaged != prepared.kill:  # it changed since: decide again
+            prepared = self._prepare(prepared.agent, prepared.packet, prepared.engine,
+                                     batch.kill_switch.engaged, prepared.now)
+        decision = prepared.decision
+        assert decision.decision_id is not None
+        entry = batch.append("decision", prepared.agent.name, decision.decision_id, prepared.entry)
+        ref = audit_ref(entry)
+        decision.audit = ref
+        batch.queue(INSERT_DECISION, (*prepared.row[:9], f'{prepared.row_head}{{"seq":{ref.seq},'
+                                      f'"leaf_hash":"{ref.leaf_hash}"}}}}', *prepared.row[9:]))
         claim = None
-        if queued:
-            claim = enqueue(conn, decision_id=decision.decision_id, tool=packet.action.tool,
-                            params=packet.action.params, now=now,
-                            lease_until=now + self.outbox.lease_seconds)
-        self._incidents_for(conn, decision, agent, now)
+        if prepared.params_json is not None:
+            claim = stage_enqueue(batch, decision_id=decision.decision_id, tool=prepared.packet.action.tool,
+                                  params_json=prepared.params_json, now=prepared.now,
+                                  lease_until=prepared.now + self.outbox.lease_seconds)
+        for incident in prepared.incidents:
+            stage_incident(batch, now=prepared.now, **incident)
+        if decision.status == "denied":
+            self._repeated_denials(batch, decision, prepared.agent, prepared.now)
         return decision, claim
 
-    def _incidents_for(self, conn: Connection, decision: Decision, agent: Agent, now: float) -> None:
-        """Proof mismatches (claimed PASS, verified FAIL) and repeated denials open incidents."""
-        false_claims = [i for i in decision.invariants if i.mismatch == "claimed_pass_verified_fail"]
-        if false_claims:
-            failed = [i.id for i in false_claims if i.verified == "FAIL"]
-            unverifiable = [i.id for i in false_claims if i.verified != "FAIL"]
-            said = [f"{', '.join(failed)}, which Warden verified as FAIL"] if failed else []
-            if unverifiable:
-                said.append(f"{', '.join(unverifiable)}, which Warden could not evaluate "
-                            "(the claim was not accepted)")
-            record_incident(
-                conn, self.ledger, kind="proof_mismatch", agent=agent.name,
-                decision_id=decision.decision_id, now=now,
-                summary=f"{agent.name} claimed PASS for {'; and for '.join(said)}",
-                detail={"invariants": [i.id for i in false_claims], "packet_id": decision.packet_id},
-            )
-        if decision.status != "denied":
-            return
+    def _repeated_denials(self, batch: Batch, decision: Decision, agent: Agent, now: float) -> None:
+        """Repeated denials in the window open an incident (one per window)."""
         since = now - self.limits.repeated_denials_window
-        denials = conn.execute(
-            select(func.count()).select_from(decisions).where(
-                and_(decisions.c.agent == agent.name, decisions.c.status == "denied",
-                     decisions.c.created_at >= since)
-            )
-        ).scalar_one()
+        denials = batch.execute(_COUNT_DENIALS, (agent.name, since)).fetchone()[0]
         if denials < self.limits.repeated_denials_threshold:
             return
-        open_already = conn.execute(
-            select(func.count()).select_from(incidents).where(
-                and_(incidents.c.kind == "repeated_denials", incidents.c.agent == agent.name,
-                     incidents.c.created_at >= since)
-            )
-        ).scalar_one()
-        if not open_already:
-            record_incident(
-                conn, self.ledger, kind="repeated_denials", agent=agent.name,
-                decision_id=decision.decision_id, now=now,
-                summary=f"{agent.name} had {denials} actions denied in the last "
-                f"{int(self.limits.repeated_denials_window)} s",
-                detail={"denials": int(denials), "window_seconds": self.limits.repeated_denials_window},
-            )
+        if batch.execute(_COUNT_OPEN, (agent.name, since)).fetchone()[0]:
+            return
+        stage_incident(
+            batch, kind="repeated_denials", agent=agent.name, decision_id=decision.decision_id, now=now,
+            summary=f"{agent.name} had {denials} actions denied in the last "
+            f"{int(self.limits.repeated_denials_window)} s",
+            detail={"denials": int(denials), "window_seconds": self.limits.repeated_denials_window},
+        )
 
     # ---------------------------------------------------------------- reads
 

@@ -261,7 +261,11 @@ class StatementCounter(Collector):
 
     def _before_cursor_execute(self, _conn: object, _cursor: object, statement: str, _parameters: object,
                                _context: object, _executemany: bool) -> None:
-        kind = statement_kind(statement)
+        self.count(statement_kind(statement))
+
+    def count(self, kind: str) -> None:
+        """Count one statement of `kind` sent past SQLAlchemy (the log writer's own, through the
+        driver)."""
         with self._lock:
             self._counts[kind] += 1
 

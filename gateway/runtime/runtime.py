@@ -49,7 +49,6 @@ from ledger.checkpointer import Checkpointer, CheckpointPolicy
 from ledger.database import make_engine, read_only
 from ledger.keys import KeyMismatchError, current_key, read_signer_key, write_signer_key
 from ledger.note import generate_key
-from ledger.group_commit import GroupCommitter
 from ledger.store import Ledger
 
 log = logging.getLogger("warden.runtime")
@@ -147,8 +146,8 @@ class Runtime:
             on_activated=self._policy_activated, on_failed=self.metrics.policy_reload_failed,
             known_tools=known,
         ) if settings.policy_reload else None
-        self.committer = GroupCommitter(self.db)
-        self.writer = Writer(self.db, self.ledger, committer=self.committer)
+        self.writer = Writer(self.db, self.ledger, checkpointer=self.checkpointer, background=True,
+                             on_statement=self.metrics.statements.count)
         self.outbox = Outbox(
             self.writer, self.registry, clock=clock,
             max_attempts=settings.outbox_max_attempts,
@@ -185,7 +184,7 @@ class Runtime:
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        self.checkpointer.tick(self.db)  # a log that has never been checkpointed gets one now
+        self._sign_checkpoints()  # a log that has never been checkpointed gets one now
         self.worker.start()
         if self.watcher is not None:
             self.watcher.start()
@@ -200,7 +199,7 @@ class Runtime:
         self.worker.stop()
         if self._housekeeper is not None:
             self._housekeeper.join(timeout=5)
-        self.committer.close()
+        self.writer.close()
         self.db.dispose()
 
     @asynccontextmanager
@@ -224,7 +223,7 @@ class Runtime:
             self.changes.notify_all()
 
     def _sign_checkpoints(self) -> None:
-        self.checkpointer.tick(self.db)
+        self.writer.run(self.checkpointer.maybe_sign)
 
     def _purge_stale(self) -> None:
         """Hourly: ended console sessions and spent sign-in failure counts are deleted."""

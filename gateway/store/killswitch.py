@@ -39,10 +39,16 @@ _READ = select(gateway_state.c.value).where(gateway_state.c.key == KEY)
 
 
 def read_kill_switch(conn: Connection) -> KillSwitch:
-    raw = conn.execute(_READ).scalar_one_or_none()
-    if raw is None:
-        return RELEASED
-    return KillSwitch(**json.loads(raw))
+    return parse_kill_switch(conn.execute(_READ).scalar_one_or_none())
+
+
+def parse_kill_switch(raw: str | None) -> KillSwitch:
+    """The state from its stored JSON (None: never set, released)."""
+    return RELEASED if raw is None else KillSwitch(**json.loads(raw))
+
+
+#: `read_kill_switch` as plain SQL, for the log writer, which reads it once per batch.
+KILL_SWITCH_SQL = f"SELECT value FROM {gateway_state.name} WHERE key = '{KEY}'"
 
 
 def write_kill_switch(conn: Connection, state: KillSwitch) -> None:

@@ -14,10 +14,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 
 from gateway.engine.models import AuditRef, Decision
 from gateway.store.schema import decisions, incidents
+from gateway.store.writer import Batch
+from ledger.entry import EntryData
 from ledger.store import AppendResult, Ledger
 
 #: Kinds of incident (the `kind` column and the `incident` entry's `data.kind`).
@@ -31,6 +33,24 @@ _UPDATE_PENDING = (
     .values(status=bindparam("new_status"), decision=bindparam("new_decision"), updated_at=bindparam("now"))
 )
 _UPDATE_SETTLED = _UPDATE_PENDING.values(expires_at=None)
+
+
+def insert_sql(table: Table, columns: tuple[str, ...]) -> str:
+    """Plain `INSERT` of `columns` into `table`, with `?` marks, for staged work (`Batch.queue`)."""
+    return f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
+DECISION_COLUMNS = ("decision_id", "agent", "packet_id", "packet_hash", "tool", "status", "risk",
+                    "policy_digest", "packet", "decision", "created_at", "updated_at", "expires_at")
+#: A new decision's row, for staged work; parameters in `DECISION_COLUMNS` order.
+INSERT_DECISION = insert_sql(decisions, DECISION_COLUMNS)
+#: A decision's JSON by id, for staged work.
+SELECT_DECISION = f"SELECT decision FROM {decisions.name} WHERE decision_id = ?"
+#: A settled decision written back (status, decision JSON, updated_at, decision_id).
+UPDATE_SETTLED = (f"UPDATE {decisions.name} SET status = ?, decision = ?, updated_at = ?, expires_at = NULL "
+                  "WHERE decision_id = ?")
+_INCIDENT_COLUMNS = ("kind", "agent", "decision_id", "summary", "detail", "created_at", "audit_seq")
+_INSERT_INCIDENT = insert_sql(incidents, _INCIDENT_COLUMNS)
 
 
 def new_decision_id() -> str:
@@ -63,6 +83,15 @@ def store_decision_update(conn: Connection, decision: Decision, *, now: float) -
                              "new_decision": decision.model_dump_json(), "now": now})
 
 
+def _incident(kind: str, summary: str, detail: Mapping[str, Any], agent: str | None,
+              decision_id: str | None) -> tuple[str, dict[str, Any]]:
+    """The `incident` entry's subject and data."""
+    if kind not in INCIDENT_KINDS:
+        raise ValueError(f"unknown incident kind {kind!r}")
+    data = {"kind": kind, "summary": summary, "agent": agent, "decision_id": decision_id, "detail": dict(detail)}
+    return decision_id or agent or kind, data
+
+
 def record_incident(
     conn: Connection,
     ledger: Ledger,
@@ -75,15 +104,8 @@ def record_incident(
     decision_id: str | None = None,
 ) -> int:
     """Open an incident: a row in `incidents` and an `incident` audit entry. Returns its id."""
-    if kind not in INCIDENT_KINDS:
-        raise ValueError(f"unknown incident kind {kind!r}")
-    entry = ledger.append(
-        conn,
-        "incident",
-        "warden",
-        decision_id or agent or kind,
-        {"kind": kind, "summary": summary, "agent": agent, "decision_id": decision_id, "detail": dict(detail)},
-    )
+    subject, data = _incident(kind, summary, detail, agent, decision_id)
+    entry = ledger.append(conn, "incident", "warden", subject, data)
     row = conn.execute(
         insert(incidents)
         .values(
@@ -98,6 +120,22 @@ def record_incident(
         .returning(incidents.c.id)
     )
     return int(row.scalar_one())
+
+
+def stage_incident(
+    batch: Batch,
+    *,
+    kind: str,
+    summary: str,
+    detail: Mapping[str, Any],
+    now: float,
+    agent: str | None = None,
+    decision_id: str | None = None,
+) -> None:
+    """`record_incident` as staged work (the incident's id is not returned)."""
+    subject, data = _incident(kind, summary, detail, agent, decision_id)
+    entry = batch.append("incident", "warden", subject, EntryData.of(data))
+    batch.queue(_INSERT_INCIDENT, (kind, agent, decision_id, summary, dumps(dict(detail)), now, entry.seq))
 
 
 class IncidentError(Exception):

@@ -1,75 +1,441 @@
-"""The one way the gateway writes: a unit of work in one transaction, committed durably.
+"""The one way the gateway writes: the log writer, one per process and database.
 
 Every state change (a decision, an approval, an execution's outcome, an identity, an incident,
-the kill switch) is a *unit of work*: a function of one connection that changes the gateway's
-rows and appends the audit entries recording them. `Writer.run(work)` runs it as one
-transaction:
+the kill switch, a policy activation) is recorded with the audit entries that describe it, in one
+transaction, by the `Writer`. It takes two kinds of work:
 
-    1. on PostgreSQL, lock the audit log's head before anything else: one lock order for every
-       writer, so concurrent units queue instead of deadlocking (on SQLite, `BEGIN IMMEDIATE`
-       already serialises writers);
-    2. run the work;
-    3. sign a checkpoint if one is due (when the writer has a checkpointer);
-    4. commit durably: through the group committer when there is one (many units share one
-       commit, each under its own savepoint), else in a transaction of its own.
+- **staged work** (`stage`, `stage_async`, `run_staged`): a function of a `Batch` that appends
+  entries whose data was serialised beforehand (`ledger.entry.EntryData`) and queues rows as
+  plain SQL parameters. It is the hot path (a decision, its outbox row, its incidents; an
+  execution's outcome): parsing, deciding and serialising happen on the caller's thread, and the
+  writer only assigns seq, hashes and queues rows, microseconds a job;
+- **units of work** (`run`): a function of a SQLAlchemy `Connection`, for everything off the
+  hot path (approvals, identities, the kill switch, sessions, reloads). Its `Ledger.append`
+  calls go to the same in-memory head (`ledger.appender`).
 
-A unit that raises leaves nothing behind (its rows and its entries roll back together) and its
-caller gets the exception. `run` returns only once the unit is committed, so nobody answers for
-a change that is not on disk. One `Writer` is built per process, by the runtime, and handed to
-everything that writes.
+With `background=True` (the runtime's writer) one thread takes whatever is queued, up to
+`max_batch` jobs, and writes it as one transaction on its own connection:
+
+    1. begin (SQLite: `BEGIN IMMEDIATE`); read the log's head row, locking it on PostgreSQL;
+       read the kill switch: once per batch, never per request;
+    2. run the jobs in order: staged ones append in memory and queue rows; before a unit of
+       work the queued rows are written, and the unit runs under a SAVEPOINT of its own;
+    3. write the queued rows: one `executemany` per statement, entries and subtrees included;
+    4. sign a checkpoint when one is due; commit (one fsync for the batch);
+    5. answer every job, and only now: nobody hears of a change that is not durable.
+
+A job that raises gets its exception and leaves nothing behind. Staged jobs run without
+savepoints; if one raises, or a queued row is refused (a duplicate agent + packet_id), the batch
+is rolled back and run again "carefully", each job under its own savepoint, so that only the
+culprit fails. When the commit fails, every job of the batch gets that error. Errors of the
+driver are raised as SQLAlchemy's (`IntegrityError`, `OperationalError`, ...), as a unit's are.
+
+Without `background` (a command, a test) each call is a batch of one, on the caller's thread.
+One background `Writer` is built per process, by the runtime, and handed to everything that
+writes; `on_commit` listeners hear of each committed batch (the console's live feed).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
+from gateway.store.killswitch import KILL_SWITCH_SQL, KillSwitch, parse_kill_switch, read_kill_switch
+from ledger.appender import Appended, Appender
 from ledger.checkpointer import Checkpointer
-from ledger.group_commit import GroupCommitter
-from ledger.store import Ledger
+from ledger.database import read_only
+from ledger.entry import EntryData
+from ledger.store import APPENDER, AppendResult, Ledger
+
+log = logging.getLogger("warden.writer")
 
 T = TypeVar("T")
+Unit = Callable[[Connection], T]
+Staged = Callable[["Batch"], T]
+
+
+class WriterClosed(RuntimeError):
+    """The writer was closed; no more work is accepted (the process is shutting down)."""
+
+
+class Batch:
+    """What staged work may do inside the writer's transaction."""
+
+    def __init__(self, writer: Writer, conn: Connection, cursor: Any, kill_switch: KillSwitch, now: float) -> None:
+        self.conn = conn
+        self.cursor = cursor
+        self.kill_switch = kill_switch
+        self.now = now
+        self.dialect = writer.dialect
+        self._writer = writer
+        self._appender = writer.appender
+        self._rows: dict[str, list[tuple[Any, ...]]] = {}
+
+    def append(self, kind: str, actor: str, subject: str, data: EntryData) -> AppendResult:
+        appended: Appended = self._appender.append(kind, actor, subject, data)
+        return AppendResult(appended.seq, appended.leaf_hash)
+
+    def queue(self, sql: str, params: tuple[Any, ...]) -> None:
+        """Write `sql` with `params` at the next flush (one `executemany` per statement, in the
+        order the statements were first queued). `sql` uses `?` marks (see `Writer.sql`)."""
+        rows = self._rows.get(sql)
+        if rows is None:
+            self._rows[sql] = [params]
+        else:
+            rows.append(params)
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        """Run `sql` now, after what is queued; returns the cursor (rowcount, fetch*)."""
+        self.flush()
+        self.cursor.execute(self._writer.sql(sql), params)
+        self._writer.count(sql)
+        return self.cursor
+
+    def flush(self) -> None:
+        self._appender.flush(self.cursor)
+        if self._rows:
+            rows, self._rows = self._rows, {}
+            for sql, params in rows.items():
+                self.cursor.executemany(self._writer.sql(sql), params)
+                self._writer.count(sql)
+
+    def discard(self) -> None:
+        self._rows.clear()
+
+
+class _Job(Generic[T]):
+    __slots__ = ("staged", "unit", "future", "loop", "settled")
+
+    def __init__(self, *, staged: Staged[T] | None = None, unit: Unit[T] | None = None,
+                 future: Future[T] | asyncio.Future[T], loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.staged = staged
+        self.unit = unit
+        self.future = future
+        self.loop = loop
+        self.settled: tuple[bool, Any] | None = None  # (ok, result or exception)
+
+
+class _Redo(Exception):
+    """Fast mode failed somewhere: run the batch again, one savepoint per job."""
 
 
 class Writer:
-    """Runs units of work against `engine`, appending to `ledger`."""
+    """Writes units of work and staged work to `engine`, appending to `ledger`'s log."""
 
     def __init__(
         self,
         engine: Engine,
         ledger: Ledger,
         *,
-        committer: GroupCommitter | None = None,
         checkpointer: Checkpointer | None = None,
+        background: bool = False,
+        max_batch: int = 512,
+        on_statement: Callable[[str], None] | None = None,
     ) -> None:
         self.engine = engine
         self.ledger = ledger
-        self.committer = committer
         self.checkpointer = checkpointer
+        self.dialect = engine.dialect.name
+        self.max_batch = max_batch
+        self._on_statement = on_statement
+        self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
+        self.appender = ledger.appender(self.dialect, on_statement=self._count_kind)
+        self._sql_cache: dict[str, str] = {}
         self._listeners: list[Callable[[], None]] = []
+        self._kill_switch: KillSwitch | None = None
+        self._conn: Connection | None = None
+        self._closed = False
+        self._lock = threading.Lock()  # inline mode: one batch at a time; background: the queue
+        self._queue: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        if background:
+            self._thread = threading.Thread(target=self._loop, name="warden-log-writer", daemon=True)
+            self._thread.start()
+
+    # -- what callers use ---------------------------------------------------------------------
 
     def on_commit(self, listener: Callable[[], None]) -> None:
-        """Call `listener()` after every unit this writer commits (it must be quick and must not
+        """Call `listener()` after every batch this writer commits (it must be quick and must not
         raise: the console's live feed uses it to read the log at once rather than at its next poll)."""
         self._listeners.append(listener)
 
-    def run(self, work: Callable[[Connection], T]) -> T:
-        """Run `work(conn)` as one unit; returns its result once committed."""
-        if self.committer is not None:
-            result = self.committer.run(lambda conn: self._unit(conn, work))
-        else:
-            with self.engine.begin() as conn:
-                result = self._unit(conn, work)
-        for listener in self._listeners:
-            listener()
-        return result
+    @property
+    def kill_switch(self) -> KillSwitch:
+        """The kill switch as the last batch read it (or as read now, before the first): what
+        the request path decides with. A batch that reads it otherwise decides again."""
+        known = self._kill_switch
+        if known is None:
+            with read_only(self.engine.connect()) as conn:
+                known = read_kill_switch(conn)
+            self._kill_switch = known
+        return known
 
-    def _unit(self, conn: Connection, work: Callable[[Connection], T]) -> T:
-        if conn.dialect.name == "postgresql":
-            self.ledger.lock_head(conn)
-        result = work(conn)
-        if self.checkpointer is not None:
-            self.checkpointer.maybe_sign(conn)
-        return result
+    def run(self, work: Unit[T]) -> T:
+        """Run `work(conn)` as one unit; returns its result once committed."""
+        return self._wait(_Job(unit=work, future=Future()))
+
+    def run_staged(self, work: Staged[T]) -> T:
+        """Run staged `work(batch)`; returns its result once committed."""
+        return self._wait(_Job(staged=work, future=Future()))
+
+    def stage(self, work: Staged[T]) -> Future[T]:
+        """Queue staged `work(batch)`; the future completes after the commit."""
+        job: _Job[T] = _Job(staged=work, future=Future())
+        self._submit(job)
+        return job.future  # type: ignore[return-value]
+
+    async def stage_async(self, work: Staged[T]) -> T:
+        """`stage` for the event loop: awaits the commit without a thread of its own."""
+        loop = asyncio.get_running_loop()
+        job: _Job[T] = _Job(staged=work, future=loop.create_future(), loop=loop)
+        self._submit(job)
+        return await job.future  # type: ignore[no-any-return]
+
+    async def run_async(self, work: Unit[T]) -> T:
+        """`run` for the event loop."""
+        loop = asyncio.get_running_loop()
+        job: _Job[T] = _Job(unit=work, future=loop.create_future(), loop=loop)
+        self._submit(job)
+        return await job.future  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        """Finish what is queued, then stop the writer's thread and close its connection."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._thread is not None:
+                self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join()
+        self._drop_connection()
+
+    def sql(self, text: str) -> str:
+        """`text` with `?` marks in the driver's parameter style."""
+        found = self._sql_cache.get(text)
+        if found is None:
+            found = text if self.dialect == "sqlite" else text.replace("%", "%%").replace("?", "%s")
+            self._sql_cache[text] = found
+        return found
+
+    def count(self, sql: str) -> None:
+        if self._on_statement is not None:
+            head = sql.lstrip()[:6].upper()
+            self._on_statement("read" if head == "SELECT" else "write")
+
+    # -- queueing -------------------------------------------------------------------------------
+
+    def _submit(self, job: _Job[Any]) -> None:
+        if self._thread is None:
+            with self._lock:
+                if self._closed:
+                    raise WriterClosed("the log writer is closed")
+                self._write([job], inline=True)
+            self._settle([job])
+            return
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("a job of the log writer may not wait for the log writer")
+        with self._lock:
+            if self._closed:
+                raise WriterClosed("the log writer is closed")
+            self._queue.put(job)
+
+    def _wait(self, job: _Job[T]) -> T:
+        self._submit(job)
+        future = job.future
+        assert isinstance(future, Future)
+        return future.result()
+
+    def _loop(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            jobs = [first]
+            while len(jobs) < self.max_batch:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stopping = True
+                    break
+                jobs.append(job)
+            try:
+                self._write(jobs, inline=False)
+            except BaseException as exc:  # never leave a caller waiting
+                log.exception("the log writer failed")
+                for job in jobs:
+                    if job.settled is None:
+                        job.settled = (False, exc)
+            self._settle(jobs)
+
+    # -- one batch ------------------------------------------------------------------------------
+
+    def _write(self, jobs: list[_Job[Any]], *, inline: bool) -> None:
+        """Write `jobs` as one transaction; each job's `settled` says how it went."""
+        live = [job for job in jobs if not job.future.cancelled()]
+        if not live:
+            return
+        try:
+            try:
+                self._attempt(live, careful=False, inline=inline)
+            except _Redo:
+                self._attempt(live, careful=True, inline=inline)
+        except Exception as exc:  # the transaction failed as a whole: nothing of it is durable
+            error = self._translate(exc)
+            for job in live:
+                job.settled = (False, error)
+            return
+        for listener in self._listeners:
+            try:
+                listener()
+            except Exception:
+                log.exception("an on_commit listener failed")
+
+    def _attempt(self, jobs: list[_Job[Any]], *, careful: bool, inline: bool) -> None:
+        conn = self._connection(inline)
+        appender = self.appender
+        committed = redo = False
+        try:
+            with conn.begin() as transaction:
+                conn.info[APPENDER] = appender
+                cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+                appender.open(cursor)
+                batch = Batch(self, conn, cursor, self._kill_switch_of(cursor), time.time())
+                for job in jobs:
+                    job.settled = None
+                    if careful or job.unit is not None:
+                        self._isolated(job, batch, conn)
+                    else:
+                        try:
+                            assert job.staged is not None
+                            job.settled = (True, job.staged(batch))
+                        except Exception as exc:
+                            redo = True
+                            raise _Redo from exc
+                try:
+                    batch.flush()
+                except self._dbapi_error as exc:
+                    if careful:
+                        raise
+                    redo = True
+                    raise _Redo from exc
+                if self.checkpointer is not None:
+                    self.checkpointer.maybe_sign(conn)
+                self._kill_switch = batch.kill_switch
+                transaction.commit()
+                committed = True
+        finally:
+            conn.info.pop(APPENDER, None)
+            if committed:
+                appender.close()
+            else:
+                appender.forget()
+            if inline:
+                conn.close()
+            elif not committed and not redo:  # it may be broken: the next batch starts afresh
+                self._drop_connection()
+
+    def _isolated(self, job: _Job[Any], batch: Batch, conn: Connection) -> None:
+        """One job under its own savepoint: its failure is its own."""
+        batch.flush()
+        mark = self.appender.mark()
+        savepoint = conn.begin_nested()
+        try:
+            result = job.unit(conn) if job.unit is not None else job.staged(batch)  # type: ignore[misc]
+            batch.flush()
+        except Exception as exc:
+            savepoint.rollback()
+            self.appender.rewind(mark)
+            batch.discard()
+            job.settled = (False, self._translate(exc))
+            return
+        savepoint.commit()
+        job.settled = (True, result)
+        if job.unit is not None:  # a unit may have changed it
+            batch.kill_switch = self._kill_switch_of(batch.cursor)
+
+    def _kill_switch_of(self, cursor: Any) -> KillSwitch:
+        cursor.execute(KILL_SWITCH_SQL)
+        row = cursor.fetchone()
+        self._count_kind("read")
+        return parse_kill_switch(None if row is None else row[0])
+
+    # -- answers --------------------------------------------------------------------------------
+
+    def _settle(self, jobs: Iterable[_Job[Any]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Job[Any]]] = {}
+        for job in jobs:
+            if job.settled is None:
+                continue
+            if job.loop is None:
+                future = job.future
+                assert isinstance(future, Future)
+                if future.cancelled():
+                    continue
+                ok, value = job.settled
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+            else:
+                by_loop.setdefault(job.loop, []).append(job)
+        for loop, waiting in by_loop.items():  # one wake-up per event loop and batch
+            try:
+                loop.call_soon_threadsafe(_settle_on_loop, waiting)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
+
+    # -- the connection -------------------------------------------------------------------------
+
+    def _connection(self, inline: bool) -> Connection:
+        if inline or self._conn is None:
+            conn = self.engine.connect()
+            if inline:
+                return conn
+            self._conn = conn
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                log.warning("closing the log writer's connection failed", exc_info=True)
+
+    def _translate(self, exc: Exception) -> Exception:
+        """The driver's errors as SQLAlchemy's (what every caller already handles)."""
+        if isinstance(exc, _Redo) and exc.__cause__ is not None:
+            exc = exc.__cause__  # type: ignore[assignment]
+        if isinstance(exc, self._dbapi_error) and not isinstance(exc, DBAPIError):
+            return DBAPIError.instance(None, None, exc, self._dbapi_error)
+        return exc
+
+    def _count_kind(self, kind: str) -> None:
+        if self._on_statement is not None:
+            self._on_statement(kind)
+
+
+def _settle_on_loop(jobs: list[_Job[Any]]) -> None:
+    for job in jobs:
+        future = job.future
+        if future.done():
+            continue
+        assert job.settled is not None
+        ok, value = job.settled
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)

@@ -12,7 +12,6 @@ from sqlalchemy.exc import OperationalError
 from gateway.store.schema import gateway_state, upgrade
 from gateway.store.writer import Writer
 from ledger.database import make_engine
-from ledger.group_commit import GroupCommitter
 from ledger.store import Ledger
 
 
@@ -30,13 +29,13 @@ def engine(db_url: str) -> Iterator[Engine]:
         engine.dispose()
 
 
-@pytest.fixture(params=["own transaction", "group commit"])
+@pytest.fixture(params=["inline", "background"])
 def writer(request: pytest.FixtureRequest, engine: Engine) -> Iterator[Writer]:
-    if request.param == "own transaction":
-        yield Writer(engine, Ledger())
-        return
-    with GroupCommitter(engine) as committer:
-        yield Writer(engine, Ledger(), committer=committer)
+    writer = Writer(engine, Ledger(), background=request.param == "background")
+    try:
+        yield writer
+    finally:
+        writer.close()
 
 
 def _state_and_size(engine: Engine) -> tuple[list[str], int]:

@@ -48,7 +48,7 @@ async def submit(request: Request, runtime: RuntimeDep, who: Principal = Depends
     decision and never executes twice; the same packet_id with another body is a 409."""
     packet = await read_packet(request, runtime.packet_limits)
     assert who.agent is not None
-    decision = await run_in_threadpool(runtime.gateway.submit, who.agent, packet)
+    decision = await runtime.gateway.submit_async(who.agent, packet)
     return decision_response(decision)
 
 

@@ -1,0 +1,214 @@
+"""The log's one writer per process: the head kept in memory, appends written a batch at a time
+through the database driver itself.
+
+`Ledger.append` (in `ledger.store`) reads the head row, appends and writes the head back for every
+transaction, through SQLAlchemy: right for a one-off change (a command line tool), too costly for
+a gateway that appends thousands of entries a second. An `Appender` belongs to the one thread of a
+process that writes the log (`gateway.store.writer`). Each of its transactions:
+
+    open(cursor)     read the head row, holding the log's write lock (SQLite: the transaction
+                     began IMMEDIATE; PostgreSQL: `FOR UPDATE` on the row); when it is what the
+                     appender left (nobody else appended), keep the frontier in memory, else
+                     unpack the stored one
+    append(...)      assign seq, build the entry from data serialised beforehand
+                     (`ledger.entry.EntryData`), hash it, push the leaf: memory only
+    flush(cursor)    one `executemany` for the entries, one for the completed subtrees, one
+                     update of the head row
+    mark()/rewind()  undo the appends since a mark (a unit of work rolled back to its savepoint)
+    forget()         after a rollback or a failed commit: the next `open` trusts only the row
+
+Reading the head row in every transaction is what keeps the log one gap-free sequence when
+another process appends too (a `warden` command beside the server, or several gateway processes
+on one PostgreSQL): the row is the truth, the memory only spares unpacking it.
+
+The statements are plain SQL in the driver's parameter style (`qmark` for sqlite3, `format` for
+psycopg), written once here beside `ledger.schema`'s table definitions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from ledger import merkle
+from ledger.compact import MerkleAccumulator
+from ledger.entry import EntryData, EntryError, encode_with_data, format_time
+from ledger.schema import HEAD_ID, entries, head, nodes, node_key
+from ledger.subtrees import pack_frontier, unpack_frontier
+
+Clock = Callable[[], datetime]
+
+
+class Cursor(Protocol):
+    """What the appender needs of a DB-API cursor (sqlite3's and psycopg's both fit)."""
+
+    def execute(self, sql: str, params: Any = ...) -> Any: ...
+    def executemany(self, sql: str, params: Any) -> Any: ...
+    def fetchone(self) -> Any: ...
+
+
+class AppendError(ValueError):
+    """An entry that cannot be recorded (its fields are not what an entry allows)."""
+
+
+@dataclass(frozen=True)
+class Appended:
+    seq: int
+    leaf_hash: bytes
+
+
+@dataclass(frozen=True)
+class Statements:
+    """The appender's SQL for one driver's parameter style."""
+
+    read_head: str
+    insert_entries: str
+    insert_nodes: str
+    update_head: str
+
+    @classmethod
+    def for_dialect(cls, dialect: str) -> Statements:
+        mark = "?" if dialect == "sqlite" else "%s"
+        lock = "" if dialect == "sqlite" else " FOR UPDATE"
+
+        def marks(n: int) -> str:
+            return ", ".join([mark] * n)
+
+        return cls(
+            read_head=f"SELECT size, last_leaf, frontier FROM {head.name} WHERE id = {HEAD_ID}{lock}",
+            insert_entries=f"INSERT INTO {entries.name} (seq, leaf_hash, body) VALUES ({marks(3)})",
+            insert_nodes=f"INSERT INTO {nodes.name} (node, hash) VALUES ({marks(2)})",
+            update_head=f"UPDATE {head.name} SET size = {mark}, last_leaf = {mark}, frontier = {mark} "
+                        f"WHERE id = {HEAD_ID}",
+        )
+
+
+@dataclass(frozen=True)
+class Mark:
+    frontier: MerkleAccumulator
+    last: bytes
+    flushed: int
+
+
+class Appender:
+    """Appends for one writer thread over its own transactions (see the module docstring)."""
+
+    def __init__(self, dialect: str, clock: Clock, *, on_statement: Callable[[str], None] | None = None) -> None:
+        self.sql = Statements.for_dialect(dialect)
+        self._clock = clock
+        self._on_statement = on_statement
+        self._frontier: MerkleAccumulator | None = None
+        self._last = b""
+        self._flushed = 0  # the size the head row holds in this transaction
+        self._time = ""
+        self._entries: list[tuple[int, bytes, bytes]] = []
+        self._nodes: list[tuple[int, bytes]] = []
+
+    # -- a transaction --------------------------------------------------------------------------
+
+    def open(self, cursor: Cursor) -> None:
+        """Start appending in the cursor's transaction (which must hold the log's write lock on
+        SQLite, and takes it here on PostgreSQL)."""
+        cursor.execute(self.sql.read_head)
+        row = cursor.fetchone()
+        self._count("read")
+        if row is None:
+            raise AppendError("the ledger head row is missing")
+        size, last = int(row[0]), bytes(row[1])
+        if self._frontier is None or self._frontier.size != size or self._last != last:
+            try:
+                self._frontier = unpack_frontier(size, bytes(row[2]))
+            except ValueError as exc:
+                raise AppendError(str(exc)) from exc
+            self._last = last
+        self._flushed = size
+        self._time = format_time(self._clock())
+        self._entries.clear()
+        self._nodes.clear()
+
+    @property
+    def is_open(self) -> bool:
+        return self._frontier is not None and bool(self._time)
+
+    @property
+    def size(self) -> int:
+        assert self._frontier is not None
+        return self._frontier.size
+
+    @property
+    def last_leaf(self) -> bytes:
+        return self._last
+
+    @property
+    def frontier(self) -> MerkleAccumulator:
+        """The head as appended so far (a copy)."""
+        assert self._frontier is not None
+        return self._frontier.copy()
+
+    def append(self, kind: str, actor: str, subject: str, data: EntryData) -> Appended:
+        frontier = self._frontier
+        assert frontier is not None, "append before open"
+        seq = frontier.size
+        try:
+            body = encode_with_data(seq, self._time, kind, actor, subject, data, self._last)
+        except EntryError as exc:
+            raise AppendError(f"cannot record {kind!r} entry: {exc}") from exc
+        leaf = merkle.leaf_hash(body)
+        self._entries.append((seq, leaf, body))
+        done = frontier.append_collect(leaf)
+        size = frontier.size
+        for level in range(1, len(done)):
+            self._nodes.append((node_key(level, (size >> level) - 1), done[level]))
+        self._last = leaf
+        return Appended(seq, leaf)
+
+    @property
+    def pending(self) -> int:
+        """Entries appended and not yet flushed."""
+        return len(self._entries)
+
+    def flush(self, cursor: Cursor) -> None:
+        """Write what was appended since the last flush, and the head."""
+        if not self._entries:
+            return
+        assert self._frontier is not None
+        cursor.executemany(self.sql.insert_entries, self._entries)
+        self._count("write")
+        if self._nodes:
+            cursor.executemany(self.sql.insert_nodes, self._nodes)
+            self._count("write")
+        cursor.execute(self.sql.update_head, (self._frontier.size, self._last, pack_frontier(self._frontier)))
+        self._count("write")
+        self._flushed = self._frontier.size
+        self._entries.clear()
+        self._nodes.clear()
+
+    def mark(self) -> Mark:
+        """A point to `rewind` to; only between flushes (nothing pending)."""
+        assert self._frontier is not None and not self._entries, "mark with appends pending"
+        return Mark(self._frontier.copy(), self._last, self._flushed)
+
+    def rewind(self, mark: Mark) -> None:
+        """Forget the appends since `mark` (the caller rolled their rows back to its savepoint)."""
+        self._frontier, self._last, self._flushed = mark.frontier.copy(), mark.last, mark.flushed
+        self._entries.clear()
+        self._nodes.clear()
+
+    def close(self) -> None:
+        """The transaction committed: the memory is the row."""
+        assert not self._entries, "close with appends not flushed"
+        self._time = ""
+
+    def forget(self) -> None:
+        """The transaction did not commit (or may not have): trust only the row from now on."""
+        self._frontier = None
+        self._last = b""
+        self._time = ""
+        self._entries.clear()
+        self._nodes.clear()
+
+    def _count(self, kind: str) -> None:
+        if self._on_statement is not None:
+            self._on_statement(kind)
