@@ -113,3 +113,13 @@ class Connector(Protocol):
         """Carry out `tool` with validated `params`. The same `idempotency_key` twice must not
         act twice: the second call returns the first call's result (`replayed=True`)."""
         ...
+
+
+class AsyncConnector(Connector, Protocol):
+    """A connector that can also be awaited on an event loop without a thread of its own (the
+    request path's first attempt; `Registry.execute_async` uses `execute_async` when a connector
+    has it, else runs `execute` on a thread). The same contract as `execute`."""
+
+    async def execute_async(
+        self, tool: str, params: Mapping[str, Any], *, idempotency_key: str
+    ) -> ExecutionResult: ...

@@ -10,6 +10,7 @@ would be: `Registry(connectors)` takes anything that follows `connectors.base.Co
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -114,14 +115,28 @@ class Registry:
                 idempotency_key: str) -> ExecutionResult:
         """Run `tool` through its connector. The params are validated again (the outbox runs
         what was stored): bad ones, or an unknown tool, are a PermanentError."""
+        connector, clean = self._route(tool, params)
+        return connector.execute(tool, clean, idempotency_key=idempotency_key)
+
+    async def execute_async(self, tool: str, params: Mapping[str, Any], *,
+                            idempotency_key: str) -> ExecutionResult:
+        """`execute` on an event loop: awaited when the connector can be (`AsyncConnector`),
+        else run on a thread."""
+        connector, clean = self._route(tool, params)
+        awaitable = getattr(connector, "execute_async", None)
+        if awaitable is not None:
+            result: ExecutionResult = await awaitable(tool, clean, idempotency_key=idempotency_key)
+            return result
+        return await asyncio.to_thread(connector.execute, tool, clean, idempotency_key=idempotency_key)
+
+    def _route(self, tool: str, params: Mapping[str, Any]) -> tuple[Connector, dict[str, Any]]:
         connector = self._owners.get(tool)
         if connector is None:
             raise PermanentError(f"no tool {tool!r}", code="unknown_tool")
         try:
-            clean = self.validate(tool, params)
+            return connector, self.validate(tool, params)
         except ParamsError as exc:
             raise PermanentError(str(exc), code="invalid_params") from None
-        return connector.execute(tool, clean, idempotency_key=idempotency_key)
 
     def close(self) -> None:
         if self.call_ledger is not None:

@@ -25,6 +25,7 @@ are matched in each tool's id fields (listed per connector: `charge` for `stripe
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import string
@@ -40,8 +41,15 @@ from connectors.base import (
     ToolSpec,
     TransientError,
 )
-from connectors.call_ledger import Answer, LedgerView, SandboxCallLedger
+from connectors.call_ledger import Answer, LedgerView, SandboxCallLedger, StoredAnswer
 from connectors.faults import SandboxFaults, fault_error
+
+def _answer(outcome: StoredAnswer | ConnectorError) -> ExecutionResult:
+    if isinstance(outcome, ConnectorError):
+        raise outcome
+    return ExecutionResult(external_id=outcome.external_id, summary=outcome.summary,
+                           replayed=outcome.replayed, response=outcome.response)
+
 
 # ---------------------------------------------------------------------------------- object ids
 
@@ -98,6 +106,22 @@ class SandboxConnector:
 
     def execute(self, tool: str, params: Mapping[str, Any], *,
                 idempotency_key: str) -> ExecutionResult:
+        outcome = self._act(tool, params, idempotency_key)
+        if self.latency:
+            time.sleep(self.latency)
+        return _answer(outcome)
+
+    async def execute_async(self, tool: str, params: Mapping[str, Any], *,
+                            idempotency_key: str) -> ExecutionResult:
+        """`execute` on an event loop: the call ledger's short local transaction runs inline,
+        the latency is awaited."""
+        outcome = self._act(tool, params, idempotency_key)
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        return _answer(outcome)
+
+    def _act(self, tool: str, params: Mapping[str, Any], idempotency_key: str) -> StoredAnswer | ConnectorError:
+        """Steps (1) to (3): the error to raise once the latency has passed, or the answer."""
         if tool not in self._tool_names:
             raise PermanentError(f"{self.name} has no tool {tool!r}", code="unknown_tool")
         if not idempotency_key:
@@ -109,16 +133,10 @@ class SandboxConnector:
             if rule is not None:
                 raise fault_error(tool, rule)
             self.check_magic(tool, params)
-        except ConnectorError:
-            time.sleep(self.latency)
-            raise
+        except ConnectorError as exc:
+            return exc
         # (3) record and answer in one transaction; (4) the answer travels back
-        stored = self.ledger.record(idempotency_key, tool, params,
-                                    lambda view: self.answer(tool, params, view))
-        if self.latency:
-            time.sleep(self.latency)
-        return ExecutionResult(external_id=stored.external_id, summary=stored.summary,
-                               replayed=stored.replayed, response=stored.response)
+        return self.ledger.record(idempotency_key, tool, params, lambda view: self.answer(tool, params, view))
 
     def magic_values(self, tool: str, params: Mapping[str, Any]) -> Iterator[str]:
         for field_name in self.magic_fields.get(tool, ()):

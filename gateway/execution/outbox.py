@@ -253,7 +253,7 @@ class Outbox:
             return await loop.run_in_executor(None, self._run_now_or_stored, claim, decision)
         started = time.monotonic()
         try:
-            result = await loop.run_in_executor(None, self._call, claim)
+            result = await self._call_async(claim)
         except Exception as exc:
             return await loop.run_in_executor(None, self._after_error, claim, exc, started, decision)
         self.breaker.record_success(claim.connector)
@@ -277,6 +277,13 @@ class Outbox:
 
     def _call(self, claim: Claim) -> ExecutionResult:
         return self.connectors.execute(claim.tool, claim.params, idempotency_key=claim.decision_id)
+
+    async def _call_async(self, claim: Claim) -> ExecutionResult:
+        awaitable = getattr(self.connectors, "execute_async", None)
+        if awaitable is None:
+            return await asyncio.to_thread(self._call, claim)
+        result: ExecutionResult = await awaitable(claim.tool, claim.params, idempotency_key=claim.decision_id)
+        return result
 
     def _after_error(self, claim: Claim, exc: Exception, started: float, decision: Decision) -> Decision:
         """A failed call, recorded as `_run` records it; returns the decision as stored."""
