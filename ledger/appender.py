@@ -64,9 +64,16 @@ class Statements:
     """The appender's SQL for one driver's parameter style."""
 
     read_head: str
+    head_columns: str
+    lock: str
     insert_entries: str
     insert_nodes: str
     update_head: str
+
+    def read_head_and(self, scalar: str) -> str:
+        """The head row and one more value (a scalar subquery), in one statement."""
+        lock = f"{self.lock} OF {head.name}" if self.lock else ""
+        return (f"SELECT {self.head_columns}, ({scalar}) FROM {head.name} WHERE id = {HEAD_ID}{lock}")
 
     @classmethod
     def for_dialect(cls, dialect: str) -> Statements:
@@ -76,8 +83,10 @@ class Statements:
         def marks(n: int) -> str:
             return ", ".join([mark] * n)
 
+        columns = "size, last_leaf, frontier"
         return cls(
-            read_head=f"SELECT size, last_leaf, frontier FROM {head.name} WHERE id = {HEAD_ID}{lock}",
+            read_head=f"SELECT {columns} FROM {head.name} WHERE id = {HEAD_ID}{lock}",
+            head_columns=columns, lock=lock,
             insert_entries=f"INSERT INTO {entries.name} (seq, leaf_hash, body) VALUES ({marks(3)})",
             insert_nodes=f"INSERT INTO {nodes.name} (node, hash) VALUES ({marks(2)})",
             update_head=f"UPDATE {head.name} SET size = {mark}, last_leaf = {mark}, frontier = {mark} "
@@ -108,10 +117,11 @@ class Appender:
 
     # -- a transaction --------------------------------------------------------------------------
 
-    def open(self, cursor: Cursor) -> None:
+    def open(self, cursor: Cursor, *, also: str | None = None) -> Any:
         """Start appending in the cursor's transaction (which must hold the log's write lock on
-        SQLite, and takes it here on PostgreSQL)."""
-        cursor.execute(self.sql.read_head)
+        SQLite, and takes it here on PostgreSQL). `also`: a scalar subquery the caller wants
+        read in the same round trip (the gateway's kill switch); its value is returned."""
+        cursor.execute(self.sql.read_head if also is None else self.sql.read_head_and(also))
         row = cursor.fetchone()
         self._count("read")
         if row is None:
@@ -127,6 +137,7 @@ class Appender:
         self._time = format_time(self._clock())
         self._entries.clear()
         self._nodes.clear()
+        return None if also is None else row[3]
 
     @property
     def is_open(self) -> bool:

@@ -244,10 +244,11 @@ class Outbox:
 
     async def run_now_async(self, claim: Claim, decision: Decision) -> Decision:
         """`run_now` for the event loop, given the decision as the caller recorded it: the
-        connector is called on a thread (it may block on the network) and a success is recorded
-        as staged work with the next batch of the log writer, so the request's thread is never
-        held. Anything but a plain success (the kill switch, an open breaker, an error) takes
-        `run_now`'s path on a thread."""
+        connector is awaited (`Registry.execute_async`: on a thread unless the connector can be
+        awaited) and a success is recorded as staged work with the log writer's next batch, so
+        no thread waits on the request's behalf. The answer waits for that commit: what an
+        agent is told is what the log holds. Anything but a plain success (the kill switch, an
+        open breaker, an error) takes `run_now`'s path on a thread."""
         loop = asyncio.get_running_loop()
         if self.writer.kill_switch.engaged or not self.breaker.allow(claim.connector):
             return await loop.run_in_executor(None, self._run_now_or_stored, claim, decision)
@@ -258,9 +259,8 @@ class Outbox:
             return await loop.run_in_executor(None, self._after_error, claim, exc, started, decision)
         self.breaker.record_success(claim.connector)
         seconds = time.monotonic() - started
-        outcome = self._success_work(claim, result, decision)
         try:
-            stored = await self.writer.stage_async(outcome)
+            stored = await self.writer.stage_async(self._success_work(claim, result, decision))
         except Exception:
             log.exception("execution of %s could not be recorded; it will be re-driven", claim.decision_id)
             stored = None
@@ -382,8 +382,7 @@ class Outbox:
         settled = None if decision is None else _settled(decision, "executed", execution)
 
         def work(batch: Batch) -> Decision | None:
-            moved = batch.execute(_SUCCEED_STAGED, (document, now, claim.decision_id, claim.attempts)).rowcount
-            if moved != 1:
+            if not batch.guard(_SUCCEED_STAGED, (document, now, claim.decision_id, claim.attempts)):
                 _lost_lease(claim)
                 return None
             changed = settled

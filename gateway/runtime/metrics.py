@@ -65,6 +65,8 @@ DECISION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 #: HTTP requests include the database commit and long polls are excluded by the caller.
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 #: A connector call is a network round trip to Stripe, Shopify, the CRM.
+#: Jobs per log writer batch: 1 when idle, up to the writer's `max_batch` under load.
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 CONNECTOR_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -138,6 +140,16 @@ class Metrics:
                                           ["connector", "tool", "kind"], registry=r)
         self.connector_seconds = Histogram("warden_connector_seconds", "Connector call duration.",
                                            ["connector"], buckets=CONNECTOR_BUCKETS, registry=r)
+        self.writer_batches = Histogram("warden_log_writer_batch_jobs",
+                                        "Jobs per batch of the log writer (one transaction, one commit each).",
+                                        buckets=BATCH_BUCKETS, registry=r)
+        self.writer_batch_seconds = Histogram("warden_log_writer_batch_seconds",
+                                              "Time the log writer took per batch, the commit included.",
+                                              buckets=DECISION_BUCKETS, registry=r)
+        self.writer_redone = Counter("warden_log_writer_batches_redone",
+                                     "Batches written again one job at a time, under savepoints, because a "
+                                     "job failed (a duplicate packet_id, a lost lease, a refused value).",
+                                     registry=r)
         self.policy_reload_failures = Counter("warden_policy_reload_failures",
                                               "Policy reloads that did not compile (the last good set stayed active).",
                                               registry=r)
@@ -156,6 +168,13 @@ class Metrics:
     def observe_decision(self, status: str, tool: str, risk: object, seconds: float) -> None:
         self.decisions.labels(status, self._tool(tool), risk_label(risk)).inc()
         self.decision_seconds.observe(seconds)
+
+    def observe_batch(self, jobs: int, seconds: float, redone: bool = False) -> None:
+        """The log writer's `on_batch` hook: one committed (or failed) batch."""
+        self.writer_batches.observe(jobs)
+        self.writer_batch_seconds.observe(seconds)
+        if redone:
+            self.writer_redone.inc()
 
     def observe_request(self, method: str, route: str, code: int | str, seconds: float | None = None) -> None:
         """`route` is the route template (`/v1/actions/{decision_id}`), never the raw path."""

@@ -147,7 +147,7 @@ class Runtime:
             known_tools=known,
         ) if settings.policy_reload else None
         self.writer = Writer(self.db, self.ledger, checkpointer=self.checkpointer, background=True,
-                             on_statement=self.metrics.statements.count)
+                             on_statement=self.metrics.statements.count, on_batch=self.metrics.observe_batch)
         self.outbox = Outbox(
             self.writer, self.registry, clock=clock,
             max_attempts=settings.outbox_max_attempts,

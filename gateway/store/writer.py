@@ -44,7 +44,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
-from typing import Any, Generic, TypeVar
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, Generic, TypeVar, cast
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
@@ -70,15 +71,18 @@ class WriterClosed(RuntimeError):
 class Batch:
     """What staged work may do inside the writer's transaction."""
 
-    def __init__(self, writer: Writer, conn: Connection, cursor: Any, kill_switch: KillSwitch, now: float) -> None:
+    def __init__(self, writer: Writer, conn: Connection, cursor: Any, kill_switch: KillSwitch, now: float,
+                 *, careful: bool = False) -> None:
         self.conn = conn
         self.cursor = cursor
         self.kill_switch = kill_switch
         self.now = now
         self.dialect = writer.dialect
+        self.careful = careful
         self._writer = writer
         self._appender = writer.appender
         self._rows: dict[str, list[tuple[Any, ...]]] = {}
+        self._guarded: dict[str, int] = {}  # statement → rows it must change, in all
 
     def append(self, kind: str, actor: str, subject: str, data: EntryData) -> AppendResult:
         appended: Appended = self._appender.append(kind, actor, subject, data)
@@ -93,6 +97,17 @@ class Batch:
         else:
             rows.append(params)
 
+    def guard(self, sql: str, params: tuple[Any, ...]) -> bool:
+        """An update that must change exactly one row, else the job changes nothing (an
+        execution's outcome: only while the row is still leased to this claim). Optimistic: it
+        is queued and `True` returned; if the flush finds fewer rows changed than guarded, the
+        batch runs again carefully, where each guard runs at once and says what it found."""
+        if self.careful:
+            return int(self.execute(sql, params).rowcount) == 1
+        self.queue(sql, params)
+        self._guarded[sql] = self._guarded.get(sql, 0) + 1
+        return True
+
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         """Run `sql` now, after what is queued; returns the cursor (rowcount, fetch*)."""
         self.flush()
@@ -101,15 +116,34 @@ class Batch:
         return self.cursor
 
     def flush(self) -> None:
-        self._appender.flush(self.cursor)
-        if self._rows:
+        """Write what is queued: on PostgreSQL in one pipeline, one round trip for the lot."""
+        if not self._rows and not self._appender.pending:
+            return
+        checks: list[tuple[Any, int]] = []
+        with self._writer.pipeline(self.cursor):
+            self._appender.flush(self.cursor)
             rows, self._rows = self._rows, {}
+            guarded, self._guarded = self._guarded, {}
             for sql, params in rows.items():
-                self.cursor.executemany(self._writer.sql(sql), params)
+                expected = guarded.get(sql)
+                # a guarded statement gets a cursor of its own: its count is known only once the
+                # pipeline has synced, after the statements that follow it on PostgreSQL
+                cursor = self.cursor if expected is None else self.cursor.connection.cursor()
+                cursor.executemany(self._writer.sql(sql), params)
                 self._writer.count(sql)
+                if expected is not None:
+                    checks.append((cursor, expected))
+        for cursor, expected in checks:
+            if cursor.rowcount != expected:
+                raise GuardFailed(f"{expected - cursor.rowcount} guarded update(s) changed nothing")
 
     def discard(self) -> None:
         self._rows.clear()
+        self._guarded.clear()
+
+
+class GuardFailed(Exception):
+    """A guarded update of the batch changed nothing (see `Batch.guard`)."""
 
 
 class _Job(Generic[T]):
@@ -140,6 +174,7 @@ class Writer:
         background: bool = False,
         max_batch: int = 512,
         on_statement: Callable[[str], None] | None = None,
+        on_batch: Callable[[int, float, bool], None] | None = None,
     ) -> None:
         self.engine = engine
         self.ledger = ledger
@@ -147,6 +182,7 @@ class Writer:
         self.dialect = engine.dialect.name
         self.max_batch = max_batch
         self._on_statement = on_statement
+        self._on_batch = on_batch
         self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
         self.appender = ledger.appender(self.dialect, on_statement=self._count_kind)
         self._sql_cache: dict[str, str] = {}
@@ -227,6 +263,13 @@ class Writer:
             self._sql_cache[text] = found
         return found
 
+    def pipeline(self, cursor: Any) -> AbstractContextManager[Any]:
+        """psycopg's pipeline mode on PostgreSQL (statements sent without waiting for each
+        answer); nothing on SQLite, which is in the process."""
+        if self.dialect == "postgresql":
+            return cast(AbstractContextManager[Any], cursor.connection.pipeline())
+        return nullcontext()
+
     def count(self, sql: str) -> None:
         if self._on_statement is not None:
             head = sql.lstrip()[:6].upper()
@@ -287,16 +330,22 @@ class Writer:
         live = [job for job in jobs if not job.future.cancelled()]
         if not live:
             return
+        started = time.perf_counter()
+        redone = False
         try:
             try:
                 self._attempt(live, careful=False, inline=inline)
             except _Redo:
+                redone = True
                 self._attempt(live, careful=True, inline=inline)
         except Exception as exc:  # the transaction failed as a whole: nothing of it is durable
             error = self._translate(exc)
             for job in live:
                 job.settled = (False, error)
             return
+        finally:
+            if self._on_batch is not None:
+                self._on_batch(len(live), time.perf_counter() - started, redone)
         for listener in self._listeners:
             try:
                 listener()
@@ -311,8 +360,8 @@ class Writer:
             with conn.begin() as transaction:
                 conn.info[APPENDER] = appender
                 cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-                appender.open(cursor)
-                batch = Batch(self, conn, cursor, self._kill_switch_of(cursor), time.time())
+                kill_switch = parse_kill_switch(appender.open(cursor, also=KILL_SWITCH_SQL))
+                batch = Batch(self, conn, cursor, kill_switch, time.time(), careful=careful)
                 for job in jobs:
                     job.settled = None
                     if careful or job.unit is not None:
@@ -326,7 +375,7 @@ class Writer:
                             raise _Redo from exc
                 try:
                     batch.flush()
-                except self._dbapi_error as exc:
+                except (self._dbapi_error, GuardFailed) as exc:
                     if careful:
                         raise
                     redo = True
