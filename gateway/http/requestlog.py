@@ -1,9 +1,16 @@
 """The request log: one `http_request` line and one `observe_request` per HTTP request.
 
 Each line has the method, the route template (`/v1/actions/{decision_id}`, never the id), the path
-without the query string, the status code, duration_ms, the request id and the actor. The request
-id (`X-Request-ID` in when well formed, else a new one) is echoed in the response and set on
-every log line written while the request is served (`gateway.logs.request_id_var`).
+without the query string, the status code, duration_ms (the whole request), the request id and
+the actor, then whatever the layers below joined to it while serving it: a request that made a
+decision carries decision_id, packet_id, tool, status, risk, autonomy and decision_ms (the
+pipeline's own time for it: record, execute), so a governed request is one line, with no
+`decision` line of its own. The fields travel in `gateway.logs.request_line_var`, a `RequestLine`
+opened here per request and filled through `gateway.logs.join_request_line` (the runtime's
+decision observer calls it from the worker thread the pipeline runs on).
+
+The request id (`X-Request-ID` in when well formed, else a new one) is echoed in the response and
+set on every log line written while the request is served (`gateway.logs.request_id_var`).
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
 
-from gateway.logs import log_event, request_id_var
+from gateway.logs import RequestLine, log_event, request_id_var, request_line_var
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
 
@@ -45,7 +52,8 @@ class RequestLogMiddleware:
     """Pure ASGI middleware: a request id for every request (`X-Request-ID` in, or a new one;
     echoed in the response and set on every log line), one `http_request` log line and one
     `observe_request` per request. The actor is read from `request.state.actor` if the auth
-    layer sets it. Health and metrics routes are logged at debug level only."""
+    layer sets it; fields joined to the request's `RequestLine` follow the line's own (which
+    they never replace). Health and metrics routes are logged at debug level only."""
 
     def __init__(self, app: ASGIApp, *, metrics: RequestObserver | None = None,
                  logger: logging.Logger | None = None) -> None:
@@ -60,6 +68,8 @@ class RequestLogMiddleware:
         incoming = _header(scope, b"x-request-id")
         request_id = incoming if incoming and _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
+        joined = RequestLine()
+        line_token = request_line_var.set(joined)
         started = time.perf_counter()
         code = 500
 
@@ -80,9 +90,13 @@ class RequestLogMiddleware:
                 self.metrics.observe_request(method, route, code, seconds)
             state = scope.get("state") or {}
             level = logging.DEBUG if route in QUIET_ROUTES else logging.WARNING if code >= 500 else logging.INFO
-            log_event(self.log, "http_request", level=level, method=method, route=route,
-                      path=scope.get("path", ""), code=code, duration_ms=round(seconds * 1000, 3),
-                      actor=state.get("actor"))
+            fields: dict[str, Any] = {"method": method, "route": route, "path": scope.get("path", ""),
+                                      "code": code, "duration_ms": round(seconds * 1000, 3),
+                                      "actor": state.get("actor")}
+            for name, value in joined.close().items():
+                fields.setdefault(name, value)
+            log_event(self.log, "http_request", level=level, **fields)
+            request_line_var.reset(line_token)
             request_id_var.reset(token)
 
 

@@ -284,10 +284,16 @@ class Runtime:
     # ------------------------------------------------------------ observations
 
     def _observe_decision(self, decision: Any, tool: str, seconds: float) -> None:
+        """Metrics, and the log: over HTTP the decision's fields join the request's one
+        `http_request` line (`gateway.logs.join_request_line`, `decision_ms` its own time);
+        a decision made outside a request gets a `decision` line (`warden.decisions`)."""
+        from gateway.logs import join_request_line
+
         self.metrics.observe_decision(decision.status, tool, decision.risk, seconds)
-        log_event(decision_log, "decision", decision_id=decision.decision_id, packet_id=decision.packet_id,
-                  tool=tool, status=decision.status, risk=decision.risk.name,
-                  autonomy=decision.autonomy.name, duration_ms=round(seconds * 1000, 3))
+        fields = {"decision_id": decision.decision_id, "packet_id": decision.packet_id, "tool": tool,
+                  "status": decision.status, "risk": decision.risk.name, "autonomy": decision.autonomy.name}
+        if not join_request_line(**fields, decision_ms=round(seconds * 1000, 3)):
+            log_event(decision_log, "decision", **fields, duration_ms=round(seconds * 1000, 3))
 
     def latest_checkpoint(self) -> str | None:
         with read_only(self.db.connect()) as conn:

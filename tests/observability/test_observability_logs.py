@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway import logs
 from gateway.logs import REDACTED, configure_logging, log_event, redact, redact_text
 
 
@@ -160,3 +161,70 @@ def test_uvicorn_error_log_goes_through_our_handler_and_access_log_is_off(captur
     (line,) = captured.lines()
     assert line["logger"] == "uvicorn.error"
     assert "leaked" not in captured.text()
+
+
+# ---- the shortcuts skip only text the patterns would leave as it is --------------------------
+
+
+def full_redact_text(text: str) -> str:
+    """redact_text without its shortcuts: the three patterns, always."""
+    text = logs._TOKEN.sub(r"\1" + REDACTED, text)
+    text = logs._BEARER.sub(r"\1" + REDACTED, text)
+    return logs._HEADER.sub(r"\1\2" + REDACTED, text)
+
+
+def full_scrub_line(line: str) -> str:
+    return logs._BEARER.sub(r"\1" + REDACTED, logs._TOKEN.sub(r"\1" + REDACTED, line))
+
+
+#: Pieces of the markers in every case, the characters that fold into ASCII letters under a
+#: case-insensitive match (Kelvin sign, long s, dotted and dotless i), separators and values.
+PIECES = ["wdn_", "WDN_", "Wdn_", "agent_", "AGENT_", "user_", "uſer_", "bearer", "BeArEr", "bearer\u00a0",
+          "authorization", "AUTHORİZATİON", "authorızation", "proxy-", "cookie", "COO\u212aIE",
+          "set-", "x-api-key", "X-API-\u212aEY", ":", "=", " ", "\t", "\n", "\"", "'", ",", ";", "}",
+          "abc123", "tok.en-_/+=~", "é", "日本", "[REDACTED]", "x"]  # fmt: skip
+marker_text = st.lists(st.sampled_from(PIECES) | st.text(max_size=3), max_size=12).map("".join)
+#: A marker, then what the patterns need after it: a separator and a value.
+MARKERS = ["wdn_agent_", "wdn_user_", "wdn_uſer_", "Bearer", "authorization", "Proxy-Authorization",
+           "cookie", "Set-Cookie", "x-api-key", "X-API-\u212aEY", "COOKİE"]  # fmt: skip
+secrets_in_place = st.builds(
+    lambda before, marker, separator, value, after: before + marker + separator + value + after,
+    st.text(max_size=4), st.sampled_from(MARKERS), st.sampled_from(["", " ", "\t", ":", "=", ": ", "\" : \"", "\u00a0"]),
+    st.text("abcXYZ019._-~+/=", max_size=6), st.text(max_size=4),
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(text=secrets_in_place | marker_text | st.text(max_size=40))
+def test_redact_text_masks_exactly_what_the_patterns_mask(text: str) -> None:
+    assert redact_text(text) == full_redact_text(text)
+    assert logs._scrub_line(text) == full_scrub_line(text)
+
+
+@pytest.mark.parametrize("text", [
+    "Bearer x", "bearer\tx", "cookie=x", "COOKİE: s3cr3t", "x-api-\u212aey: k", "wdn_uſer_abc",
+    "Authorization: Basic dXNlcjpwYXNz", "wdn_agent_a", "bearer", "cookie=", "short",
+])  # fmt: skip
+def test_short_and_folded_texts_are_masked_as_the_patterns_mask_them(text: str) -> None:
+    assert redact_text(text) == full_redact_text(text)
+
+
+def test_values_pass_by_type_but_secret_keys_still_mask_them() -> None:
+    from enum import StrEnum
+
+    class Kind(StrEnum):
+        TOKEN = "wdn_agent_FromAnEnum"
+
+    assert redact(3, "code") == 3 and redact(1.5, "ms") == 1.5 and redact(True, "ok") is True
+    assert redact(None, "token") is None
+    assert redact(42, "api_key") == REDACTED and redact(False, "password") == REDACTED
+    assert redact(Kind.TOKEN) == f"wdn_agent_{REDACTED}"
+    assert redact({"nested": {"Set-Cookie": 1, "n": 2}}) == {"nested": {"Set-Cookie": REDACTED, "n": 2}}
+
+
+@settings(max_examples=2000, deadline=None)
+@given(created=st.floats(min_value=-2e9, max_value=4e9) | st.integers(1_600_000_000, 1_900_000_000).map(
+    lambda s: s + 0.9995) | st.integers(1_600_000_000, 1_900_000_000).map(lambda s: s + 0.9999995))
+def test_timestamps_are_the_datetime_rendering(created: float) -> None:
+    expected = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert logs._timestamp(created) == expected

@@ -18,7 +18,7 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.http.requestlog import RequestLogMiddleware
-from gateway.logs import configure_logging, log_event
+from gateway.logs import REDACTED, RequestLine, configure_logging, join_request_line, log_event
 from gateway.runtime.metrics import Metrics
 
 
@@ -73,6 +73,16 @@ def app_and_metrics() -> tuple[FastAPI, Metrics]:
     @app.get("/v1/boom")
     def boom() -> None:
         raise RuntimeError("handler failed")
+
+    @app.get("/v1/decide")
+    def decide(request: Request) -> dict[str, bool]:  # a sync route: it runs on a worker thread
+        request.state.actor = "refund-bot"
+        joined = join_request_line(decision_id="dec_1", packet_id="p-1", tool="stripe.refund",
+                                   status="executed", risk="L1", autonomy="A2", decision_ms=1.5,
+                                   code=999, note="Authorization: Bearer abc.def-ghi",
+                                   reason="token wdn_agent_Secret0123 was used",
+                                   headers={"Cookie": "session=s3cr3t", "Host": "warden"}, api_key=42)
+        return {"joined": joined}
 
     @app.get("/metrics")
     def scrape() -> Response:
@@ -139,3 +149,33 @@ def test_health_and_metrics_requests_log_at_debug(
     AppClient(app_and_metrics[0]).get("/metrics")
     (line,) = records(lines, "http_request")
     assert line["level"] == "debug" and line["route"] == "/metrics"
+
+
+def test_fields_joined_while_serving_are_on_the_one_request_line_and_redacted(
+    app_and_metrics: tuple[FastAPI, Metrics], lines: io.StringIO
+) -> None:
+    response = AppClient(app_and_metrics[0]).get("/v1/decide", headers={"X-Request-ID": "wdn_user_RequestIdSecret"})
+    assert response.json() == {"joined": True}
+    (line,) = [r for r in records(lines) if r["logger"].startswith("warden")]  # one line, no other
+    assert line["msg"] == "http_request" and line["route"] == "/v1/decide" and line["actor"] == "refund-bot"
+    assert line["code"] == 200  # a joined field never replaces the line's own
+    assert {k: line[k] for k in ("decision_id", "packet_id", "tool", "status", "risk", "autonomy")} == {
+        "decision_id": "dec_1", "packet_id": "p-1", "tool": "stripe.refund", "status": "executed",
+        "risk": "L1", "autonomy": "A2"}
+    assert line["decision_ms"] == 1.5 and line["duration_ms"] >= 0
+    assert line["note"] == f"Authorization: {REDACTED}"
+    assert line["reason"] == f"token wdn_agent_{REDACTED} was used"
+    assert line["headers"] == {"Cookie": REDACTED, "Host": "warden"}
+    assert line["api_key"] == REDACTED
+    assert line["request_id"] == f"wdn_user_{REDACTED}"
+    for secret in ("abc.def-ghi", "Secret0123", "s3cr3t", "RequestIdSecret"):
+        assert secret not in lines.getvalue()
+
+
+def test_a_join_outside_a_request_or_after_its_line_is_refused() -> None:
+    assert join_request_line(decision_id="dec_1") is False
+    line = RequestLine()
+    assert line.join({"a": 1}) is True
+    assert line.close() == {"a": 1}
+    assert line.join({"b": 2}) is False  # written already: the caller logs its own line
+    assert line.fields == {"a": 1}
