@@ -111,6 +111,7 @@ class Appender:
         self._frontier: MerkleAccumulator | None = None
         self._last = b""
         self._flushed = 0  # the size the head row holds in this transaction
+        self._opened = 0  # the size when the transaction began
         self._time = ""
         self._entries: list[tuple[int, bytes, bytes]] = []
         self._nodes: list[tuple[int, bytes]] = []
@@ -133,7 +134,7 @@ class Appender:
             except ValueError as exc:
                 raise AppendError(str(exc)) from exc
             self._last = last
-        self._flushed = size
+        self._flushed = self._opened = size
         self._time = format_time(self._clock())
         self._entries.clear()
         self._nodes.clear()
@@ -142,6 +143,11 @@ class Appender:
     @property
     def is_open(self) -> bool:
         return self._frontier is not None and bool(self._time)
+
+    @property
+    def opened_size(self) -> int:
+        """The log's size when this transaction began."""
+        return self._opened
 
     @property
     def size(self) -> int:

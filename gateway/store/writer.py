@@ -38,13 +38,16 @@ writes; `on_commit` listeners hear of each committed batch (the console's live f
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 from typing import Any, Generic, TypeVar, cast
 
 from sqlalchemy import Connection, Engine
@@ -55,6 +58,7 @@ from ledger.appender import Appended, Appender
 from ledger.checkpointer import Checkpointer
 from ledger.database import read_only
 from ledger.entry import EntryData
+from ledger.schema import entries
 from ledger.store import APPENDER, AppendResult, Ledger
 
 log = logging.getLogger("warden.writer")
@@ -62,6 +66,22 @@ log = logging.getLogger("warden.writer")
 T = TypeVar("T")
 Unit = Callable[[Connection], T]
 Staged = Callable[["Batch"], T]
+
+
+#: Crash drills: `WARDEN_FAILPOINT=writer.before_commit=PATH` makes the first batch of two jobs
+#: or more stop after writing its rows and before its commit, write what it holds to PATH (JSON:
+#: pid, jobs, from_seq, the entries' seq, kind and subject) and wait to be killed (`kill -9`).
+#: Nothing is committed, so after a restart none of it may be in the log. Unset: no cost.
+FAILPOINT_ENV = "WARDEN_FAILPOINT"
+
+
+def _failpoint(spec: str) -> Path | None:
+    name, _, path = spec.partition("=")
+    if not spec:
+        return None
+    if name != "writer.before_commit" or not path:
+        raise ValueError(f"{FAILPOINT_ENV} must be writer.before_commit=PATH, not {spec!r}")
+    return Path(path)
 
 
 class WriterClosed(RuntimeError):
@@ -187,6 +207,7 @@ class Writer:
         self.appender = ledger.appender(self.dialect, on_statement=self._count_kind)
         self._sql_cache: dict[str, str] = {}
         self._listeners: list[Callable[[], None]] = []
+        self._pause_before_commit = _failpoint(os.environ.get(FAILPOINT_ENV, ""))
         self._kill_switch: KillSwitch | None = None
         self._conn: Connection | None = None
         self._closed = False
@@ -382,6 +403,8 @@ class Writer:
                     raise _Redo from exc
                 if self.checkpointer is not None:
                     self.checkpointer.maybe_sign(conn)
+                if self._pause_before_commit is not None and len(jobs) >= 2:
+                    self._pause(batch, len(jobs))
                 self._kill_switch = batch.kill_switch
                 transaction.commit()
                 committed = True
@@ -414,6 +437,23 @@ class Writer:
         job.settled = (True, result)
         if job.unit is not None:  # a unit may have changed it
             batch.kill_switch = self._kill_switch_of(batch.cursor)
+
+    def _pause(self, batch: Batch, jobs: int) -> None:
+        """The `writer.before_commit` failpoint (see `FAILPOINT_ENV`): say what this batch wrote,
+        then wait, holding its transaction, until the process is killed."""
+        path, self._pause_before_commit = self._pause_before_commit, None
+        assert path is not None
+        rows = batch.execute(f"SELECT body FROM {entries.name} WHERE seq >= ? ORDER BY seq",
+                             (self.appender.opened_size,)).fetchall()
+        held = [json.loads(bytes(row[0])) for row in rows]
+        report = {"pid": os.getpid(), "jobs": jobs, "from_seq": self.appender.opened_size,
+                  "entries": [{k: e[k] for k in ("seq", "kind", "subject")} for e in held]}
+        partial = path.with_name(path.name + ".part")
+        partial.write_text(json.dumps(report), encoding="utf-8")
+        partial.replace(path)
+        log.warning("failpoint writer.before_commit: batch of %d job(s) held before its commit", jobs)
+        while True:
+            time.sleep(3600)
 
     def _kill_switch_of(self, cursor: Any) -> KillSwitch:
         cursor.execute(KILL_SWITCH_SQL)
