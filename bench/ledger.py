@@ -5,7 +5,7 @@
 Prints, in one run:
   - the disk's fsync latency (what bounds one-transaction-per-append rates),
   - durable appends/s on SQLite (WAL, synchronous=FULL): one entry per transaction, batched, and
-    through group commit (16 threads, one entry per unit of work),
+    through the gateway's log writer (16 threads, one entry per job),
   - durable appends/s on PostgreSQL (fsync on, synchronous_commit on; a throwaway server started
     like the test suite's, tests/postgres.py) with 1 and 4 writer processes, single and batched,
   - on a `--size`-entry log: export and verification throughput (entries/s) for the export folder
@@ -38,7 +38,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 from ledger.checkpointer import Checkpointer, CheckpointPolicy  # noqa: E402
 from ledger.database import make_engine, read_only  # noqa: E402
 from ledger.export import export_log  # noqa: E402
-from ledger.group_commit import GroupCommitter  # noqa: E402
+from gateway.store.schema import upgrade as upgrade_gateway  # noqa: E402
+from gateway.store.writer import Writer  # noqa: E402
+from ledger.entry import EntryData  # noqa: E402
 from ledger.note import generate_key  # noqa: E402
 from ledger.schema import upgrade  # noqa: E402
 from ledger.store import Ledger, NewEntry  # noqa: E402
@@ -133,18 +135,20 @@ def parallel_appends_per_second(url: str, writers: int, count: int, batch: int, 
     return writers * count / (max(ends) - start)
 
 
-def group_commit_appends_per_second(url: str, threads: int, count: int) -> float:
-    """`threads` callers in one process, each appending `count` entries one unit of work at a
-    time through a GroupCommitter (each unit: its own savepoint; one durable commit per group)."""
+def log_writer_appends_per_second(url: str, threads: int, count: int) -> float:
+    """`threads` callers in one process, each appending `count` entries one at a time through
+    the gateway's log writer (staged work: whatever is queued shares one durable commit)."""
     engine = make_engine(url)
-    ledger = Ledger()
+    upgrade_gateway(engine)
+    writer = Writer(engine, Ledger(), background=True)
 
     def caller(offset: int) -> None:
         for i in range(offset, offset + count):
             item = entry(i)
-            committer.run(lambda conn: ledger.append(conn, item.kind, item.actor, item.subject, item.data))
+            data = EntryData.of(item.data)
+            writer.run_staged(lambda batch: batch.append(item.kind, item.actor, item.subject, data))
 
-    with GroupCommitter(engine) as committer:
+    try:
         workers = [threading.Thread(target=caller, args=(n * count,)) for n in range(threads)]
         start = time.perf_counter()
         for worker in workers:
@@ -152,7 +156,9 @@ def group_commit_appends_per_second(url: str, threads: int, count: int) -> float
         for worker in workers:
             worker.join()
         elapsed = time.perf_counter() - start
-    engine.dispose()
+    finally:
+        writer.close()
+        engine.dispose()
     return threads * count / elapsed
 
 
@@ -173,8 +179,8 @@ def append_benchmarks(workdir: Path, with_postgres: bool, postgres_size: int) ->
     for batch in (10, 100, 1000):
         rate = appends_per_second(fresh_sqlite(workdir, f"a{batch}.db"), 20_000 if batch > 10 else 4000, batch)
         print(f"SQLite, {batch:>4} entries per transaction: {rate:>9,.0f} appends/s")
-    rate = group_commit_appends_per_second(fresh_sqlite(workdir, "gc.db"), 16, 200)
-    print(f"SQLite, group commit, 16 threads x 1:  {rate:>9,.0f} appends/s")
+    rate = log_writer_appends_per_second(fresh_sqlite(workdir, "gc.db"), 16, 200)
+    print(f"SQLite, log writer, 16 threads x 1:   {rate:>9,.0f} appends/s")
     if not with_postgres:
         return
     from postgres import PostgresServer
@@ -191,8 +197,8 @@ def append_benchmarks(workdir: Path, with_postgres: bool, postgres_size: int) ->
             print(f"PostgreSQL, {writers} writer{'s' if writers > 1 else ' '}, {label + ':':<30}{rate:>9,.0f} appends/s")
         url = server.create_database()
         upgrade(make_engine(url))
-        rate = group_commit_appends_per_second(url, 16, 200)
-        print(f"PostgreSQL, 1 process, group commit, 16 threads x 1:  {rate:>9,.0f} appends/s")
+        rate = log_writer_appends_per_second(url, 16, 200)
+        print(f"PostgreSQL, 1 process, log writer, 16 threads x 1:   {rate:>9,.0f} appends/s")
         if postgres_size:
             postgres_big_log(server.create_database(), postgres_size)
 

@@ -414,10 +414,15 @@ class Writer:
                 appender.close()
             else:
                 appender.forget()
+            if not committed and not redo:
+                # The connection may be broken, or still inside a transaction whose commit
+                # failed (SQLite keeps it open after a deferred constraint refuses the COMMIT):
+                # it is rolled back and discarded, and the next batch starts on a fresh one.
+                _roll_back_and_discard(conn)
+                if not inline:
+                    self._drop_connection()
             if inline:
                 conn.close()
-            elif not committed and not redo:  # it may be broken: the next batch starts afresh
-                self._drop_connection()
 
     def _isolated(self, job: _Job[Any], batch: Batch, conn: Connection) -> None:
         """One job under its own savepoint: its failure is its own."""
@@ -515,6 +520,16 @@ class Writer:
     def _count_kind(self, kind: str) -> None:
         if self._on_statement is not None:
             self._on_statement(kind)
+
+
+def _roll_back_and_discard(conn: Connection) -> None:
+    try:
+        raw = conn.connection.dbapi_connection
+        if raw is not None:
+            raw.rollback()
+    except Exception:  # a broken connection: nothing to roll back, it is discarded anyway
+        log.debug("rolling back the log writer's failed transaction failed", exc_info=True)
+    conn.invalidate()
 
 
 def _settle_on_loop(jobs: list[_Job[Any]]) -> None:
