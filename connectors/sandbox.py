@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import secrets
+import os
+import random
 import string
 import time
 from collections.abc import Iterator, Mapping
@@ -54,11 +55,15 @@ def _answer(outcome: StoredAnswer | ConnectorError) -> ExecutionResult:
 # ---------------------------------------------------------------------------------- object ids
 
 _ALPHABET = string.ascii_letters + string.digits
+# The sandbox's object ids need to be unique, not secret: a generator seeded from the OS (once,
+# and again in a child after fork) spares a system call per id.
+_ids = random.Random()
+os.register_at_fork(after_in_child=_ids.seed)
 
 
 def new_object_id(prefix: str, length: int = 24) -> str:
     """A Stripe-style object id: `re_` + 24 letters and digits."""
-    number = secrets.randbits(length * 6)  # 62**24 < 2**144: one draw, then base 62
+    number = _ids.getrandbits(length * 6)  # 62**24 < 2**144: one draw, then base 62
     digits = []
     for _ in range(length):
         number, digit = divmod(number, 62)
@@ -68,7 +73,7 @@ def new_object_id(prefix: str, length: int = 24) -> str:
 
 def new_number() -> int:
     """A fresh 13-digit object number, as Shopify and HubSpot ids are."""
-    return 1_000_000_000_000 + secrets.randbelow(9_000_000_000_000)
+    return 1_000_000_000_000 + _ids.randrange(9_000_000_000_000)
 
 
 def stable_number(kind: str, value: object) -> int:

@@ -14,10 +14,11 @@ declares who may call it with `require(...)`:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -57,8 +58,12 @@ def bearer_token(request: Request) -> str:
     return token
 
 
+def _cache_key(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
 def authenticate(db: Engine, token: str, cache: TokenCache[Principal] | None = None) -> Principal:
-    key = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+    key = _cache_key(token)
     if cache is not None and (hit := cache.get(key)) is not None:
         return hit
     principal: Principal | None = None
@@ -81,13 +86,18 @@ def authenticate(db: Engine, token: str, cache: TokenCache[Principal] | None = N
     return principal
 
 
-def require(*roles: str) -> Callable[[Request], Principal]:
+def require(*roles: str) -> Callable[[Request], Awaitable[Principal]]:
     """A FastAPI dependency admitting callers whose role is one of `roles`."""
     allowed = frozenset(roles)
 
-    def dependency(request: Request) -> Principal:
+    async def dependency(request: Request) -> Principal:
         runtime = request.app.state.warden
-        principal = authenticate(runtime.db, bearer_token(request), runtime.tokens)
+        token = bearer_token(request)
+        # A token seen in the last seconds is answered here; only a miss reads the database,
+        # on a worker thread (a plain function dependency would take that hop every time).
+        principal = runtime.tokens.get(_cache_key(token))
+        if principal is None:
+            principal = await run_in_threadpool(authenticate, runtime.db, token, runtime.tokens)
         if principal.role not in allowed:
             who = "agents" if principal.is_agent else f"role {principal.role!r}"
             raise Problem("forbidden_role", f"{who} may not call this endpoint "

@@ -13,7 +13,8 @@ from gateway.runtime.runtime import Runtime
 MAX_DECISION_ID = 64
 
 
-def current_runtime(request: Request) -> Runtime:
+async def current_runtime(request: Request) -> Runtime:
+    """(A coroutine: FastAPI runs a plain function dependency on a worker thread.)"""
     runtime: Runtime = request.app.state.warden
     return runtime
 

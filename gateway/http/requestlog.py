@@ -18,11 +18,11 @@ from __future__ import annotations
 import logging
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
 
 from gateway.logs import RequestLine, log_event, request_id_var, request_line_var
+from gateway.store.randomness import random_hex
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
 
@@ -66,7 +66,7 @@ class RequestLogMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = _header(scope, b"x-request-id")
-        request_id = incoming if incoming and _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        request_id = incoming if incoming and _REQUEST_ID.fullmatch(incoming) else random_hex(16)
         token = request_id_var.set(request_id)
         joined = RequestLine()
         line_token = request_line_var.set(joined)

@@ -9,7 +9,6 @@ are committed or neither is.
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, bindparam, insert, select, update
 
 from gateway.engine.models import AuditRef, Decision
+from gateway.store.randomness import random_hex
 from gateway.store.schema import decisions, incidents
 from gateway.store.writer import Batch
 from ledger.entry import EntryData
@@ -56,7 +56,7 @@ _INSERT_INCIDENT = insert_sql(incidents, _INCIDENT_COLUMNS)
 def new_decision_id() -> str:
     """`dec_` + 26 characters: a millisecond timestamp and 80 random bits (sortable by time)."""
     millis = int(time.time() * 1000)
-    return "dec_" + f"{millis:012x}" + secrets.token_hex(10)[:14]
+    return "dec_" + f"{millis:012x}" + random_hex(7)
 
 
 def dumps(document: Any) -> str:

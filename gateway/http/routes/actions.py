@@ -22,9 +22,9 @@ router = APIRouter(tags=["actions"])
 ACCEPTED = frozenset({"pending_approval", "executing"})
 
 
-def decision_response(decision: Decision) -> JSONResponse:
+def decision_response(decision: Decision) -> Response:
     code = 202 if decision.status in ACCEPTED else 200
-    return JSONResponse(decision.model_dump(mode="json"), status_code=code)
+    return Response(decision.model_dump_json(), status_code=code, media_type="application/json")
 
 
 PACKET_BODY = {"requestBody": {"required": True, "content": {"application/json": {
