@@ -21,8 +21,9 @@
 - Claims are taken in a short transaction of their own (`gateway.execution.claims`); the
   request path's claim is written with the decision (`enqueue(..., lease_until=)`, `run_now`).
 - The connector is called outside any transaction, with the decision id as the idempotency key.
-- Each outcome is one unit of work of the gateway's `Writer`: the row, the decision, the audit
-  entry (and the incident) commit together or not at all. It is written only while the row is
+- Each outcome is one job of the gateway's log writer: the row, the decision, the audit entry
+  (and the incident) commit together or not at all. A success is staged work (serialised before
+  the writer, written with its next batch); failures, retries and releases are units of work. It is written only while the row is
   still running under this claim (`attempts` unchanged): a process whose lease expired and whose
   row was claimed again elsewhere records nothing, so an execution never has two outcomes.
 - A crash anywhere leaves the row pending or running; it is re-driven with the same key, and the

@@ -7,10 +7,12 @@
            ─► execute: the outbox runs the connector with the decision id as idempotency key
            ─► respond
 
-Every write happens in one transaction with the audit entry that records it: a unit of work of
-the gateway's `Writer`, through the group committer when there is one, so many requests share one
-durable commit. Whatever the gateway cannot record, it does not execute: an exception before the
-commit leaves no decision, no entry and no outbox row, and the request gets a problem response.
+A decision is made and serialised on the caller's thread (`_prepare`: the decision, its entry's
+canonical data, its row), then placed by the log writer (`gateway.store.writer`) as staged work in
+its next batch: seq, hash, rows, one durable commit shared with whatever else was queued. Over
+HTTP (`submit_async`) no thread waits on the request's behalf. Whatever the gateway cannot record,
+it does not execute: an exception before the commit leaves no decision, no entry and no outbox
+row, and the request gets a problem response.
 """
 
 from __future__ import annotations
