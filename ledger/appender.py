@@ -49,6 +49,27 @@ class Cursor(Protocol):
     def fetchone(self) -> Any: ...
 
 
+#: Parameters per multi-row INSERT on SQLite: the limit of builds before 3.32 (32,766 since).
+_PARAMETERS_PER_INSERT = 999
+
+
+def insert_rows(cursor: Cursor, sql: str, rows: list[tuple[Any, ...]], dialect: str) -> None:
+    """`executemany` of a one-row `INSERT ... VALUES (...)`, as few statements as it takes.
+
+    sqlite3 releases and takes back the GIL around every row of an `executemany`, and under load
+    each taking back waits for the thread that holds it; on SQLite the rows therefore go in
+    multi-row `VALUES` lists, one step each. psycopg sends an `executemany` as one pipeline."""
+    if dialect != "sqlite" or len(rows) == 1:
+        cursor.executemany(sql, rows)
+        return
+    head, _, values = sql.partition(" VALUES ")
+    per_insert = max(1, _PARAMETERS_PER_INSERT // len(rows[0]))
+    for start in range(0, len(rows), per_insert):
+        chunk = rows[start : start + per_insert]
+        cursor.execute(f"{head} VALUES {', '.join([values] * len(chunk))}",
+                       [value for row in chunk for value in row])
+
+
 class AppendError(ValueError):
     """An entry that cannot be recorded (its fields are not what an entry allows)."""
 
@@ -105,6 +126,7 @@ class Appender:
     """Appends for one writer thread over its own transactions (see the module docstring)."""
 
     def __init__(self, dialect: str, clock: Clock, *, on_statement: Callable[[str], None] | None = None) -> None:
+        self.dialect = dialect
         self.sql = Statements.for_dialect(dialect)
         self._clock = clock
         self._on_statement = on_statement
@@ -191,10 +213,10 @@ class Appender:
         if not self._entries:
             return
         assert self._frontier is not None
-        cursor.executemany(self.sql.insert_entries, self._entries)
+        insert_rows(cursor, self.sql.insert_entries, self._entries, self.dialect)
         self._count("write")
         if self._nodes:
-            cursor.executemany(self.sql.insert_nodes, self._nodes)
+            insert_rows(cursor, self.sql.insert_nodes, self._nodes, self.dialect)
             self._count("write")
         cursor.execute(self.sql.update_head, (self._frontier.size, self._last, pack_frontier(self._frontier)))
         self._count("write")

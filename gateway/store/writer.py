@@ -54,7 +54,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from gateway.store.killswitch import KILL_SWITCH_SQL, KillSwitch, parse_kill_switch, read_kill_switch
-from ledger.appender import Appended, Appender
+from ledger.appender import Appended, Appender, insert_rows
 from ledger.checkpointer import Checkpointer
 from ledger.database import read_only
 from ledger.entry import EntryData
@@ -149,7 +149,10 @@ class Batch:
                 # a guarded statement gets a cursor of its own: its count is known only once the
                 # pipeline has synced, after the statements that follow it on PostgreSQL
                 cursor = self.cursor if expected is None else self.cursor.connection.cursor()
-                cursor.executemany(self._writer.sql(sql), params)
+                if expected is None and sql.startswith("INSERT INTO "):
+                    insert_rows(cursor, self._writer.sql(sql), params, self.dialect)
+                else:
+                    cursor.executemany(self._writer.sql(sql), params)
                 self._writer.count(sql)
                 if expected is not None:
                     checks.append((cursor, expected))
