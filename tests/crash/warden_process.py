@@ -8,6 +8,7 @@ settings, wait until it answers, `kill -9` it, start it again on the same databa
 - `WardenProcess(deployment).start()` runs `python -m gateway.cli serve` with that environment
   (working directory `root`, no inherited `WARDEN_*` variable, output in `root/serve-N.log`) and
   waits for `/healthz`; `kill9()` sends SIGKILL and reaps it; `stop()` asks it to shut down.
+  `WardenProcess(deployment, env={...})` adds variables for that one process (a failpoint).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,12 +108,13 @@ def prepare(db_url: str, root: Path, *, agent: str = AGENT, **settings: Any) -> 
 
 
 class WardenProcess:
-    """One `warden serve` process of a deployment."""
+    """One `warden serve` process of a deployment; `env`: extra variables for this process only."""
 
     started = 0
 
-    def __init__(self, deployment: Deployment) -> None:
+    def __init__(self, deployment: Deployment, *, env: Mapping[str, str] | None = None) -> None:
         self.deployment = deployment
+        self.extra_env = dict(env or {})
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         WardenProcess.started += 1
@@ -128,7 +131,7 @@ class WardenProcess:
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "gateway.cli", "serve"], cwd=self.deployment.root,
-                env=self.deployment.env(self.port), stdout=log, stderr=subprocess.STDOUT,
+                env=self.deployment.env(self.port) | self.extra_env, stdout=log, stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout
         with httpx.Client(base_url=self.base_url, timeout=2.0) as client:
