@@ -1,8 +1,9 @@
-"""The one way the gateway writes: the log writer, one per process and database.
+"""The one way the gateway records: the log writer, one per process and database.
 
-Every state change (a decision, an approval, an execution's outcome, an identity, an incident,
-the kill switch, a policy activation) is recorded with the audit entries that describe it, in one
-transaction, by the `Writer`. It takes two kinds of work:
+Every state change the audit log records (a decision, an approval, an execution's outcome, an
+identity, an incident, the kill switch, a policy activation) is written with its entries, in one
+transaction, by the `Writer`. (Leases on executions, which record nothing in the log, are short
+transactions of their own: `gateway.execution.claims`.) It takes two kinds of work:
 
 - **staged work** (`stage`, `stage_async`, `run_staged`): a function of a `Batch` that appends
   entries whose data was serialised beforehand (`ledger.entry.EntryData`) and queues rows as
@@ -68,10 +69,11 @@ Unit = Callable[[Connection], T]
 Staged = Callable[["Batch"], T]
 
 
-#: Crash drills: `WARDEN_FAILPOINT=writer.before_commit=PATH` makes the first batch of two jobs
-#: or more stop after writing its rows and before its commit, write what it holds to PATH (JSON:
-#: pid, jobs, from_seq, the entries' seq, kind and subject) and wait to be killed (`kill -9`).
-#: Nothing is committed, so after a restart none of it may be in the log. Unset: no cost.
+#: Crash drills: `WARDEN_FAILPOINT=writer.before_commit=PATH` makes the first batch that appends
+#: two entries or more stop after writing its rows and before its commit, write what it holds to
+#: PATH (JSON: pid, jobs, from_seq, the entries' seq, kind and subject) and wait to be killed
+#: (`kill -9`). Nothing is committed, so after a restart none of it may be in the log. PATH's
+#: folder must exist when the writer starts. Unset: no cost.
 FAILPOINT_ENV = "WARDEN_FAILPOINT"
 
 
@@ -81,6 +83,8 @@ def _failpoint(spec: str) -> Path | None:
         return None
     if name != "writer.before_commit" or not path:
         raise ValueError(f"{FAILPOINT_ENV} must be writer.before_commit=PATH, not {spec!r}")
+    if not Path(path).parent.is_dir():
+        raise ValueError(f"{FAILPOINT_ENV}: the folder of {path} does not exist")
     return Path(path)
 
 
@@ -276,7 +280,10 @@ class Writer:
             if self._thread is not None:
                 self._queue.put(None)
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(timeout=30.0)
+            if self._thread.is_alive():  # a commit that hangs (or a held failpoint) must not hold shutdown
+                log.error("the log writer did not finish its batch within 30 s; stopping without it")
+                return
         self._drop_connection()
 
     def sql(self, text: str) -> str:
@@ -406,7 +413,7 @@ class Writer:
                     raise _Redo from exc
                 if self.checkpointer is not None:
                     self.checkpointer.maybe_sign(conn)
-                if self._pause_before_commit is not None and len(jobs) >= 2:
+                if self._pause_before_commit is not None and appender.size - appender.opened_size >= 2:
                     self._pause(batch, len(jobs))
                 self._kill_switch = batch.kill_switch
                 transaction.commit()
