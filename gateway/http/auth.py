@@ -95,7 +95,7 @@ def require(*roles: str) -> Callable[[Request], Awaitable[Principal]]:
         token = bearer_token(request)
         # A token seen in the last seconds is answered here; only a miss reads the database,
         # on a worker thread (a plain function dependency would take that hop every time).
-        principal = runtime.tokens.get(_cache_key(token))
+        principal: Principal | None = runtime.tokens.get(_cache_key(token))
         if principal is None:
             principal = await run_in_threadpool(authenticate, runtime.db, token, runtime.tokens)
         if principal.role not in allowed:

@@ -260,16 +260,9 @@ class Writer:
     async def stage_async(self, work: Staged[T]) -> T:
         """`stage` for the event loop: awaits the commit without a thread of its own."""
         loop = asyncio.get_running_loop()
-        job: _Job[T] = _Job(staged=work, future=loop.create_future(), loop=loop)
-        self._submit(job)
-        return await job.future  # type: ignore[no-any-return]
-
-    async def run_async(self, work: Unit[T]) -> T:
-        """`run` for the event loop."""
-        loop = asyncio.get_running_loop()
-        job: _Job[T] = _Job(unit=work, future=loop.create_future(), loop=loop)
-        self._submit(job)
-        return await job.future  # type: ignore[no-any-return]
+        future: asyncio.Future[T] = loop.create_future()
+        self._submit(_Job(staged=work, future=future, loop=loop))
+        return await future
 
     def close(self) -> None:
         """Finish what is queued, then stop the writer's thread and close its connection."""
