@@ -1,7 +1,8 @@
 """Warden over HTTP against a bare FastAPI app, with wrk as the load generator.
 
     python bench/http_load.py [--duration 15] [--connections 16] [--threads 2] [--warmup 3]
-                         [--backends sqlite,postgresql] [--json FILE] [--py-spy DIR] [--fsyncs]
+                         [--backends sqlite,postgresql] [--processes 1,2,4] [--approvals 20]
+                         [--json FILE] [--py-spy DIR] [--fsyncs]
 
 For each backend (SQLite in a temporary folder; PostgreSQL started for the run by
 `tests/postgres.py`, durable: fsync and synchronous commit on) the script starts, one after the
@@ -12,7 +13,9 @@ other:
   (b) warden: `warden serve` (its own process, default settings apart from the database, the
       data dir and `policy_reload = false`) with one registered agent (A2, tools *) that decides,
       records (decision row + audit entry + outbox row, one commit), executes through the
-      sandbox connectors (latency 0) and records the execution, per request.
+      sandbox connectors (latency 0) and records the execution, per request. On PostgreSQL once
+      per count in `--processes` (default 1): `warden serve --workers N`, each N on a database
+      of its own. SQLite supports one gateway process, so there Warden always runs one.
 
 and drives each from a separate process with
 `wrk -t2 -c16 -d15s --latency -s bench/wrk/post.lua URL` (after a warm-up run of the same kind,
@@ -21,27 +24,53 @@ of its own. The table shows requests/s, p50 and p99 latency, the answers outside
 socket errors (a run with any is INVALID: its figures say nothing), and Warden's throughput as
 a fraction of bare's on the same backend, and, per request completed in the measured run:
 
-  - server CPU ms: utime + stime of the server process and its descendants (reaped ones through
-    cutime + cstime) from /proc/PID/stat, read just before and just after wrk, in clock ticks
-    (os.sysconf("SC_CLK_TCK")); also as a ratio of Warden's to bare's. It is the steadiest figure
-    on a shared machine. On PostgreSQL the database server's own CPU (the postmaster and its
-    backends, read the same way) is shown apart as `db cpu`;
+  - server CPU ms: utime + stime of the server process and its descendants (with N processes:
+    the parent and every worker; reaped ones through cutime + cstime) from /proc/PID/stat, read
+    just before and just after wrk, in clock ticks (os.sysconf("SC_CLK_TCK")); also as a ratio
+    of Warden's to bare's. It is the steadiest figure on a shared machine. On PostgreSQL the
+    database server's own CPU (the postmaster and its backends, read the same way) is shown
+    apart as `db cpu`;
   - statements: `warden_db_statements_total` read from Warden's /metrics before and after (bare
-    has no database: n/a). The scrape before the run counts its own few reads in the difference;
+    has no database: n/a). With N processes each scrape reaches one of them, so the script
+    scrapes over new connections until `warden_process_info` has named every worker, and adds
+    up their counts (n/a if a worker was replaced during the run). The scrapes count their own
+    few reads in the difference;
   - fsyncs (with `--fsyncs`): fsync + fdatasync calls, counted by
     `strace -f -c -e trace=fsync,fdatasync -p PID` attached to the server (and, on PostgreSQL,
     to every process of the database server) for the measured run. strace stops the server at
     every system call it makes, so the other figures of a run with `--fsyncs` are slowed: take
     them from a run without it. When ptrace is not permitted the column says n/a.
 
+With several counts in `--processes`, each Warden row also shows its throughput as a multiple
+of one process's (`vs 1 proc`, when 1 is among the counts).
+
+Approval round trips under load (`--approvals N`, default 20; 0: none): after each Warden
+run's measured run, wrk drives the same load again while a separate client, `--approvals` times
+in turn, submits an L2 refund as the agent ($600: the shipped refund policy sends it to an
+approver; 202 `pending_approval`), starts the agent's long-poll `GET /v1/actions/{id}?wait=30`
+(its request written to the socket, then 150 ms for the gateway to park it), and approves it
+as an approver registered for the run (`POST /v1/approvals/{id}/approve`). The clock starts
+before the approve POST and stops when the long-poll answers `executed` (when it answers
+`executing`, the approval committed and the connector call under way, the agent long-polls
+again, as any agent waits). Reported: median and p90, and the approve POST's own latency. A
+round that goes wrong (a status other than expected, a timeout) or a non-2xx answer or socket
+error of that wrk run makes the Warden run INVALID. wrk's figures of this second run are not
+reported (it only makes the load), and it is stopped once the rounds are done. With several
+processes the long-poll and the approval may land in different processes: the long-poll then
+sees the change at its next periodic re-read of the decision.
+
 The goals (Warden >= 50% of bare's throughput, p99 <=
 25 ms at 16 connections) are reported PASS or MISS, never asserted. After each Warden run the
-database is read back: decisions recorded and executions succeeded must equal the 2xx answers.
+database is read back: decisions recorded and executions succeeded must equal the 2xx answers
+(of both wrk runs, the check packets and the approved refunds).
+
+The servers run this checkout's code (its folder is put first on their PYTHONPATH).
 
 `--py-spy DIR` also samples the Warden process during each measured run with py-spy (when it
 is installed: `pip install py-spy` into the venv; not a dependency of Warden) and writes
-`DIR/<backend>-warden.txt` (collapsed stacks) and a top-functions summary; sampling slows the
-server a little, so take the headline figures from a run without it.
+`DIR/<backend>-warden[-N].txt` (collapsed stacks; with N processes, of every one of them) and a
+top-functions summary; sampling slows the server a little, so take the headline figures from a
+run without it.
 
 Not part of the test suite; figures depend on the machine (wrk, the server and PostgreSQL share
 its cores). Exit code: 0 when every run was valid, 1 when one was not, 2 when wrk is missing.
@@ -64,18 +93,23 @@ import platform
 import re
 import shutil
 import signal
+import socket
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# The servers (`python -m gateway.cli serve`, bare_app.py) import this checkout's code too.
+os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "crash"))
 
@@ -86,6 +120,9 @@ from warden_process import Deployment, WardenProcess, clean_environment, free_po
 LUA = ROOT / "bench" / "wrk" / "post.lua"
 BARE_APP = ROOT / "bench" / "bare_app.py"
 AGENT = "bench-bot"
+APPROVER = "approver@bench.local"
+#: $600, over the shipped refund policy's $500 line: L2, an approver must approve it.
+APPROVAL_AMOUNT = 60_000
 GOAL_RATIO = 0.50
 GOAL_P99_MS = 25.0
 GOAL_CONNECTIONS = 16
@@ -95,6 +132,7 @@ GOAL_CONNECTIONS = 16
 class Run:
     backend: str
     target: str
+    processes: int = 1  # gateway processes (`warden serve --workers N`); bare: one
     rps: float = 0.0
     p50_ms: float = 0.0
     p90_ms: float = 0.0
@@ -102,6 +140,7 @@ class Run:
     max_ms: float = 0.0
     requests: int = 0
     answered_before: int = 0  # 2xx answers before the measured run (check packet, warm-up)
+    answered_after: int = 0  # 2xx answers after it (the approval run's load, the approved refunds)
     non2xx: int = 0
     socket_errors: dict[str, int] = field(default_factory=dict)
     first_error: str = ""
@@ -112,6 +151,9 @@ class Run:
     statements: dict[str, int] | None = None  # warden_db_statements_total's increase, by kind
     fsyncs: int | None = None  # with --fsyncs: fsync + fdatasync calls during the measured run
     fsync_note: str = ""  # why fsyncs is None
+    approval_ms: list[float] = field(default_factory=list)  # approve POST → long-poll answers executed
+    approve_post_ms: list[float] = field(default_factory=list)  # the approve POST's own latency
+    approval_repolls: int = 0  # rounds whose first long-poll answered `executing`
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -235,18 +277,45 @@ def postmaster_pid(data_dir: Path) -> int | None:
         return None
 
 
-def statement_counts(metrics_url: str) -> dict[str, int] | None:
-    """warden_db_statements_total by kind, from Warden's /metrics (None: not there)."""
+def statement_counts(metrics_url: str, processes: int = 1, tries: int = 200) -> dict[int, dict[str, int]] | None:
+    """warden_db_statements_total by kind, per answering process (pid, from
+    `warden_process_info`), from Warden's /metrics; over new connections until `processes`
+    processes have answered (None: not there, or not every process answered in `tries` scrapes)."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    try:
-        body = httpx.get(metrics_url, timeout=30).text
-    except httpx.HTTPError:
+    found: dict[int, dict[str, int]] = {}
+    for _ in range(tries):
+        try:
+            body = httpx.get(metrics_url, timeout=30).text  # a new connection each time
+        except httpx.HTTPError:
+            return None
+        counts: dict[str, int] = {}
+        pid = None
+        for family in text_string_to_metric_families(body):
+            for sample in family.samples:
+                if sample.name == "warden_db_statements_total":
+                    counts[sample.labels.get("kind", "")] = int(sample.value)
+                elif sample.name == "warden_process_info":
+                    pid = int(sample.labels["pid"])
+        if not counts:
+            return None
+        found[pid or 0] = counts
+        if len(found) >= processes:
+            return found
+    return None
+
+
+def statements_between(before: dict[int, dict[str, int]] | None,
+                       after: dict[int, dict[str, int]] | None) -> dict[str, int] | None:
+    """The increase by kind, summed over the processes; None unless the same ones answered both
+    times (a replaced worker's count would be lost)."""
+    if before is None or after is None or set(before) != set(after):
         return None
-    counts = {sample.labels.get("kind", ""): int(sample.value)
-              for family in text_string_to_metric_families(body)
-              for sample in family.samples if sample.name == "warden_db_statements_total"}
-    return counts or None
+    total: Counter[str] = Counter()
+    for pid, counts in after.items():
+        for kind, n in counts.items():
+            total[kind] += n - before[pid].get(kind, 0)
+    return dict(total)
 
 
 class FsyncTrace:
@@ -329,11 +398,22 @@ def bare_app(workdir: Path) -> Iterator[tuple[str, int]]:
 
 
 @contextmanager
-def warden(db_url: str, workdir: Path) -> Iterator[tuple[WardenProcess, Deployment]]:
-    deployment = prepare(db_url, workdir, agent=AGENT, sandbox_latency_ms=0, policy_reload="false")
+def warden(db_url: str, workdir: Path, processes: int = 1) -> Iterator[tuple[WardenProcess, Deployment, str]]:
+    """`warden serve --workers N` (N = `processes`) over a prepared database, and an approver's
+    token; yields once every worker serves."""
+    deployment = prepare(db_url, workdir, agent=AGENT, sandbox_latency_ms=0, policy_reload="false",
+                         workers=processes)
+    added = deployment.cli("users", "add", APPROVER, "--role", "approver")
+    if added.returncode != 0:
+        raise RuntimeError(f"could not register the approver: {added.stderr.strip()}")
     server = WardenProcess(deployment).start()
     try:
-        yield server, deployment
+        deadline = time.monotonic() + 60
+        while processes > 1 and f"all {processes} workers are serving" not in server.log_tail(1_000_000):
+            if server.process is not None and server.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the {processes} workers did not all start:\n{server.log_tail()}")
+            time.sleep(0.1)
+        yield server, deployment, added.stdout.strip()
     finally:
         if server.process is not None:
             _stop(server.process)
@@ -343,24 +423,24 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
-            process.wait(timeout=20)
+            process.wait(timeout=40)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
 
 
 @contextmanager
-def database(backend: str, workdir: Path) -> Iterator[tuple[str, int | None]]:
-    """The database URL, and the PostgreSQL server's postmaster PID (None for SQLite)."""
+def database(backend: str, workdir: Path) -> Iterator[tuple[Callable[[str], str], int | None]]:
+    """A function that makes a new, empty database and returns its URL, and the PostgreSQL
+    server's postmaster PID (None for SQLite)."""
     if backend == "sqlite":
-        yield f"sqlite:///{workdir / 'warden.db'}", None
+        yield lambda name: f"sqlite:///{workdir / f'{name}.db'}", None
         return
     from postgres import PostgresServer  # tests/postgres.py
 
     server = PostgresServer(durable=True).start()
     try:
-        url = server.create_database("warden_bench")
-        yield url, postmaster_pid(server.data_dir)
+        yield server.create_database, postmaster_pid(server.data_dir)
     finally:
         server.stop()
 
@@ -394,7 +474,7 @@ def check_recorded(run: Run) -> None:
     in flight when it stops, so it may hold a few more), each with its succeeded execution."""
     executed = run.recorded.get("decisions_executed", 0)
     succeeded = run.recorded.get("executions_succeeded", 0)
-    answered = run.answered_before + run.requests - run.non2xx
+    answered = run.answered_before + run.requests - run.non2xx + run.answered_after
     others = {k: v for k, v in run.recorded.items() if k not in ("decisions_executed", "executions_succeeded")}
     consistent = executed >= answered and succeeded == executed and not others
     run.recorded_note = (f"the database holds {executed} executed decisions and {succeeded} succeeded "
@@ -418,6 +498,114 @@ def check_once(url: str, token: str | None, want_status: str | None) -> str | No
     return None
 
 
+# -- approval round trips under load ---------------------------------------------------------
+
+
+def long_poll(base_url: str, token: str, decision_id: str, sent: threading.Event) -> tuple[int, dict[str, object]]:
+    """The agent's `GET /v1/actions/{id}?wait=30` on a connection of its own; `sent` is set once
+    the request is written to the socket (an HTTP client only returns once the answer is in)."""
+    host, port = base_url.removeprefix("http://").rsplit(":", 1)
+    request = (f"GET /v1/actions/{decision_id}?wait=30 HTTP/1.1\r\nHost: {host}:{port}\r\n"
+               f"Authorization: Bearer {token}\r\nConnection: close\r\n\r\n").encode()
+    with socket.create_connection((host, int(port)), timeout=60) as conn:
+        conn.sendall(request)
+        sent.set()
+        received = b""
+        while chunk := conn.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, json.loads(body) if status == 200 else {"error": body[:300].decode(errors="replace")}
+
+
+def approval_round(base_url: str, agent: httpx.Client, approver: httpx.Client, agent_token: str,
+                   packet_id: str) -> tuple[float, float, bool]:
+    """One L2 refund submitted, long-polled by the agent and approved: (approve POST → the
+    long-poll answers `executed`, the approve POST itself, whether the agent polled again) in ms.
+    Raises RuntimeError when something is not as expected."""
+    charge = "ch_" + packet_id.replace("-", "_")
+    packet = {"packet_id": packet_id, "agent": AGENT,
+              "action": {"tool": "stripe.refund",
+                         "params": {"charge": charge, "amount": APPROVAL_AMOUNT, "currency": "usd"}},
+              "evidence": {"order_total": APPROVAL_AMOUNT, "reconciled": True},
+              "proof": {"invariant_checks": [{"id": "refund_reconciled", "status": "PASS"}]},
+              "context": {"task_id": "bench-approval"}}
+    submitted = agent.post("/v1/actions", json=packet)
+    if submitted.status_code != 202 or submitted.json().get("status") != "pending_approval":
+        raise RuntimeError(f"the L2 refund was not sent for approval: {submitted.status_code} {submitted.text[:300]}")
+    decision_id = submitted.json()["decision_id"]
+    sent = threading.Event()
+    polled: dict[str, object] = {}
+
+    def wait_for_it() -> None:
+        try:
+            polled["answer"] = long_poll(base_url, agent_token, decision_id, sent)
+            polled["at"] = time.perf_counter()
+        except Exception as exc:  # reported by the round
+            polled["error"] = exc
+            sent.set()
+
+    poller = threading.Thread(target=wait_for_it, daemon=True)
+    poller.start()
+    sent.wait(30)
+    time.sleep(0.15)  # the request reaches the gateway and is parked in its wait
+    if "at" in polled or "error" in polled:
+        raise RuntimeError(f"the long-poll answered before the approval: {polled}")
+    started = time.perf_counter()
+    approved = approver.post(f"/v1/approvals/{decision_id}/approve", json={"comment": "bench"})
+    answered = time.perf_counter()
+    if approved.status_code != 200:
+        raise RuntimeError(f"the approval got {approved.status_code}: {approved.text[:300]}")
+    poller.join(60)
+    if "answer" not in polled:
+        raise RuntimeError(f"the long-poll did not answer: {polled.get('error', 'timeout')}")
+    status, body = polled["answer"]  # type: ignore[misc]
+    at = float(polled["at"])  # type: ignore[arg-type]
+    repolled = False
+    while status == 200 and body.get("status") == "executing":  # approved, the connector call under way
+        repolled = True
+        again = agent.get(f"/v1/actions/{decision_id}", params={"wait": 30})
+        status, body, at = again.status_code, again.json(), time.perf_counter()
+    if status != 200 or body.get("status") != "executed":
+        raise RuntimeError(f"the long-poll answered {status} {body}, not executed")
+    return (at - started) * 1000, (answered - started) * 1000, repolled
+
+
+def approvals_under_load(run: Run, base_url: str, agent_token: str, approver_token: str,
+                         args: argparse.Namespace) -> None:
+    """wrk's load again, and `args.approvals` approval round trips meanwhile (into `run`)."""
+    env = dict(os.environ, BENCH_TOKEN=agent_token, BENCH_AGENT=AGENT)
+    bound = max(30, 5 * args.approvals)  # wrk is stopped when the rounds are done
+    load = subprocess.Popen(["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{bound}s", "--latency",
+                             "--timeout", "10s", "-s", str(LUA), f"{base_url}/v1/actions"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    nonce = f"{time.time_ns():x}"
+    try:
+        time.sleep(1.0)  # the load is on
+        with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {agent_token}"}, timeout=60) as agent, \
+                httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {approver_token}"},
+                             timeout=60) as approver:
+            for n in range(args.approvals):
+                if load.poll() is not None:
+                    run.problems.append(f"wrk ended before the approval rounds did ({n} of {args.approvals})")
+                    break
+                try:
+                    total, post, repolled = approval_round(base_url, agent, approver, agent_token, f"appr-{nonce}-{n}")
+                except (RuntimeError, httpx.HTTPError, OSError) as exc:
+                    run.problems.append(f"approval round {n + 1}: {exc}")
+                    break
+                run.approval_ms.append(total)
+                run.approve_post_ms.append(post)
+                run.approval_repolls += repolled
+    finally:
+        if load.poll() is None:
+            load.send_signal(signal.SIGINT)  # wrk stops and reports
+        output, _ = load.communicate(timeout=60)
+    background = parse_wrk(output, Run(run.backend, "load"))
+    run.answered_after += background.requests - background.non2xx + len(run.approval_ms)
+    run.problems += [f"the load during the approval rounds: {problem}" for problem in background.problems]
+
+
 # -- profiling -------------------------------------------------------------------------------
 
 
@@ -426,14 +614,15 @@ def py_spy() -> str | None:
     return str(venv) if venv.exists() else shutil.which("py-spy")
 
 
-def start_profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:
+def start_profile(pid: int, seconds: float, out: Path, *, subprocesses: bool = False) -> subprocess.Popen[bytes] | None:
     tool = py_spy()
     if tool is None:
         print("    --py-spy: py-spy is not installed (pip install py-spy into the venv); not profiling")
         return None
     out.parent.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen([tool, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))),
-                             "--rate", "250", "--format", "raw", "--output", str(out), "--nonblocking"],
+                             "--rate", "250", "--format", "raw", "--output", str(out), "--nonblocking",
+                             *(["--subprocesses"] if subprocesses else [])],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -466,10 +655,11 @@ def summarise_profile(path: Path, top: int = 25) -> str:
 
 def measure(backend: str, target: str, url: str, token: str | None, args: argparse.Namespace,
             *, server_pid: int, db_pid: int | None = None, metrics_url: str | None = None,
-            profile: bool = False, workdir: Path) -> Run:
+            profile: bool = False, workdir: Path, processes: int = 1) -> Run:
     """Warm up, then the measured wrk run, with the server's CPU (and the database server's,
     `db_pid`), Warden's statement count (`metrics_url`) and, with --fsyncs, strace around it."""
-    print(f"  {backend} / {target}: warm-up {args.warmup:g} s")
+    name = target if processes == 1 else f"{target}-{processes}"
+    print(f"  {backend} / {target}{f' ({processes} processes)' if processes > 1 else ''}: warm-up {args.warmup:g} s")
     warmed = 0
     if args.warmup > 0:
         warm = parse_wrk(wrk(url, seconds=args.warmup, connections=args.connections, threads=args.threads,
@@ -479,60 +669,65 @@ def measure(backend: str, target: str, url: str, token: str | None, args: argpar
         warmed = warm.requests - warm.non2xx
     profiler = None
     if profile and args.py_spy is not None:
-        profiler = start_profile(server_pid, args.duration, args.py_spy / f"{backend}-{target}.txt")
+        profiler = start_profile(server_pid, args.duration, args.py_spy / f"{backend}-{name}.txt",
+                                 subprocesses=processes > 1)
     trace = None
     if args.fsyncs:
-        traced = [server_pid] + (process_tree(db_pid) if db_pid is not None else [])
-        trace = FsyncTrace(traced, workdir / f"strace-{target}.txt")
-    statements_before = statement_counts(metrics_url) if metrics_url else None
+        traced = process_tree(server_pid) + (process_tree(db_pid) if db_pid is not None else [])
+        trace = FsyncTrace(traced, workdir / f"strace-{name}.txt")
+    statements_before = statement_counts(metrics_url, processes) if metrics_url else None
     db_cpu_before = cpu_seconds(db_pid) if db_pid is not None else 0.0
     cpu_before = cpu_seconds(server_pid)
     output = wrk(url, seconds=args.duration, connections=args.connections, threads=args.threads, token=token)
     cpu_after = cpu_seconds(server_pid)
     db_cpu_after = cpu_seconds(db_pid) if db_pid is not None else 0.0
-    statements_after = statement_counts(metrics_url) if metrics_url else None
-    run = parse_wrk(output, Run(backend, target))
+    statements_after = statement_counts(metrics_url, processes) if metrics_url else None
+    run = parse_wrk(output, Run(backend, target, processes))
     run.answered_before = 1 + (warmed if args.warmup > 0 else 0)
     if run.requests:
         run.cpu_ms_per_request = 1000 * (cpu_after - cpu_before) / run.requests
         if db_pid is not None:
             run.db_cpu_ms_per_request = 1000 * (db_cpu_after - db_cpu_before) / run.requests
-    if statements_before is not None and statements_after is not None:
-        run.statements = {kind: statements_after.get(kind, 0) - statements_before.get(kind, 0)
-                          for kind in statements_after}
+    run.statements = statements_between(statements_before, statements_after)
     if trace is not None:
         run.fsyncs = trace.stop()
         run.fsync_note = trace.note
     if profiler is not None:
         profiler.wait(timeout=args.duration + 60)
-        path = args.py_spy / f"{backend}-{target}.txt"
+        path = args.py_spy / f"{backend}-{name}.txt"
         if path.exists():
             summary = summarise_profile(path)
-            (args.py_spy / f"{backend}-{target}-top.txt").write_text(summary + "\n")
+            (args.py_spy / f"{backend}-{name}-top.txt").write_text(summary + "\n")
             print("\n".join("    " + line for line in summary.splitlines()[:20]))
     return run
 
 
 def run_backend(backend: str, args: argparse.Namespace, workdir: Path) -> list[Run]:
     runs: list[Run] = []
-    with database(backend, workdir) as (db_url, db_pid):
+    with database(backend, workdir) as (new_database, db_pid):
         with bare_app(workdir) as (url, pid):
             problem = check_once(url, None, None)
             # bare has no database: no statements, and PostgreSQL's CPU and fsyncs are not its own
             run = measure(backend, "bare", url, None, args, server_pid=pid, workdir=workdir) if problem is None \
                 else Run(backend, "bare", problems=[problem])
             runs.append(run)
-        with warden(db_url, workdir / "warden") as (server, deployment):
-            url = f"{server.base_url}/v1/actions"
-            problem = check_once(url, deployment.agent_token, "executed")
-            if problem is not None:
-                runs.append(Run(backend, "warden", problems=[problem]))
-                return runs
-            run = measure(backend, "warden", url, deployment.agent_token, args, server_pid=server.pid,
-                          db_pid=db_pid, metrics_url=f"{server.base_url}/metrics", profile=True, workdir=workdir)
-            run.recorded = recorded(db_url)
-            check_recorded(run)
-            runs.append(run)
+        for processes in args.processes if backend == "postgresql" else [1]:
+            db_url = new_database(f"warden_bench_{processes}")
+            with warden(db_url, workdir / f"warden-{processes}", processes) as (server, deployment, approver):
+                url = f"{server.base_url}/v1/actions"
+                problem = check_once(url, deployment.agent_token, "executed")
+                if problem is not None:
+                    runs.append(Run(backend, "warden", processes, problems=[problem]))
+                    continue
+                run = measure(backend, "warden", url, deployment.agent_token, args, server_pid=server.pid,
+                              db_pid=db_pid, metrics_url=f"{server.base_url}/metrics", profile=True,
+                              workdir=workdir, processes=processes)
+                if args.approvals:
+                    print(f"    {args.approvals} approval round trips under the same load")
+                    approvals_under_load(run, server.base_url, deployment.agent_token, approver, args)
+                run.recorded = recorded(db_url)
+                check_recorded(run)
+                runs.append(run)
     return runs
 
 
@@ -551,20 +746,31 @@ def machine() -> str:
             f"{platform.python_version()}; {wrk_version[0] if wrk_version else 'wrk'}")
 
 
+def percentile(values: list[float], q: float) -> float:
+    """The value at rank q (0..1) of the sorted values, nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
 def _figure(value: float | None, width: int, spec: str) -> str:
     return f"{'n/a':>{width}}" if value is None else f"{value:>{width}{spec}}"
 
 
 def report(runs: list[Run], args: argparse.Namespace) -> None:
     print()
-    header = (f"{'backend':<11} {'target':<7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'errors':>7}"
-              f" {'cpu ms/req':>10} {'cpu/bare':>8} {'db cpu':>7} {'stmts/req':>9} {'fsyncs/req':>10}  req/s vs bare")
+    header = (f"{'backend':<11} {'target':<7} {'procs':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}"
+              f" {'errors':>7} {'cpu ms/req':>10} {'cpu/bare':>8} {'db cpu':>7} {'stmts/req':>9} {'fsyncs/req':>10}"
+              f"  {'vs bare':>7}  vs 1 proc")
     print(header)
     print("-" * len(header))
     bare = {r.backend: r for r in runs if r.target == "bare"}
+    single = {r.backend: r for r in runs if r.target == "warden" and r.processes == 1}
     for r in runs:
         base = bare.get(r.backend)
         ratio = f"{r.rps / base.rps:6.1%}" if r.target == "warden" and base and base.rps else ""
+        one = single.get(r.backend)
+        scaling = (f"{r.rps / one.rps:.2f}x" if r.target == "warden" and one is not None and one.rps and r.rps
+                   and len(args.processes) > 1 else "")
         errors = sum(r.socket_errors.values())
         flag = "" if r.valid else "  INVALID"
         cpu = _figure(r.cpu_ms_per_request, 10, ".3f")
@@ -574,17 +780,29 @@ def report(runs: list[Run], args: argparse.Namespace) -> None:
         db_cpu = _figure(r.db_cpu_ms_per_request, 7, ".3f")
         stmts = _figure(r.statements_per_request, 9, ".1f")
         fsyncs = _figure(r.fsyncs_per_request, 10, ".3f") if args.fsyncs else f"{'-':>10}"
-        print(f"{r.backend:<11} {r.target:<7} {r.rps:>9.1f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.non2xx:>8} {errors:>7}"
-              f" {cpu} {cpu_ratio} {db_cpu} {stmts} {fsyncs}  {ratio}{flag}")
+        print(f"{r.backend:<11} {r.target:<7} {r.processes:>5} {r.rps:>9.1f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f}"
+              f" {r.non2xx:>8} {errors:>7} {cpu} {cpu_ratio} {db_cpu} {stmts} {fsyncs}  {ratio:>7}  {scaling}{flag}")
     print()
-    print("cpu ms/req: utime+stime of the server process (and its descendants) over the measured run, per "
-          "request completed; cpu/bare: Warden's over bare's on the same backend; db cpu: the PostgreSQL "
-          "server's processes (n/a: SQLite is inside Warden, bare has no database); stmts/req: "
-          "warden_db_statements_total (bare: n/a, no database).")
+    print("procs: gateway processes (`warden serve --workers N`); cpu ms/req: utime+stime of the server "
+          "process and its descendants (every worker) over the measured run, per request completed; "
+          "cpu/bare: Warden's over bare's on the same backend; db cpu: the PostgreSQL server's processes "
+          "(n/a: SQLite is inside Warden, bare has no database); stmts/req: warden_db_statements_total, "
+          "summed over the workers (bare: n/a, no database); vs 1 proc: req/s over one process's.")
     for r in runs:
         if r.statements and r.requests:
             kinds = ", ".join(f"{n / r.requests:.1f} {kind}" for kind, n in r.statements.items())
-            print(f"{r.backend}/{r.target}: statements per request by kind: {kinds}")
+            print(f"{r.backend}/{r.target}/{r.processes}: statements per request by kind: {kinds}")
+    approving = [r for r in runs if r.approval_ms]
+    if approving:
+        print()
+        print("approval round trips under the same load: approve POST -> the agent's long-poll answers `executed`")
+        print(f"{'backend':<11} {'procs':>5} {'rounds':>7} {'median ms':>10} {'p90 ms':>8} {'max ms':>8}"
+              f" {'approve POST p50':>17}  long-poll again")
+        for r in approving:
+            print(f"{r.backend:<11} {r.processes:>5} {len(r.approval_ms):>3}/{args.approvals:<3} "
+                  f"{statistics.median(r.approval_ms):>10.1f} {percentile(r.approval_ms, 0.90):>8.1f}"
+                  f" {max(r.approval_ms):>8.1f} {statistics.median(r.approve_post_ms):>14.1f} ms  "
+                  f"{r.approval_repolls} (first answer `executing`)")
     if args.fsyncs:
         print("fsyncs/req: fsync + fdatasync calls (strace -f -c; on PostgreSQL in Warden and every "
               "database server process) per request. strace was attached during the measured runs and "
@@ -596,21 +814,22 @@ def report(runs: list[Run], args: argparse.Namespace) -> None:
     print()
     for r in runs:
         if not r.valid:
-            print(f"INVALID {r.backend}/{r.target}: {'; '.join(r.problems)}")
+            print(f"INVALID {r.backend}/{r.target}/{r.processes}: {'; '.join(r.problems)}")
     for r in runs:
         if r.target != "warden":
             continue
         base = bare.get(r.backend)
         if r.recorded_note:
-            print(f"{r.backend}: {r.recorded_note}")
+            print(f"{r.backend}, {r.processes} process(es): {r.recorded_note}")
+        who = f"{r.backend}, {r.processes} process{'es' if r.processes > 1 else ''}"
         if base is None or not base.rps or not r.valid or not base.valid:
-            print(f"{r.backend}: goals not checked (a run is missing or invalid)")
+            print(f"{who}: goals not checked (a run is missing or invalid)")
             continue
         share = r.rps / base.rps
-        print(f"{r.backend}: throughput {share:.1%} of bare (goal >= {GOAL_RATIO:.0%}): "
+        print(f"{who}: throughput {share:.1%} of bare (goal >= {GOAL_RATIO:.0%}): "
               f"{'PASS' if share >= GOAL_RATIO else 'MISS'}")
         at = "" if args.connections == GOAL_CONNECTIONS else f" (measured at {args.connections} connections, the goal is stated at {GOAL_CONNECTIONS})"
-        print(f"{r.backend}: p99 {r.p99_ms:.2f} ms (goal <= {GOAL_P99_MS:g} ms){at}: "
+        print(f"{who}: p99 {r.p99_ms:.2f} ms (goal <= {GOAL_P99_MS:g} ms){at}: "
               f"{'PASS' if r.p99_ms <= GOAL_P99_MS else 'MISS'}")
 
 
@@ -621,6 +840,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of uncounted load first (default 3; 0: none)")
     parser.add_argument("--backends", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql")
+    parser.add_argument("--processes", default="1", metavar="N,N,...",
+                        help="PostgreSQL: run Warden with `--workers N` for each (default 1; SQLite: always 1)")
+    parser.add_argument("--approvals", type=int, default=20,
+                        help="approval round trips under load after each Warden run (default 20; 0: none)")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument("--py-spy", type=Path, metavar="DIR", help="profile Warden during each run into DIR")
     parser.add_argument("--fsyncs", action="store_true",
@@ -634,6 +857,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--duration >= 1, --connections >= 1, --threads >= 1, --warmup >= 0")
     if args.threads > args.connections:
         parser.error("--threads must not exceed --connections (wrk needs a connection per thread)")
+    try:
+        processes = [int(n) for n in args.processes.split(",") if n.strip()]
+    except ValueError:
+        parser.error(f"--processes: expected counts like 1,2,4, got {args.processes!r}")
+    if not processes or any(not 1 <= n <= 64 for n in processes):
+        parser.error("--processes: counts from 1 to 64")
+    if args.approvals < 0:
+        parser.error("--approvals >= 0")
+    if processes != [1] and "postgresql" not in backends:
+        parser.error("--processes: several processes need PostgreSQL (SQLite supports one gateway process)")
+    args.processes = list(dict.fromkeys(processes))
     args.backends = backends
     return args
 
@@ -646,7 +880,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"machine: {machine()}")
     print(f"load: wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s --latency, "
-          f"warm-up {args.warmup:g} s, backends {', '.join(args.backends)}")
+          f"warm-up {args.warmup:g} s, backends {', '.join(args.backends)}, Warden processes on PostgreSQL: "
+          f"{', '.join(map(str, args.processes))}, approval round trips: {args.approvals}")
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="warden-bench-http-") as tmp:
         for backend in args.backends:
@@ -660,7 +895,9 @@ def main(argv: list[str] | None = None) -> int:
     report(runs, args)
     if args.json:
         rows = [{**asdict(r), "statements_per_request": r.statements_per_request,
-                 "fsyncs_per_request": r.fsyncs_per_request} for r in runs]
+                 "fsyncs_per_request": r.fsyncs_per_request,
+                 "approval_median_ms": statistics.median(r.approval_ms) if r.approval_ms else None,
+                 "approval_p90_ms": percentile(r.approval_ms, 0.90) if r.approval_ms else None} for r in runs]
         args.json.write_text(json.dumps({"machine": machine(), "runs": rows}, indent=2) + "\n")
     return 0 if all(r.valid for r in runs) else 1
 

@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     data_dir: PathSetting = _setting(Path("warden-data"), "folder for Warden's own files (the sandbox call ledger, the demo tokens)")
     host: str = _setting("127.0.0.1", "address `warden serve` listens on")
     port: int = _setting(8080, "port `warden serve` listens on", ge=1, le=65535)
+    workers: int = _setting(1, "gateway processes `warden serve` runs on its one listening socket (more than 1: "
+                            "PostgreSQL only)", ge=1, le=64)
     policy_dir: PathSetting = _setting(SHIPPED_POLICY_DIR, "folder of *.policy files (default: the shipped policies)")
     policy_reload: bool = _setting(True, "watch policy_dir and activate changed policies that compile")
     policy_poll_seconds: float = _setting(1.0, "how often policy_dir is checked for changes", ge=0.05)

@@ -4,7 +4,9 @@ Two kinds of value, kept apart on purpose:
 
 - **Events this process saw** (decisions, HTTP requests, connector calls, policy reload
   failures): counters and histograms updated in-process. Prometheus scrapes every gateway
-  process and sums them.
+  process and sums them. The processes of one `warden serve --workers N` share one address, so a
+  scrape there reaches whichever of them accepts the connection; `warden_process_info{worker,
+  pid}` names it.
 - **State of the whole deployment** (pending approvals, the outbox backlog, the audit log's
   size and checkpoint age, the kill switch): read from the database at scrape time by
   `DatabaseCollector`, so every process reports the same truth instead of its own share. A
@@ -47,6 +49,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, event, func, select, text
 
+from gateway.runtime.process import identity
 from gateway.store.killswitch import read_kill_switch
 from gateway.store.schema import decisions, executions
 from ledger.database import read_only
@@ -210,7 +213,8 @@ class Metrics:
 
 
 class _LiveCollector(Collector):
-    """Values this process holds and reads on demand: breakers and the active policy digest."""
+    """Values this process holds and reads on demand: breakers, the active policy digest and which
+    process answers (`gateway.runtime.process`)."""
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
@@ -225,9 +229,14 @@ class _LiveCollector(Collector):
         breakers = GaugeMetricFamily("warden_circuit_breaker_open", "1 while a connector's circuit breaker is open.",
                                      labels=["connector"])
         policy = GaugeMetricFamily("warden_policy_info", "The active policy set (always 1).", labels=["digest"])
+        process = GaugeMetricFamily(
+            "warden_process_info", "The gateway process that answered this scrape: its number among `warden serve "
+            "--workers N` and its pid (always 1).", labels=["worker", "pid"])
         if read:
             self._read(breakers, policy)
-        return [breakers, policy]
+            me = identity()
+            process.add_metric([str(me["worker"]), str(me["pid"])], 1.0)
+        return [breakers, policy, process]
 
     def _read(self, breakers: GaugeMetricFamily, policy: GaugeMetricFamily) -> None:
         source = self._metrics.breakers

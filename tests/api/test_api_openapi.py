@@ -4,6 +4,7 @@ Prometheus metrics), over real HTTP."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -231,6 +232,7 @@ def test_openapi_health_readiness_and_metrics(warden_server: Server) -> None:
     assert ready.status_code == 200, ready.text
     assert ready.json()["status"] == "ready"
     assert ready.json()["checks"] == {"database": True, "policies": True, "signing_key": True}
+    assert ready.json()["process"] == {"worker": 1, "workers": 1, "pid": os.getpid()}  # the server runs in this process
 
     before = samples(warden_server)
     assert before["warden_pending_approvals"] == [({}, 0.0)]

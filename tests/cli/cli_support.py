@@ -39,10 +39,13 @@ def free_port() -> int:
 
 class Serving:
     """`warden serve ARGS...` in `cwd` until the `with` block ends (then Ctrl-C, as an operator
-    stops it). `port` is where it is expected to answer; stderr (the logs) goes to a file."""
+    stops it, or `stop_signal`). `port` is where it is expected to answer; stderr (the logs) goes
+    to a file."""
 
-    def __init__(self, *args: str, cwd: Path, port: int, env: dict[str, str] | None = None) -> None:
+    def __init__(self, *args: str, cwd: Path, port: int, env: dict[str, str] | None = None,
+                 stop_signal: signal.Signals = signal.SIGINT) -> None:
         self.args, self.cwd, self.port, self.env = args, cwd, port, env
+        self.stop_signal = stop_signal
         self.base_url = f"http://127.0.0.1:{port}"
         self.log = cwd.parent / f"serve-{port}.log"
         self.process: subprocess.Popen[str] | None = None
@@ -79,7 +82,7 @@ class Serving:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
         assert self.process is not None
-        self.process.send_signal(signal.SIGINT)
+        self.process.send_signal(self.stop_signal)
         try:
             self.returncode = self.process.wait(timeout=30)
         finally:

@@ -48,6 +48,7 @@ def test_defaults_agree_with_the_rest_of_warden() -> None:
     assert settings.log_origin == DEFAULT_ORIGIN
     assert (settings.port, settings.policy_reload, settings.outbox_max_attempts) == (8080, True, 8)
     assert settings.tamper_full_check_seconds == 3600.0
+    assert settings.workers == 1  # one gateway process unless asked: SQLite supports no more
 
 
 @pytest.mark.parametrize(
@@ -75,6 +76,7 @@ def test_environment_over_file_over_default(
         ("policy_reload", "false", False), ("policy_reload", "YES", True), ("log_json", "0", False),
         ("policy_poll_seconds", "2.5", 2.5), ("outbox_workers", "+4", 4), ("data_dir", "/var/lib/warden", Path("/var/lib/warden")),
         ("tamper_full_check_seconds", "600", 600.0), ("sandbox_faults", "", ""), ("log_level", "debug", "debug"),
+        ("workers", "4", 4),
     ],
 )  # fmt: skip
 def test_environment_values_are_parsed_by_type(name: str, text: str, value: object) -> None:
@@ -203,6 +205,8 @@ def test_bad_values_in_the_file_say_where(tmp_path: Path, text: str, message: st
         ({"WARDEN_OUTBOX_BACKOFF_BASE_SECONDS": "fast"}, "WARDEN_OUTBOX_BACKOFF_BASE_SECONDS: expected a number"),
         ({"WARDEN_LOG_LEVEL": "loud"}, "WARDEN_LOG_LEVEL: expected one of debug, info, warning, error, critical"),
         ({"WARDEN_SANDBOX_LATENCY_MS": "-1"}, "WARDEN_SANDBOX_LATENCY_MS: must be at least 0"),
+        ({"WARDEN_WORKERS": "0"}, "WARDEN_WORKERS: must be at least 1, got 0"),
+        ({"WARDEN_WORKERS": "65"}, "WARDEN_WORKERS: must be at most 64, got 65"),
     ],
 )
 def test_bad_values_in_the_environment_name_the_variable(env: dict[str, str], message: str) -> None:

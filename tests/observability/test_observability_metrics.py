@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from dsl.model import Risk
+from gateway.runtime import process
 from gateway.runtime.metrics import OUTCOMES, Metrics
 
 
@@ -84,6 +87,16 @@ def test_breakers_policy_digest_and_reload_failures() -> None:
     assert value(s, "warden_policy_reload_failures_total") == 1
     states["stripe"] = False
     assert value(scrape(m), "warden_circuit_breaker_open", connector="stripe") == 0
+
+
+def test_the_process_that_answers_is_named() -> None:
+    """`warden serve --workers N` puts N processes behind one address: a scrape names its process."""
+    assert scrape(Metrics(process=False))["warden_process_info"] == [({"worker": "1", "pid": str(os.getpid())}, 1.0)]
+    process.set_worker(2, 3)
+    try:
+        assert value(scrape(Metrics(process=False)), "warden_process_info", worker="2", pid=str(os.getpid())) == 1
+    finally:
+        process.set_worker(1, 1)
 
 
 def test_a_failing_source_leaves_its_gauge_out_but_the_scrape_works() -> None:

@@ -1,4 +1,6 @@
-"""For operators: liveness, readiness and Prometheus metrics (no token needed)."""
+"""For operators: liveness, readiness and Prometheus metrics (no token needed). `/readyz` also
+names the process that answered (`gateway.runtime.process`): with `warden serve --workers N`,
+each connection goes to one of N processes."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from gateway.http.deps import RuntimeDep
 from gateway.http.problems import Problem, problem_response, problem_responses
+from gateway.runtime.process import identity
 
 router = APIRouter(tags=["operations"])
 
@@ -22,7 +25,8 @@ def readyz(runtime: RuntimeDep) -> Response:
     if not all(checks.values()):
         failing = ", ".join(k for k, ok in checks.items() if not ok)
         return problem_response(Problem("not_ready", f"not ready: {failing}", checks=checks))
-    return JSONResponse({"status": "ready", "checks": checks, "tamper_alarm": runtime.tamper_alarm()})
+    return JSONResponse({"status": "ready", "checks": checks, "tamper_alarm": runtime.tamper_alarm(),
+                         "process": identity()})
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
