@@ -120,6 +120,7 @@ class Mark:
     frontier: MerkleAccumulator
     last: bytes
     flushed: int
+    subjects: int
 
 
 class Appender:
@@ -137,6 +138,7 @@ class Appender:
         self._time = ""
         self._entries: list[tuple[int, bytes, bytes]] = []
         self._nodes: list[tuple[int, bytes]] = []
+        self.subjects: list[str] = []  # of this transaction's entries, in order
 
     # -- a transaction --------------------------------------------------------------------------
 
@@ -160,6 +162,7 @@ class Appender:
         self._time = format_time(self._clock())
         self._entries.clear()
         self._nodes.clear()
+        self.subjects.clear()
         return None if also is None else row[3]
 
     @property
@@ -196,6 +199,7 @@ class Appender:
             raise AppendError(f"cannot record {kind!r} entry: {exc}") from exc
         leaf = merkle.leaf_hash(body)
         self._entries.append((seq, leaf, body))
+        self.subjects.append(subject)
         done = frontier.append_collect(leaf)
         size = frontier.size
         for level in range(1, len(done)):
@@ -227,13 +231,14 @@ class Appender:
     def mark(self) -> Mark:
         """A point to `rewind` to; only between flushes (nothing pending)."""
         assert self._frontier is not None and not self._entries, "mark with appends pending"
-        return Mark(self._frontier.copy(), self._last, self._flushed)
+        return Mark(self._frontier.copy(), self._last, self._flushed, len(self.subjects))
 
     def rewind(self, mark: Mark) -> None:
         """Forget the appends since `mark` (the caller rolled their rows back to its savepoint)."""
         self._frontier, self._last, self._flushed = mark.frontier.copy(), mark.last, mark.flushed
         self._entries.clear()
         self._nodes.clear()
+        del self.subjects[mark.subjects:]
 
     def close(self) -> None:
         """The transaction committed: the memory is the row."""
@@ -247,6 +252,7 @@ class Appender:
         self._time = ""
         self._entries.clear()
         self._nodes.clear()
+        self.subjects.clear()
 
     def _count(self, kind: str) -> None:
         if self._on_statement is not None:

@@ -40,6 +40,7 @@ from gateway.execution.worker import Worker
 from gateway.runtime.reload import PolicyHolder, PolicyWatcher
 from gateway.store.identities import purge_stale
 from gateway.store.killswitch import read_kill_switch
+from gateway.store.notifications import CommitListener
 from gateway.store.schema import gateway_state, upgrade
 from gateway.store.tokens import TokenCache
 from gateway.store.writer import Writer
@@ -64,8 +65,9 @@ class PacketLimits:
 
 
 class Changes:
-    """Wakes long-polling requests of this process when a decision changes (other processes'
-    changes are seen by the requests' periodic re-read)."""
+    """Wakes long-polling requests of this process when a decision changes: at once for a change
+    of this process, or of another on PostgreSQL (`gateway.store.notifications`); the requests'
+    periodic re-read covers the rest."""
 
     def __init__(self) -> None:
         self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
@@ -170,6 +172,10 @@ class Runtime:
         )
         self.approvals = Approvals(self.gateway, passkeys_required_for_l3=settings.passkeys_required_for_l3)
         self.changes = Changes()
+        self.commits = CommitListener(
+            self.db.url.set(drivername="postgresql").render_as_string(hide_password=False), self._heard_commit,
+        ) if self.db.dialect.name == "postgresql" else None
+        self.writer.on_subjects(self._notify_changes)
         self.tokens: TokenCache[Any] = TokenCache()  # who each token is, for the HTTP layer
         self.audit = AuditReader(self.db, self.ledger)
         self.packet_limits = PacketLimits(max_bytes=settings.max_packet_bytes)
@@ -186,6 +192,8 @@ class Runtime:
     def start(self) -> None:
         self._sign_checkpoints()  # a log that has never been checkpointed gets one now
         self.worker.start()
+        if self.commits is not None:
+            self.commits.start()
         if self.watcher is not None:
             self.watcher.start()
         self._stop.clear()
@@ -197,6 +205,8 @@ class Runtime:
         if self.watcher is not None:
             self.watcher.stop()
         self.worker.stop()
+        if self.commits is not None:
+            self.commits.stop()
         if self._housekeeper is not None:
             self._housekeeper.join(timeout=5)
         self.writer.close()
@@ -217,6 +227,19 @@ class Runtime:
                     task()
                 except Exception:  # one failing task never starves the others; the next tick retries
                     log.exception("housekeeping failed", extra={"task": task.__name__.lstrip("_")})
+
+    def _heard_commit(self, subjects: list[str] | None) -> None:
+        """Another process committed: wake what waits on it here (long-polls on those decisions,
+        the console feed) instead of at their next poll."""
+        if subjects is None:
+            self.changes.notify_all()
+        else:
+            self._notify_changes(subjects)
+        self.writer.committed_elsewhere()
+
+    def _notify_changes(self, subjects: list[str]) -> None:
+        for subject in subjects:
+            self.changes.notify(subject)
 
     def _expire_approvals(self) -> None:
         if self.approvals.expire_due():

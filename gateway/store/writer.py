@@ -55,6 +55,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from gateway.store.killswitch import KILL_SWITCH_SQL, KillSwitch, parse_kill_switch, read_kill_switch
+from gateway.store.notifications import NOTIFY_SQL, payload as notification
 from ledger.appender import Appended, Appender, insert_rows
 from ledger.checkpointer import Checkpointer
 from ledger.database import read_only
@@ -214,6 +215,8 @@ class Writer:
         self.appender = ledger.appender(self.dialect, on_statement=self._count_kind)
         self._sql_cache: dict[str, str] = {}
         self._listeners: list[Callable[[], None]] = []
+        self._subject_listeners: list[Callable[[list[str]], None]] = []
+        self._committed_subjects: list[str] = []
         self._pause_before_commit = _failpoint(os.environ.get(FAILPOINT_ENV, ""))
         self._kill_switch: KillSwitch | None = None
         self._conn: Connection | None = None
@@ -231,6 +234,29 @@ class Writer:
         """Call `listener()` after every batch this writer commits (it must be quick and must not
         raise: the console's live feed uses it to read the log at once rather than at its next poll)."""
         self._listeners.append(listener)
+
+    def on_subjects(self, listener: Callable[[list[str]], None]) -> None:
+        """Call `listener(subjects)` after every batch this writer commits, with the subjects of
+        its entries (decision ids among them): how a long-poll hears of its decision at once."""
+        self._subject_listeners.append(listener)
+
+    def committed_elsewhere(self) -> None:
+        """Another process committed (`gateway.store.notifications`): tell the `on_commit`
+        listeners, as for a batch of this writer."""
+        self._tell_listeners([])
+
+    def _tell_listeners(self, subjects: list[str]) -> None:
+        for listener in self._listeners:
+            try:
+                listener()
+            except Exception:
+                log.exception("an on_commit listener failed")
+        if subjects:
+            for subjects_listener in self._subject_listeners:
+                try:
+                    subjects_listener(subjects)
+                except Exception:
+                    log.exception("an on_subjects listener failed")
 
     @property
     def kill_switch(self) -> KillSwitch:
@@ -370,11 +396,7 @@ class Writer:
         finally:
             if self._on_batch is not None:
                 self._on_batch(len(live), time.perf_counter() - started, redone)
-        for listener in self._listeners:
-            try:
-                listener()
-            except Exception:
-                log.exception("an on_commit listener failed")
+        self._tell_listeners(self._committed_subjects)
 
     def _attempt(self, jobs: list[_Job[Any]], *, careful: bool, inline: bool) -> None:
         conn = self._connection(inline)
@@ -397,6 +419,8 @@ class Writer:
                         except Exception as exc:
                             redo = True
                             raise _Redo from exc
+                if self.dialect == "postgresql" and appender.subjects:  # other processes hear of it
+                    batch.queue(NOTIFY_SQL, (notification(appender.subjects),))
                 try:
                     batch.flush()
                 except (self._dbapi_error, GuardFailed) as exc:
@@ -411,6 +435,7 @@ class Writer:
                 self._kill_switch = batch.kill_switch
                 transaction.commit()
                 committed = True
+                self._committed_subjects = list(appender.subjects)
         finally:
             conn.info.pop(APPENDER, None)
             if committed:
