@@ -56,7 +56,7 @@ from sqlalchemy.exc import DBAPIError
 
 from gateway.store.killswitch import KILL_SWITCH_SQL, KillSwitch, parse_kill_switch, read_kill_switch
 from gateway.store.notifications import NOTIFY_SQL, payload as notification
-from ledger.appender import Appended, Appender, insert_rows
+from ledger.appender import Appended, insert_rows
 from ledger.checkpointer import Checkpointer
 from ledger.database import read_only
 from ledger.entry import EntryData

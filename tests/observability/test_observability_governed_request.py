@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,21 +15,15 @@ from typing import Any
 import pytest
 
 from gateway.engine.models import Packet
-from gateway.logs import REDACTED, configure_logging
+from gateway.logs import REDACTED
 from gateway.store.identities.agents import get_agent
 from gateway_server import Server, eventually, refund, server_config, start_server
+from log_capture import captured
 
 
 @pytest.fixture
 def lines() -> Iterator[io.StringIO]:
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
-    stream = io.StringIO()
-    configure_logging("info", stream=stream)
-    yield stream
-    for handler in [h for h in root.handlers if h not in handlers]:
-        root.removeHandler(handler)
-    root.setLevel(level)
+    yield from captured("info")
 
 
 @pytest.fixture

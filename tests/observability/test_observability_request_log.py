@@ -18,20 +18,14 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.http.requestlog import RequestLogMiddleware
-from gateway.logs import REDACTED, RequestLine, configure_logging, join_request_line, log_event
+from gateway.logs import REDACTED, RequestLine, join_request_line, log_event
 from gateway.runtime.metrics import Metrics
+from log_capture import captured
 
 
 @pytest.fixture
 def lines() -> Iterator[io.StringIO]:
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
-    stream = io.StringIO()
-    configure_logging("debug", stream=stream)
-    yield stream
-    for handler in [h for h in root.handlers if h not in handlers]:
-        root.removeHandler(handler)
-    root.setLevel(level)
+    yield from captured("debug")
 
 
 def records(stream: io.StringIO, msg: str | None = None) -> list[dict[str, Any]]:
