@@ -2,7 +2,8 @@
 
 `create_app` only assembles: the routers (`gateway.http.routes`, one per area), the error
 handlers (`gateway.http.handlers`: every error is `application/problem+json`, never a
-traceback), the request log (`gateway.http.requestlog`) and the OpenAPI document
+traceback), the hot route (`gateway.http.hotpath`: `POST /v1/actions` served without the
+framework's routing), the request log (`gateway.http.requestlog`) and the OpenAPI document
 (`gateway.http.openapi`). Bodies are read by `gateway.http.body`. The docs pages (`/docs`,
 `/redoc`) load Swagger UI and ReDoc from files the gateway serves itself (`fastapi-offline`),
 so they work without internet access.
@@ -14,6 +15,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from gateway.http.handlers import install_error_handlers
+from gateway.http.hotpath import SubmitRoute
 from gateway.http.openapi import install_openapi
 from gateway.http.requestlog import RequestLogMiddleware
 from gateway.http.routes import ROUTERS
@@ -38,6 +40,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     install_error_handlers(app, routes=[*app.routes, *(route for router in ROUTERS for route in router.routes)])
+    app.add_middleware(SubmitRoute, api=app)  # inside the request log: the same id, line and metrics
     app.add_middleware(RequestLogMiddleware, metrics=runtime.metrics)
     install_openapi(app, bodies=(ApprovalBody, RejectionBody, KillSwitchBody))
     if runtime.settings.console:  # the approvers' console, at /console/ (its own pages and headers)

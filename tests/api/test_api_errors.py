@@ -428,3 +428,18 @@ def test_random_bodies_never_cause_a_server_error(db_url: str, tmp_path: Path) -
         fuzz()
     finally:
         stop()
+
+
+def test_submit_is_served_by_the_hot_route_with_the_routes_template(warden_server: Server) -> None:
+    """`POST /v1/actions` is answered by `gateway.http.hotpath` (not FastAPI's routing): its
+    request is logged and counted under the route's template, and other methods and the path
+    with a trailing slash still get the framework's answers."""
+    agent = warden_server.client("a2")
+    answer = agent.post("/v1/actions", json=refund("a2", 500, packet_id="hot-1"))
+    assert answer.status_code == 200 and answer.json()["status"] == "executed", answer.text
+    metrics = warden_server.client("auditor").get("/metrics").text
+    assert 'warden_http_requests_total{code="' in metrics
+    assert any(line.startswith('warden_http_requests_total{') and 'route="/v1/actions"' in line
+               and 'method="POST"' in line for line in metrics.splitlines()), metrics[:2000]
+    assert_problem(agent.get("/v1/actions"), "method_not_allowed")
+    assert agent.post("/v1/actions/", json=refund("a2", 500, packet_id="hot-2")).status_code in (307, 404, 405)

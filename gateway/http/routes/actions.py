@@ -17,6 +17,9 @@ from gateway.http.problems import Problem, problem_responses
 from gateway.pipeline.errors import shown
 
 router = APIRouter(tags=["actions"])
+#: Who may submit and dry-run packets (one dependency, shared with `gateway.http.hotpath`).
+AGENTS = require("agent")
+SUBMIT_PATH = "/v1/actions"
 
 #: Statuses answered with 202: the agent should poll (or long-poll) for the outcome.
 ACCEPTED = frozenset({"pending_approval", "executing"})
@@ -37,15 +40,21 @@ PACKET_PROBLEMS = problem_responses(
 
 
 @router.post(
-    "/v1/actions", summary="Submit a packet",
+    SUBMIT_PATH, summary="Submit a packet",
     response_model=Decision, openapi_extra=PACKET_BODY,
     responses={202: {"model": Decision, "description": "Pending approval, or executing: poll GET /v1/actions/{id}"},
                **PACKET_PROBLEMS},
 )
-async def submit(request: Request, runtime: RuntimeDep, who: Principal = Depends(require("agent"))) -> Response:
+async def submit(request: Request, who: Principal = Depends(AGENTS)) -> Response:
     """Submit a proof-carrying packet: 200 with the final decision, 202 while it waits for an
     approver or for its execution. The same agent + packet_id + body returns the stored
     decision and never executes twice; the same packet_id with another body is a 409."""
+    return await submit_packet(request, who)
+
+
+async def submit_packet(request: Request, who: Principal) -> Response:
+    """The submit route's work, for FastAPI's route and for `gateway.http.hotpath` alike."""
+    runtime = request.app.state.warden
     packet = await read_packet(request, runtime.packet_limits)
     assert who.agent is not None
     decision = await runtime.gateway.submit_async(who.agent, packet)
@@ -54,7 +63,7 @@ async def submit(request: Request, runtime: RuntimeDep, who: Principal = Depends
 
 @router.post("/v1/actions/evaluate", summary="Dry run", response_model=Decision,
              openapi_extra=PACKET_BODY, responses=PACKET_PROBLEMS)
-async def evaluate(request: Request, runtime: RuntimeDep, who: Principal = Depends(require("agent"))) -> Response:
+async def evaluate(request: Request, runtime: RuntimeDep, who: Principal = Depends(AGENTS)) -> Response:
     """The decision this packet would get (`allowed` where a real run executes); nothing is
     recorded or executed."""
     packet = await read_packet(request, runtime.packet_limits)
