@@ -15,6 +15,7 @@ there.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -39,7 +40,7 @@ class SubmitRoute:
         self.app = app
         self.api = api
         self.route = next(route for route in router.routes if isinstance(route, APIRoute)
-                          and route.path == SUBMIT_PATH and "POST" in route.methods)
+                          and route.path == SUBMIT_PATH and "POST" in (route.methods or ()))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != SUBMIT_PATH
@@ -61,7 +62,8 @@ async def answer_error(api: FastAPI, request: Request, exc: Exception) -> Respon
     the nearest base, as Starlette chooses); call it inside the `except` that caught `exc`."""
     for cls in type(exc).__mro__:
         handler = api.exception_handlers.get(cls)
-        if handler is not None:
-            response: Response = await handler(request, exc)
+        if handler is not None:  # the app's handlers are all coroutines (gateway.http.handlers)
+            answer = handler(request, exc)
+            response: Response = await answer if inspect.isawaitable(answer) else answer
             return response
     raise exc
