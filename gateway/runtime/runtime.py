@@ -42,6 +42,7 @@ from gateway.store.identities import purge_stale
 from gateway.store.killswitch import read_kill_switch
 from gateway.store.notifications import CommitListener
 from gateway.store.schema import gateway_state, upgrade
+from gateway.store.session_lock import TAMPER_WATCH, SessionLock
 from gateway.store.tokens import TokenCache
 from gateway.store.writer import Writer
 from gateway.pipeline.submit import Gateway, Limits
@@ -182,6 +183,8 @@ class Runtime:
         self.long_poll_max = float(settings.long_poll_max_seconds)
         self.tamper = TamperWatch(self.ledger, self._tamper_alarm,
                                   full_check_seconds=settings.tamper_full_check_seconds)
+        # With several processes on one PostgreSQL, one of them re-verifies the log at a time.
+        self.tamper_lock = SessionLock(self.db, TAMPER_WATCH)
         self._stop = threading.Event()
         self._next_purge = 0.0
         self._housekeeper: threading.Thread | None = None
@@ -209,6 +212,7 @@ class Runtime:
             self.commits.stop()
         if self._housekeeper is not None:
             self._housekeeper.join(timeout=5)
+        self.tamper_lock.release()
         self.writer.close()
         self.db.dispose()
 
@@ -259,7 +263,8 @@ class Runtime:
                                                  window=settings.login_window_seconds))
 
     def _verify_log(self) -> None:
-        self.tamper.tick(self.db)
+        if self.tamper_lock.held():
+            self.tamper.tick(self.db)
 
     def _tamper_alarm(self, problem: str, detail: dict[str, object]) -> None:
         """The live log failed verification: fail closed. The incident and the engaged kill switch
