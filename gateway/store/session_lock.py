@@ -38,9 +38,10 @@ class SessionLock:
             if self._conn is not None:
                 self._conn.execute(_ALIVE)  # the lock lives as long as this session
                 return True
-            conn = self._engine.connect()
+            # Autocommit: the session holds the lock, never an open transaction (one left open
+            # would hold back the cleanup of every row updated since, the log's head first).
+            conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             taken = bool(conn.execute(_TRY, {"key": self._key}).scalar())
-            conn.commit()  # the lock is the session's, not the transaction's
             if taken:
                 self._conn = conn
                 log.info("this process now runs the work of lock %x", self._key)

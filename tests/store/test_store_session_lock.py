@@ -52,3 +52,22 @@ def test_on_sqlite_the_one_process_always_holds_it(tmp_path: object) -> None:
         assert SessionLock(engine, TAMPER_WATCH).held() is True
     finally:
         engine.dispose()
+
+
+def test_the_holder_keeps_no_transaction_open(postgres_url: str) -> None:
+    """An open transaction would hold back the cleanup of every row updated since (the log's
+    head is updated by every batch): the session holds the lock, not a transaction."""
+    engine = make_engine(postgres_url)
+    lock = SessionLock(engine, TAMPER_WATCH)
+    try:
+        assert lock.held() and lock.held()
+        with engine.connect() as conn:
+            states = conn.execute(text(
+                "SELECT a.state FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid"
+                " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = :high AND l.objid = :low"
+                " AND a.datname = current_database()"),
+                {"high": TAMPER_WATCH >> 32, "low": TAMPER_WATCH & 0xFFFFFFFF}).scalars().all()
+        assert states == ["idle"], states
+    finally:
+        lock.release()
+        engine.dispose()
