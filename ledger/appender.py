@@ -75,7 +75,9 @@ class AppendError(ValueError):
 
 
 @dataclass(frozen=True)
-class Appended:
+class AppendResult:
+    """Where an entry went: its seq and its RFC 6962 leaf hash."""
+
     seq: int
     leaf_hash: bytes
 
@@ -189,7 +191,7 @@ class Appender:
         assert self._frontier is not None
         return self._frontier.copy()
 
-    def append(self, kind: str, actor: str, subject: str, data: EntryData) -> Appended:
+    def append(self, kind: str, actor: str, subject: str, data: EntryData) -> AppendResult:
         frontier = self._frontier
         assert frontier is not None, "append before open"
         seq = frontier.size
@@ -205,7 +207,7 @@ class Appender:
         for level in range(1, len(done)):
             self._nodes.append((node_key(level, (size >> level) - 1), done[level]))
         self._last = leaf
-        return Appended(seq, leaf)
+        return AppendResult(seq, leaf)
 
     @property
     def pending(self) -> int:

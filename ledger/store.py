@@ -23,6 +23,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ledger import merkle
 from ledger.appender import AppendError, Appender
+from ledger.appender import AppendResult as AppendResult  # re-exported: where appends are read about
 from ledger.database import WRITE_LOCKED
 from ledger.entry import EntryData, EntryError, encode_entry
 from ledger.schema import HEAD_ID, SchemaError, checkpoints, entries, head, is_missing_table, nodes
@@ -53,12 +54,6 @@ class LedgerError(Exception):
 
 class LedgerCorruptError(LedgerError):
     """The stored log contradicts itself (e.g. a subtree hash is missing)."""
-
-
-@dataclass(frozen=True)
-class AppendResult:
-    seq: int
-    leaf_hash: bytes
 
 
 @dataclass(frozen=True)
@@ -204,10 +199,9 @@ class Ledger:
             except EntryError as exc:
                 raise LedgerError(f"cannot record {item.kind!r} entry: {exc}") from exc
             try:
-                appended = appender.append(item.kind, item.actor, item.subject, data)
+                results.append(appender.append(item.kind, item.actor, item.subject, data))
             except AppendError as exc:
                 raise LedgerError(str(exc)) from exc
-            results.append(AppendResult(appended.seq, appended.leaf_hash))
         appender.flush(conn.connection.dbapi_connection.cursor())  # type: ignore[union-attr]
         return results
 

@@ -56,7 +56,7 @@ from sqlalchemy.exc import DBAPIError
 
 from gateway.store.killswitch import KILL_SWITCH_SQL, KillSwitch, parse_kill_switch, read_kill_switch
 from gateway.store.notifications import NOTIFY_SQL, payload as notification
-from ledger.appender import Appended, insert_rows
+from ledger.appender import insert_rows
 from ledger.checkpointer import Checkpointer
 from ledger.database import read_only
 from ledger.entry import EntryData
@@ -110,8 +110,7 @@ class Batch:
         self._guarded: dict[str, int] = {}  # statement → rows it must change, in all
 
     def append(self, kind: str, actor: str, subject: str, data: EntryData) -> AppendResult:
-        appended: Appended = self._appender.append(kind, actor, subject, data)
-        return AppendResult(appended.seq, appended.leaf_hash)
+        return self._appender.append(kind, actor, subject, data)
 
     def queue(self, sql: str, params: tuple[Any, ...]) -> None:
         """Write `sql` with `params` at the next flush (one `executemany` per statement, in the
