@@ -30,6 +30,7 @@ so no orphan keeps serving the socket.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -174,10 +175,8 @@ class Supervisor:
 
     def _notice_ready_of(self, worker: _Worker) -> None:
         if not worker.ready:
-            try:
+            with contextlib.suppress(BlockingIOError):  # nothing written: it never said it serves
                 worker.ready = bool(os.read(worker.ready_fd, 1))
-            except BlockingIOError:
-                pass
 
     def _replace(self, worker: _Worker, status: int) -> None:
         how = _exit_description(status)
@@ -243,15 +242,13 @@ class Supervisor:
 def _stop_with_parent(lifeline: int) -> None:
     """In a worker: block until the parent is gone (the lifeline's write end closed), then stop."""
     while os.read(lifeline, 1):
-        pass
+        continue
     os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):  # already gone; the next reap collects it
         os.kill(pid, sig)
-    except ProcessLookupError:  # already gone; the next reap collects it
-        pass
 
 
 def _exit_description(status: int) -> str:

@@ -39,6 +39,7 @@ writes; `on_commit` listeners hear of each committed batch (the console's live f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -513,10 +514,8 @@ class Writer:
             else:
                 by_loop.setdefault(job.loop, []).append(job)
         for loop, waiting in by_loop.items():  # one wake-up per event loop and batch
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
                 loop.call_soon_threadsafe(_settle_on_loop, waiting)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                pass
 
     # -- the connection -------------------------------------------------------------------------
 

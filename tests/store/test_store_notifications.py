@@ -35,8 +35,8 @@ for subject in sys.argv[2:]:
             raise ValueError("the job gives up")
         try:
             writer.run_staged(failing)
-        except ValueError:
-            pass
+        except ValueError as refused:
+            assert "gives up" in str(refused)
     else:
         writer.run_staged(lambda batch, s=subject: batch.append("decision", "bot", s, EntryData.of({})))
 """
