@@ -168,10 +168,6 @@ class Appender:
         return None if also is None else row[3]
 
     @property
-    def is_open(self) -> bool:
-        return self._frontier is not None and bool(self._time)
-
-    @property
     def opened_size(self) -> int:
         """The log's size when this transaction began."""
         return self._opened

@@ -97,12 +97,9 @@ class WriterClosed(RuntimeError):
 class Batch:
     """What staged work may do inside the writer's transaction."""
 
-    def __init__(self, writer: Writer, conn: Connection, cursor: Any, kill_switch: KillSwitch, now: float,
-                 *, careful: bool = False) -> None:
-        self.conn = conn
+    def __init__(self, writer: Writer, cursor: Any, kill_switch: KillSwitch, *, careful: bool = False) -> None:
         self.cursor = cursor
         self.kill_switch = kill_switch
-        self.now = now
         self.dialect = writer.dialect
         self.careful = careful
         self._writer = writer
@@ -407,7 +404,7 @@ class Writer:
                 conn.info[APPENDER] = appender
                 cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
                 kill_switch = parse_kill_switch(appender.open(cursor, also=KILL_SWITCH_SQL))
-                batch = Batch(self, conn, cursor, kill_switch, time.time(), careful=careful)
+                batch = Batch(self, cursor, kill_switch, careful=careful)
                 for job in jobs:
                     job.settled = None
                     if careful or job.unit is not None:
