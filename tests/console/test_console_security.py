@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from markupsafe import escape
 from playwright.sync_api import BrowserContext, Dialog, Page, expect
@@ -701,6 +701,7 @@ ODD = st.sampled_from(["", "\x00", "\ud800", "\udfff", "\u202e", "𝔘𝔫𝔦",
 TEXT = st.text(max_size=60) | ODD
 BIG = TEXT | st.sampled_from(["é" * 70_000, "x" * 1_100_000])  # form values past every limit
 PATHS = sorted(route for method, route in ROUTES if method != "MOUNT" and route != "/logout")
+HTTPX_MAX_URL = 65_536  # httpx's own limit on a URL's length
 SEGMENT = st.sampled_from(["ghost", "dec_x", "1", "0", "-7", "9" * 30, "a" * 10_000]) | st.text(min_size=1, max_size=30)
 
 
@@ -730,6 +731,7 @@ def test_hostile_requests_never_get_a_server_error(server: Server, fuzzer: tuple
     client, token = fuzzer
     path = re.sub(r"\{[a-z_]+\}", _pct(segment), route)
     url = path + ("?" + _encoded(query) if query else "")
+    assume(len(url) <= HTTPX_MAX_URL)  # longer, the client refuses it before anything is sent
     headers = {"content-type": "application/x-www-form-urlencoded", "X-Forwarded-For": "10.250.0.1"}
     if post:
         fields = [(k, v) for k, v in form if k != "confirm"]  # never confirm a change
