@@ -408,23 +408,21 @@ class Writer:
                 for job in jobs:
                     job.settled = None
                     if careful or job.unit is not None:
+                        if not careful:  # what the staged jobs before it queued, before its savepoint
+                            self._flush_or_redo(batch)
                         self._isolated(job, batch, conn)
                     else:
                         try:
                             assert job.staged is not None
                             job.settled = (True, job.staged(batch))
                         except Exception as exc:
-                            redo = True
                             raise _Redo from exc
                 if self.dialect == "postgresql" and appender.subjects:  # other processes hear of it
                     batch.queue(NOTIFY_SQL, (notification(appender.subjects),))
-                try:
+                if careful:
                     batch.flush()
-                except (self._dbapi_error, GuardFailed) as exc:
-                    if careful:
-                        raise
-                    redo = True
-                    raise _Redo from exc
+                else:
+                    self._flush_or_redo(batch)
                 if self.checkpointer is not None:
                     self.checkpointer.maybe_sign(conn)
                 if self._pause_before_commit is not None and appender.size - appender.opened_size >= 2:
@@ -433,6 +431,9 @@ class Writer:
                 transaction.commit()
                 committed = True
                 self._committed_subjects = list(appender.subjects)
+        except _Redo:
+            redo = True
+            raise
         finally:
             conn.info.pop(APPENDER, None)
             if committed:
@@ -448,6 +449,14 @@ class Writer:
                     self._drop_connection()
             if inline:
                 conn.close()
+
+    def _flush_or_redo(self, batch: Batch) -> None:
+        """Write what staged jobs queued; a refused row (or a guard that changed nothing) means
+        the batch is run again carefully, where the job at fault fails alone."""
+        try:
+            batch.flush()
+        except (self._dbapi_error, GuardFailed) as exc:
+            raise _Redo from exc
 
     def _isolated(self, job: _Job[Any], batch: Batch, conn: Connection) -> None:
         """One job under its own savepoint: its failure is its own."""

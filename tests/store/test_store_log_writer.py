@@ -229,3 +229,32 @@ def test_a_closed_writer_refuses_work(engine: Engine) -> None:
     writer.close()
     with pytest.raises(WriterClosed):
         writer.run_staged(staged("late"))
+
+
+def test_refused_rows_among_many_batches_never_fail_their_neighbours(writer: Writer, engine: Engine) -> None:
+    """A refused row in a batch, again and again (twins of one agent + packet_id arriving
+    together, as concurrent retries do): each time only the twin fails, and the jobs beside it,
+    units of work included, are written."""
+    gate = threading.Event()
+
+    def blocker(_conn: Connection) -> None:
+        gate.wait(timeout=30)
+
+    for round_ in range(30):
+        gate.clear()
+        held = threading.Thread(target=writer.run, args=(blocker,))
+        held.start()
+        thing = 1000 + round_
+        jobs = [writer.stage(staged(f"a{round_}", thing=thing)), writer.stage(staged(f"twin{round_}", thing=thing)),
+                writer.stage(staged(f"c{round_}", thing=thing + 100))]
+        unit_result: list[AppendResult] = []
+        later = threading.Thread(target=lambda r=round_: unit_result.append(writer.run(unit(f"u{r}"))))
+        later.start()
+        gate.set()
+        held.join()
+        later.join()
+        assert jobs[0].result(timeout=30) is not None
+        with pytest.raises(IntegrityError):
+            jobs[1].result(timeout=30)
+        assert jobs[2].result(timeout=30) is not None and unit_result
+    head_is_consistent(engine)
