@@ -7,11 +7,30 @@ way: the outbox worker calls `execute(tool, params, idempotency_key=decision_id)
 Errors a connector raises, and what the worker does with them:
 
     ConnectorError
-     ├ TransientError   retry with exponential backoff and jitter (honouring `retry_after`)
-     └ PermanentError   record the execution as failed; never retry
+     ├ TransientError          retry with exponential backoff and jitter (honouring `retry_after`)
+     │  └ UnknownOutcomeError  the request may have reached the provider and no answer came back
+     │                         (a timeout, a connection dropped mid-answer): before any new call,
+     │                         the outbox asks the provider what happened (`reconcile`)
+     └ PermanentError          record the execution as failed; never retry
+        └ IdempotencyConflictError  the provider holds the key for another request: failed,
+                                    with an incident of its own
 
 Anything else a connector raises is treated as transient (it might have been a network blip),
 bounded by the worker's attempt limit.
+
+Besides `execute`, a connector may offer (the registry looks for them, as for `execute_async`):
+
+    reconcile(tool, params, *, idempotency_key, first_attempt_at) -> ExecutionResult | None
+        what the provider shows for this key: the effect (`reconciled=True`), or None when the
+        provider shows none (only then is the call sent again); raises a ConnectorError when it
+        cannot tell
+    check() -> str
+        a read-only call with the configured credentials (`warden connectors check`, `/readyz`);
+        returns what it saw, raises a ConnectorError when it fails
+
+A tool's compensation (`ToolSpec.compensator`) turns an executed action into the action that
+undoes it: a `Compensation` (another tool of the catalog and its params), or `NotReversible`
+saying why not.
 
 Setting connectors up can fail too, before any call: `ConnectorConfigError` (a mode that is not
 available, a bad sandbox fault spec). The gateway refuses to start with its message.
@@ -19,7 +38,7 @@ available, a bad sandbox fault spec). The gateway refuses to start with its mess
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -28,6 +47,23 @@ from pydantic import BaseModel
 from dsl.model import Risk
 
 Mode = Literal["sandbox", "live"]
+
+
+@dataclass(frozen=True)
+class Compensation:
+    """The action that undoes an executed one: a tool of the catalog and its params."""
+
+    tool: str
+    params: dict[str, Any]
+
+
+class NotReversible(Exception):
+    """An executed action that cannot be undone through the API; the message says why."""
+
+
+#: (the executed action's params, the provider's id for it, its recorded summary) → the
+#: compensating action; raises NotReversible
+Compensator = Callable[[Mapping[str, Any], str, Mapping[str, Any]], Compensation]
 
 
 @dataclass(frozen=True)
@@ -45,6 +81,15 @@ class ToolSpec:
     summary: str
     reversible: bool
     compensation: str | None = None
+    compensator: Compensator | None = field(default=None, compare=False, repr=False)
+
+    def compensate(self, params: Mapping[str, Any], external_id: str,
+                   summary: Mapping[str, Any]) -> Compensation:
+        """The action that undoes an execution of this tool; NotReversible says why not."""
+        if not self.reversible or self.compensator is None:
+            why = self.compensation or "the tool declares no compensation"
+            raise NotReversible(f"{self.name} cannot be undone through Warden: {why}")
+        return self.compensator(params, external_id, summary)
 
     @property
     def connector(self) -> str:
@@ -62,6 +107,7 @@ class ExecutionResult:
     external_id: str
     summary: Mapping[str, Any] = field(default_factory=dict)
     replayed: bool = False  # the idempotency key had been seen: this is the first answer again
+    reconciled: bool = False  # found at the provider after an unknown outcome, not sent again
     #: the API's whole answer, as the external system returned it; may be large (a listing's
     #: HTML): record `summary` in the audit log, not this
     response: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -85,8 +131,24 @@ class TransientError(ConnectorError):
         self.retry_after = retry_after
 
 
+class UnknownOutcomeError(TransientError):
+    """The request may have reached the provider, and no answer came back: it may or may not
+    have taken effect. Never re-sent blindly: reconciliation asks the provider first."""
+
+    def __init__(self, message: str, *, code: str = "outcome_unknown",
+                 retry_after: float | None = None) -> None:
+        super().__init__(message, code=code, retry_after=retry_after)
+
+
 class PermanentError(ConnectorError):
     """Retrying cannot help: the API refused the request (4xx other than 429)."""
+
+
+class IdempotencyConflictError(PermanentError):
+    """The provider already holds this idempotency key for a different request."""
+
+    def __init__(self, message: str, *, code: str = "idempotency_conflict") -> None:
+        super().__init__(message, code=code)
 
 
 class ConnectorConfigError(Exception):
@@ -123,3 +185,22 @@ class AsyncConnector(Connector, Protocol):
     async def execute_async(
         self, tool: str, params: Mapping[str, Any], *, idempotency_key: str
     ) -> ExecutionResult: ...
+
+
+class Reconciles(Protocol):
+    """A connector that can say what the provider holds for an idempotency key."""
+
+    def reconcile(self, tool: str, params: Mapping[str, Any], *, idempotency_key: str,
+                  first_attempt_at: float) -> ExecutionResult | None:
+        """The effect of the call keyed `idempotency_key` (first attempted at `first_attempt_at`,
+        epoch seconds) if the provider shows one, `reconciled=True`; None if it shows none."""
+        ...
+
+
+class Checks(Protocol):
+    """A connector that can make a read-only call with its credentials."""
+
+    def check(self) -> str:
+        """What a read-only call saw ("balance readable: usd, eur"); a ConnectorError if it
+        failed."""
+        ...
