@@ -9,7 +9,7 @@ after any crash the file says exactly which idempotency keys were executed, and 
 (once, or it is a bug).
 
     same key, same tool and params   → the first answer again, `replayed=True`, replays + 1
-    same key, other tool or params   → PermanentError(code="idempotency_mismatch"), as Stripe
+    same key, other tool or params   → IdempotencyConflictError(code="idempotency_mismatch"), as Stripe
 
 The sandbox connectors (`connectors.sandbox`) build the answers; a builder reads earlier answers
 through `LedgerView`, inside the recording transaction.
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from connectors.base import PermanentError
+from connectors.base import IdempotencyConflictError
 
 #: external_id, the API's response object, the summary safe for the audit log
 Answer = tuple[str, dict[str, Any], dict[str, Any]]
@@ -139,7 +139,7 @@ class SandboxCallLedger:
     def record(self, key: str, tool: str, params: Mapping[str, Any],
                build: Callable[[LedgerView], Answer], *, now: float | None = None) -> StoredAnswer:
         """The answer for `key`: the stored one (a replay), or `build`'s, recorded before it is
-        returned. Raises PermanentError(code="idempotency_mismatch") when the key was used for
+        returned. Raises IdempotencyConflictError(code="idempotency_mismatch") when the key was used for
         another tool or other params."""
         digest = params_hash(tool, params)
         with self._lock:
@@ -152,7 +152,7 @@ class SandboxCallLedger:
                     " FROM answers WHERE key = ?", (key,)).fetchone()
                 if row is not None:
                     if row[1] != digest:
-                        raise PermanentError(
+                        raise IdempotencyConflictError(
                             f"idempotency key {key!r} was already used for a {row[0]} call with "
                             "other params", code="idempotency_mismatch")
                     conn.execute("UPDATE answers SET replays = replays + 1 WHERE key = ?", (key,))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -20,15 +21,22 @@ from pydantic import ValidationError
 
 from connectors import crm, shopify, stripe
 from connectors.base import (
+    Compensation,
     Connector,
     ConnectorConfigError,
+    ConnectorError,
     ExecutionResult,
     Mode,
+    NotReversible,
     PermanentError,
     ToolSpec,
 )
 from connectors.call_ledger import SandboxCallLedger
 from connectors.faults import SandboxFaults
+from connectors.live.base import Unconfigured
+from connectors.live.config import LiveConfig
+from connectors.live.runner import CallRunner
+from connectors.live.throttle import OnWait
 from connectors.sandbox import SandboxConnector
 
 #: The sandbox call ledger's file name inside the gateway's data directory.
@@ -43,6 +51,16 @@ SANDBOX_CONNECTORS: tuple[type[SandboxConnector], ...] = (
 def catalog_tool_names() -> frozenset[str]:
     """The names of the shipped tools, without setting up any connector (for the linter)."""
     return frozenset(spec.name for spec in CATALOG)
+
+
+@dataclass(frozen=True)
+class ConnectorCheck:
+    """What a connector's read-only call showed: `ok`, and what it saw or why it failed."""
+
+    connector: str
+    ok: bool
+    detail: str
+    code: str | None = None
 
 
 class ParamsError(ValueError):
@@ -70,7 +88,8 @@ class Registry:
 
     def __init__(self, connectors: Iterable[Connector], *,
                  call_ledger: SandboxCallLedger | None = None,
-                 faults: SandboxFaults | None = None) -> None:
+                 faults: SandboxFaults | None = None,
+                 runner: CallRunner | None = None) -> None:
         self.connectors: tuple[Connector, ...] = tuple(connectors)
         if not self.connectors:
             raise ConnectorConfigError("a registry needs at least one connector")
@@ -91,6 +110,7 @@ class Registry:
         self._known = frozenset(specs)
         self.call_ledger = call_ledger  # sandbox mode: every call, for tests and operators
         self.faults = faults
+        self.runner = runner  # live mode: the loop the calls run on, closed with the registry
 
     def spec(self, name: str) -> ToolSpec | None:
         return self.specs.get(name)
@@ -129,6 +149,46 @@ class Registry:
             return result
         return await asyncio.to_thread(connector.execute, tool, clean, idempotency_key=idempotency_key)
 
+    def reconcile(self, tool: str, params: Mapping[str, Any], *, idempotency_key: str,
+                  first_attempt_at: float) -> ExecutionResult | None:
+        """What the provider holds for a call whose outcome is unknown: the effect
+        (`reconciled=True`) or None when it shows none. A connector without `reconcile` answers
+        None: its `execute` promises that the same key never acts twice, so sending is safe."""
+        connector, clean = self._route(tool, params)
+        finder = getattr(connector, "reconcile", None)
+        if finder is None:
+            return None
+        found: ExecutionResult | None = finder(tool, clean, idempotency_key=idempotency_key,
+                                               first_attempt_at=first_attempt_at)
+        return found
+
+    def check(self) -> dict[str, ConnectorCheck]:
+        """A read-only call per connector with its credentials: what works."""
+        results: dict[str, ConnectorCheck] = {}
+        for connector in self.connectors:
+            probe = getattr(connector, "check", None)
+            if probe is None:
+                results[connector.name] = ConnectorCheck(connector.name, True, "no check offered")
+                continue
+            try:
+                results[connector.name] = ConnectorCheck(connector.name, True, str(probe()))
+            except ConnectorError as exc:
+                results[connector.name] = ConnectorCheck(connector.name, False, str(exc), exc.code)
+            except Exception as exc:  # a check never raises: it reports
+                results[connector.name] = ConnectorCheck(connector.name, False, type(exc).__name__, "unexpected_error")
+        return results
+
+    def compensation(self, tool: str, params: Mapping[str, Any], external_id: str,
+                     summary: Mapping[str, Any]) -> Compensation:
+        """The action that undoes an executed one (NotReversible says why there is none)."""
+        spec = self.specs.get(tool)
+        if spec is None:
+            raise NotReversible(f"{tool} is not a tool of this gateway")
+        compensation = spec.compensate(params, external_id, summary)
+        if compensation.tool not in self.specs:
+            raise NotReversible(f"{tool} is undone by {compensation.tool}, which this gateway does not have")
+        return compensation
+
     def _route(self, tool: str, params: Mapping[str, Any]) -> tuple[Connector, dict[str, Any]]:
         connector = self._owners.get(tool)
         if connector is None:
@@ -141,22 +201,32 @@ class Registry:
     def close(self) -> None:
         if self.call_ledger is not None:
             self.call_ledger.close()
+        if self.runner is not None:
+            connectors = self.connectors
+
+            async def close_clients() -> None:
+                for connector in connectors:
+                    closing = getattr(connector, "aclose", None)
+                    if closing is not None:
+                        await closing()
+
+            self.runner.close(close_clients)
 
 
 def build_registry(mode: str = "sandbox", *, data_dir: Path | None = None,
                    faults: str | SandboxFaults | None = None,
-                   latency_ms: float = 0.0) -> Registry:
+                   latency_ms: float = 0.0, live: LiveConfig | None = None,
+                   on_wait: OnWait | None = None) -> Registry:
     """The shipped connectors in `mode`.
 
     sandbox: no network; calls are recorded in `<data_dir>/sandbox-calls.db` (in memory when
     `data_dir` is None); `faults` is a `SandboxFaults` or a spec string (`connectors.faults`,
     from WARDEN_SANDBOX_FAULTS); `latency_ms` delays every answer.
-    live: not available yet (ConnectorConfigError).
+    live: the real APIs, as `live` configures them (a system it leaves None refuses every call:
+    "not configured"); `on_wait` hears of every client-side rate-limit wait.
     """
     if mode == "live":
-        raise ConnectorConfigError(
-            "live connectors are not available yet: run with connectors in sandbox mode "
-            "(no network; every call is recorded in the sandbox call ledger)")
+        return _live_registry(live if live is not None else LiveConfig(), on_wait)
     if mode != "sandbox":
         raise ConnectorConfigError(f"unknown connector mode {mode!r}: expected sandbox or live")
     if latency_ms < 0:
@@ -168,3 +238,24 @@ def build_registry(mode: str = "sandbox", *, data_dir: Path | None = None,
     connectors = [cls(ledger, faults=faults, latency_ms=latency_ms)
                   for cls in SANDBOX_CONNECTORS]
     return Registry(connectors, call_ledger=ledger, faults=faults)
+
+
+def _live_registry(config: LiveConfig, on_wait: OnWait | None) -> Registry:
+    # Imported here: the Stripe SDK and the HTTP stack load only when live mode is asked for.
+    from connectors.live.crm import CrmLive
+    from connectors.live.shopify import ShopifyLive
+    from connectors.live.stripe import StripeLive
+
+    if config.timeout_seconds <= 0:
+        raise ConnectorConfigError(f"the connector timeout must be positive, not {config.timeout_seconds}")
+    runner = CallRunner()
+    timeout = config.timeout_seconds
+    connectors: list[Connector] = [
+        StripeLive(config.stripe, runner=runner, timeout=timeout, on_wait=on_wait) if config.stripe else
+        Unconfigured("stripe", stripe.TOOLS, "set WARDEN_STRIPE_API_KEY or WARDEN_STRIPE_API_KEY_FILE"),
+        ShopifyLive(config.shopify, runner=runner, timeout=timeout, on_wait=on_wait) if config.shopify else
+        Unconfigured("shopify", shopify.TOOLS, "set shopify_shop and WARDEN_SHOPIFY_ACCESS_TOKEN (or _FILE)"),
+        CrmLive(config.crm, runner=runner, timeout=timeout, on_wait=on_wait) if config.crm else
+        Unconfigured("crm", crm.TOOLS, "set WARDEN_CRM_ACCESS_TOKEN or WARDEN_CRM_ACCESS_TOKEN_FILE"),
+    ]
+    return Registry(connectors, runner=runner)

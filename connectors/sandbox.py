@@ -37,12 +37,13 @@ from typing import Any, ClassVar
 from connectors.base import (
     ConnectorError,
     ExecutionResult,
+    IdempotencyConflictError,
     Mode,
     PermanentError,
     ToolSpec,
     TransientError,
 )
-from connectors.call_ledger import Answer, LedgerView, SandboxCallLedger, StoredAnswer
+from connectors.call_ledger import Answer, LedgerView, SandboxCallLedger, StoredAnswer, params_hash
 from connectors.faults import SandboxFaults, fault_error
 
 def _answer(outcome: StoredAnswer | ConnectorError) -> ExecutionResult:
@@ -124,6 +125,23 @@ class SandboxConnector:
         if self.latency:
             await asyncio.sleep(self.latency)
         return _answer(outcome)
+
+    def reconcile(self, tool: str, params: Mapping[str, Any], *, idempotency_key: str,
+                  first_attempt_at: float) -> ExecutionResult | None:
+        """What the sandbox holds for the key: its recorded answer (`reconciled=True`), or None
+        when no call with the key was recorded. A key used for another call is a conflict."""
+        stored = self.ledger.answer(idempotency_key)
+        if stored is None:
+            return None
+        if stored.params_hash != params_hash(tool, params):
+            raise IdempotencyConflictError(
+                f"idempotency key {idempotency_key!r} was already used for a {stored.tool} call with "
+                "other params", code="idempotency_mismatch")
+        return ExecutionResult(external_id=stored.external_id, summary=stored.summary,
+                               replayed=True, reconciled=True, response=stored.response)
+
+    def check(self) -> str:
+        return "sandbox: no network, every call recorded in the call ledger"
 
     def _act(self, tool: str, params: Mapping[str, Any], idempotency_key: str) -> StoredAnswer | ConnectorError:
         """Steps (1) to (3): the error to raise once the latency has passed, or the answer."""

@@ -73,7 +73,8 @@ class _ConfigFile(TomlConfigSettingsSource):
             if spec is None:
                 raise ConfigError(f"{self._key_at(key)}: unknown setting {key!r}{did_you_mean(key)}")
             if spec.secret and isinstance(value, str) and spec.masked(value) != value:
-                raise ConfigError(f"{self._key_at(key)}: {key} holds a password; put the URL in {spec.env} "
+                what = "a password; put the URL" if key.endswith("_url") else "a credential; put it"
+                raise ConfigError(f"{self._key_at(key)}: {key} holds {what} in {spec.env} "
                                   f"or {spec.env}_FILE instead")
         return validated(found, self._value_at, text=False)
 

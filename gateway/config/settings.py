@@ -86,6 +86,27 @@ class Settings(BaseSettings):
     checkpoint_every_seconds: float = _setting(60.0, "sign a checkpoint at least this often when the log grew", ge=0.1)
     tamper_full_check_seconds: float = _setting(
         3600.0, "re-verify the whole audit log this often (new entries are verified every second)", ge=1)
+    connectors_mode: Literal["sandbox", "live"] = _setting(
+        "sandbox", "sandbox: connectors answer like the real APIs without the network; live: the real APIs "
+        "(credentials from the environment; see `warden connectors check`)")
+    connector_timeout_seconds: float = _setting(
+        30.0, "the gateway's deadline for one live call; past it the outcome is unknown and reconciled", gt=0, le=600)
+    stripe_api_key: str = _setting("", "Stripe secret or restricted key (sk_... or rk_...); env or _FILE only",
+                                   secret=True)
+    stripe_api_base: str = _setting("https://api.stripe.com", "Stripe's API address")
+    stripe_account: str = _setting("", "a connected account (acct_...) every Stripe call acts on (Stripe Connect); "
+                                   "empty: the platform's own; a packet's stripe_account param wins")
+    stripe_max_network_retries: int = _setting(
+        0, "retries inside the Stripe SDK (the outbox retries with the same idempotency key already)", ge=0, le=5)
+    shopify_shop: str = _setting("", "the shop's domain, example.myshopify.com (live Shopify)")
+    shopify_access_token: str = _setting("", "Shopify Admin API access token (shpat_...); env or _FILE only",
+                                         secret=True)
+    shopify_api_base: str = _setting("", "the shop's API address; empty: https://<shopify_shop>")
+    shopify_location_id: str = _setting("", "the location stock is adjusted at; empty: the shop's first location")
+    crm_access_token: str = _setting("", "the CRM's private-app token (HubSpot); env or _FILE only", secret=True)
+    crm_api_base: str = _setting("https://api.hubapi.com", "the CRM's API address (HubSpot-compatible)")
+    crm_requests_per_10s: int = _setting(
+        100, "requests per 10 s to the CRM, per process (HubSpot allows 100 to 190 by plan)", ge=1, le=1000)
     sandbox_faults: str = _setting("", "faults the sandbox connectors inject (for drills), empty for none")
     sandbox_latency_ms: int = _setting(0, "latency the sandbox connectors add to every call", ge=0)
     approval_ttl_default_seconds: int = _setting(86400, "how long an approval stays open unless a rule says", ge=1)
@@ -188,8 +209,10 @@ class Spec:
         return None
 
     def masked(self, value: Any) -> Any:
-        if self.secret:
+        if self.secret and self.name.endswith("_url"):  # a URL: only its password is secret
             return hide_password(str(value))
+        if self.secret:  # a credential: all of it
+            return MASK if value else ""
         return str(value) if isinstance(value, Path) else value
 
 

@@ -7,6 +7,11 @@ LOCKED`, so processes never claim the same row; on SQLite `BEGIN IMMEDIATE` seri
 Each claim counts one attempt, and that count identifies the lease: an outcome is written only
 while the row is still running with the same `attempts` (`gateway.execution.outbox`).
 
+A claim says whether the previous attempt's outcome is unknown (`reconcile`): the row was marked
+so (a timeout, a connection dropped after the request left), or its lease expired while it was
+running (the process died mid-call). Such a claim asks the provider what happened before it sends
+anything. The first claim stamps `first_attempt_at`, the time the idempotency key was first used.
+
 The statements are built once, here; building one costs more than running it.
 """
 
@@ -16,7 +21,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BindParameter, Connection, Select, and_, bindparam, or_, select, update
+from sqlalchemy import BindParameter, Connection, Select, and_, bindparam, func, or_, select, update
 
 from gateway.store.schema import executions
 
@@ -30,6 +35,10 @@ class Claim:
     params_json: str
     attempts: int
     lease_until: float
+    #: the previous attempt's outcome is unknown: reconcile before calling
+    reconcile: bool = False
+    #: when the first call with this key was made (epoch seconds)
+    first_attempt_at: float | None = None
 
     @property
     def params(self) -> dict[str, Any]:
@@ -44,7 +53,8 @@ def _due(*, one: bool, locking: bool) -> Select[Any]:
     now: BindParameter[float] = bindparam("now")
     query = select(
         executions.c.decision_id, executions.c.tool, executions.c.params,
-        executions.c.state, executions.c.attempts,
+        executions.c.state, executions.c.attempts, executions.c.outcome_unknown,
+        executions.c.first_attempt_at,
     ).where(or_(
         and_(executions.c.state == "pending", executions.c.next_attempt_at <= now),
         and_(executions.c.state == "running", executions.c.lease_until <= now),
@@ -62,7 +72,8 @@ _TAKE = (
     .where(executions.c.decision_id == bindparam("id"), executions.c.state == bindparam("was_state"),
            executions.c.attempts == bindparam("was_attempts"))
     .values(state="running", attempts=bindparam("new_attempts"), lease_until=bindparam("lease"),
-            updated_at=bindparam("now"))
+            updated_at=bindparam("now"),
+            first_attempt_at=func.coalesce(executions.c.first_attempt_at, bindparam("now")))
 )
 _EXPIRE_LEASES = (
     update(executions).where(executions.c.state == "running")
@@ -83,7 +94,10 @@ def take_due(
             "new_attempts": row.attempts + 1, "lease": lease_until, "now": now,
         })
         if taken.rowcount == 1:
-            claims.append(Claim(row.decision_id, row.tool, row.params, row.attempts + 1, lease_until))
+            unknown = bool(row.outcome_unknown) or row.state == "running"
+            claims.append(Claim(row.decision_id, row.tool, row.params, row.attempts + 1, lease_until,
+                                reconcile=unknown and row.attempts > 0,
+                                first_attempt_at=row.first_attempt_at if row.first_attempt_at is not None else now))
     return claims
 
 

@@ -16,7 +16,17 @@
     running   ─► pending    retry: transient error, attempts left; after a backoff; decision
                             "executing" with the error
     running   ─► failed     permanent error, or no attempts left; decision "failed",
-                            `execution` entry, `connector_failure` incident
+                            `execution` entry, `connector_failure` incident (an idempotency
+                            conflict: `idempotency_conflict`; an outcome still unknown at the
+                            last attempt: `execution_unresolved`)
+
+An outcome can be unknown: the call timed out, or the connection dropped after the request
+left, or the process died mid-call (its lease expired while running). The row is marked
+(`outcome_unknown`), and the next claim reconciles first: it asks the provider what the key did
+(`reconcile`). Found: succeeded, without a second call. Not found: the call is sent. Every
+attempt that does not settle (`execution` entry, outcome "retrying" or "unknown") and every
+reconciliation (`reconciliation` entry) is in the audit log. Attempts are capped
+(`max_attempts`): an execution is never retried forever.
 
 - Claims are taken in a short transaction of their own (`gateway.execution.claims`); the
   request path's claim is written with the decision (`enqueue(..., lease_until=)`, `run_now`).
@@ -40,11 +50,18 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from sqlalchemy import Connection, Update, bindparam, insert, select, update
 
-from connectors.base import ConnectorError, ExecutionResult, PermanentError, TransientError
+from connectors.base import (
+    ConnectorError,
+    ExecutionResult,
+    IdempotencyConflictError,
+    PermanentError,
+    TransientError,
+    UnknownOutcomeError,
+)
 from gateway.engine.models import Decision
 from gateway.execution.backoff import backoff_delay
 from gateway.execution.breaker import CircuitBreakers
@@ -60,8 +77,14 @@ from ledger.database import read_only
 
 log = logging.getLogger("warden.outbox")
 
-Outcome = Literal["succeeded", "transient_error", "permanent_error", "breaker_open", "kill_switch"]
+#: Refusals during a reconciliation that say nothing about the action: its outcome stays unknown.
+_UNRESOLVED_CODES = frozenset({"credentials_refused", "forbidden", "not_configured"})
+
+Outcome = Literal["succeeded", "transient_error", "permanent_error", "breaker_open", "kill_switch",
+                  "unknown_outcome", "idempotency_conflict", "lease_lost"]
 CallHook = Callable[[str, str, Outcome, float], None]
+#: (connector, tool, "found" | "not_found" | "error") after every reconciliation
+ReconcileHook = Callable[[str, str, str], None]
 KILL_SWITCH_RETRY_SECONDS = 1.0
 BREAKER_MIN_WAIT_SECONDS = 0.1
 MAX_ERROR_CHARS = 500
@@ -71,6 +94,16 @@ class ExecutesTools(Protocol):
     """What the outbox needs of the connector registry."""
 
     def execute(self, tool: str, params: Mapping[str, Any], *, idempotency_key: str) -> ExecutionResult: ...
+
+
+@runtime_checkable
+class Reconciles(Protocol):
+    """What the outbox uses, when the connectors offer it, before re-sending a call whose outcome
+    is unknown (without it, the call is sent again with the same key: `execute` promises that a
+    key never acts twice)."""
+
+    def reconcile(self, tool: str, params: Mapping[str, Any], *, idempotency_key: str,
+                  first_attempt_at: float) -> ExecutionResult | None: ...
 
 
 @dataclass(frozen=True)
@@ -100,14 +133,14 @@ class ExecutionError:
 
 _INSERT = insert(executions)
 _COLUMNS = ("decision_id", "tool", "params", "state", "attempts", "next_attempt_at", "lease_until",
-            "created_at", "updated_at")
+            "created_at", "updated_at", "first_attempt_at")
 _INSERT_STAGED = insert_sql(executions, _COLUMNS)
 
 
 def _new_row(decision_id: str, tool: str, params_json: str, now: float, lease_until: float | None) -> tuple[Any, ...]:
     claimed = lease_until is not None
     return (decision_id, tool, params_json, "running" if claimed else "pending", 1 if claimed else 0,
-            now, lease_until, now, now)
+            now, lease_until, now, now, now if claimed else None)
 
 
 def enqueue(
@@ -122,7 +155,7 @@ def enqueue(
     """
     text = dumps(dict(params))
     conn.execute(_INSERT, dict(zip(_COLUMNS, _new_row(decision_id, tool, text, now, lease_until), strict=True)))
-    return Claim(decision_id, tool, text, 1, lease_until) if lease_until is not None else None
+    return Claim(decision_id, tool, text, 1, lease_until, first_attempt_at=now) if lease_until is not None else None
 
 
 def stage_enqueue(batch: Batch, *, decision_id: str, tool: str, params_json: str, now: float,
@@ -130,7 +163,7 @@ def stage_enqueue(batch: Batch, *, decision_id: str, tool: str, params_json: str
     """`enqueue` as staged work, claimed by the caller (the request path), `params_json` the
     params serialised beforehand (`gateway.store.records.dumps`)."""
     batch.queue(_INSERT_STAGED, _new_row(decision_id, tool, params_json, now, lease_until))
-    return Claim(decision_id, tool, params_json, 1, lease_until)
+    return Claim(decision_id, tool, params_json, 1, lease_until, first_attempt_at=now)
 
 
 # -- running ─► an outcome: each statement moves the row only while it is running under the claim --
@@ -146,10 +179,12 @@ def _leased(**values: Any) -> Update:
 
 
 _RELEASE = _leased(state="pending", attempts=bindparam("new_attempts"), next_attempt_at=bindparam("new_next"))
-_RETRY = _leased(state="pending", next_attempt_at=bindparam("new_next"), error=bindparam("new_error"))
-_SUCCEED = _leased(state="succeeded", result=bindparam("new_result"), error=None)
-#: `_SUCCEED` as plain SQL for staged work: (result, now, decision_id, attempts).
-_SUCCEED_STAGED = (f"UPDATE {executions.name} SET state = 'succeeded', result = ?, error = NULL, "
+_RETRY = _leased(state="pending", next_attempt_at=bindparam("new_next"), error=bindparam("new_error"),
+                 outcome_unknown=bindparam("new_unknown"))
+#: Reconciliation found no effect: the call is sent now, under the same claim.
+_RECONCILED_NONE = _leased(state="running", outcome_unknown=0).values(lease_until=bindparam("lease"))
+#: (result, now, decision_id, attempts), for staged work.
+_SUCCEED_STAGED = (f"UPDATE {executions.name} SET state = 'succeeded', result = ?, error = NULL, outcome_unknown = 0, "
                    "lease_until = NULL, updated_at = ? WHERE decision_id = ? AND state = 'running' AND attempts = ?")
 _FAIL = _leased(state="failed", error=bindparam("new_error"))
 _AGENT = select(decisions.c.agent).where(decisions.c.decision_id == bindparam("id"))
@@ -170,6 +205,7 @@ class Outbox:
         lease_seconds: float = 30.0,
         breaker: CircuitBreakers | None = None,
         on_call: CallHook | None = None,
+        on_reconcile: ReconcileHook | None = None,
         rng: random.Random | None = None,
     ) -> None:
         if max_attempts < 1 or lease_seconds <= 0 or backoff_base < 0 or backoff_max < 0:
@@ -185,6 +221,7 @@ class Outbox:
         self.lease_seconds = lease_seconds
         self.breaker = breaker if breaker is not None else CircuitBreakers(failures=5, cooldown=60.0)
         self.on_call = on_call
+        self.on_reconcile = on_reconcile
         self.rng = rng if rng is not None else random.Random()
 
     def open_breakers(self) -> dict[str, bool]:
@@ -308,31 +345,91 @@ class Outbox:
             self._release(claim, self.clock() + wait, f"circuit breaker for {claim.connector} is open")
             return self._report(claim, "breaker_open", 0.0), None
         started = time.monotonic()
+        if claim.reconcile and hasattr(self.connectors, "reconcile"):
+            settled = self._reconcile(claim, started)
+            if settled is not None:
+                return settled
         try:
             result = self._call(claim)
         except Exception as exc:
             return self._failed_call(claim, exc, started), None
+        return self._succeeded(claim, result, started)
+
+    def _succeeded(self, claim: Claim, result: ExecutionResult, started: float) -> tuple[Outcome, Decision | None]:
         self.breaker.record_success(claim.connector)
         seconds = time.monotonic() - started
         stored = self.writer.run_staged(self._success_work(claim, result, None))
         return self._report(claim, "succeeded", seconds), stored
 
+    def _reconcile(self, claim: Claim, started: float) -> tuple[Outcome, Decision | None] | None:
+        """The previous attempt's outcome is unknown: ask the provider. Returns the settled
+        outcome (found: succeeded without a call; failed; or retried while it cannot tell), or
+        None when the provider shows no effect and the call is to be sent."""
+        assert isinstance(self.connectors, Reconciles)
+        try:
+            found = self.connectors.reconcile(claim.tool, claim.params, idempotency_key=claim.decision_id,
+                                              first_attempt_at=claim.first_attempt_at or self.clock())
+        except Exception as exc:
+            self._reconciled(claim, "error")
+            if not isinstance(exc, PermanentError) or exc.code in _UNRESOLVED_CODES:
+                exc = UnknownOutcomeError(f"reconciliation failed: {ExecutionError.of(exc).message}",
+                                          code=getattr(exc, "code", "outcome_unknown"),
+                                          retry_after=getattr(exc, "retry_after", None))
+            return self._failed_call(claim, exc, started), None
+        if found is not None:
+            self._reconciled(claim, "found")
+            return self._succeeded(claim, found, started)
+        self._reconciled(claim, "not_found")
+        if not self._none_found(claim):
+            return self._report(claim, "lease_lost", 0.0), None
+        return None
+
+    def _reconciled(self, claim: Claim, result: str) -> None:
+        if self.on_reconcile is not None:
+            try:
+                self.on_reconcile(claim.connector, claim.tool, result)
+            except Exception:
+                log.exception("the outbox's on_reconcile hook failed")
+
+    def _none_found(self, claim: Claim) -> bool:
+        """Reconciliation found no effect: a `reconciliation` entry, and the row no longer
+        unknown, its lease renewed for the call about to be sent. False if the lease was lost."""
+        now = self.clock()
+        moved = False
+
+        def unit(conn: Connection) -> None:
+            nonlocal moved
+            moved = _move(conn, claim, _RECONCILED_NONE, now, lease=now + self.lease_seconds)
+            if moved:
+                self.ledger.append(conn, "reconciliation", "warden", claim.decision_id, {
+                    "decision_id": claim.decision_id, "tool": claim.tool, "attempts": claim.attempts,
+                    "found": False, "idempotency_key": claim.decision_id,
+                })
+
+        self.writer.run(unit)
+        log.info("execution of %s: the provider shows no effect; sending it (attempt %d)",
+                 claim.decision_id, claim.attempts)
+        return moved
+
     def _failed_call(self, claim: Claim, exc: Exception, started: float) -> Outcome:
         """Record a call that raised: failed for good (a permanent error, or no attempts left)
-        or retried after a backoff."""
+        or retried after a backoff, reconciled first when its outcome is unknown."""
         if isinstance(exc, PermanentError):
             self.breaker.record_success(claim.connector)  # it answered: the system is up
             seconds = time.monotonic() - started
-            self._fail(claim, exc)
-            return self._report(claim, "permanent_error", seconds)
-        # TransientError, timeouts, anything unexpected
+            conflict = isinstance(exc, IdempotencyConflictError)
+            self._fail(claim, exc, incident="idempotency_conflict" if conflict else "connector_failure")
+            return self._report(claim, "idempotency_conflict" if conflict else "permanent_error", seconds)
+        # TransientError, an unknown outcome, anything unexpected (it may have failed after the
+        # request left: reconciled, like an unknown outcome)
+        unknown = isinstance(exc, UnknownOutcomeError) or not isinstance(exc, ConnectorError)
         self.breaker.record_failure(claim.connector)
         seconds = time.monotonic() - started
         if claim.attempts >= self.max_attempts:
-            self._fail(claim, exc)
+            self._fail(claim, exc, incident="execution_unresolved" if unknown else "connector_failure")
         else:
-            self._retry(claim, exc)
-        return self._report(claim, "transient_error", seconds)
+            self._retry(claim, exc, unknown=unknown)
+        return self._report(claim, "unknown_outcome" if unknown else "transient_error", seconds)
 
     # -- the outcomes: one unit of work each ----------------------------------------------------
 
@@ -342,25 +439,32 @@ class Outbox:
                                            new_attempts=claim.attempts - 1, new_next=next_attempt_at))
         log.info("execution of %s held back: %s", claim.decision_id, why)
 
-    def _retry(self, claim: Claim, exc: Exception) -> None:
-        """running ─► pending after a backoff; the decision stays "executing" and shows the error."""
+    def _retry(self, claim: Claim, exc: Exception, *, unknown: bool = False) -> None:
+        """running ─► pending after a backoff; the decision stays "executing" and shows the error;
+        an `execution` entry records the attempt. `unknown`: the next claim reconciles first."""
         now = self.clock()
         error = ExecutionError.of(exc)
         retry_after = exc.retry_after if isinstance(exc, TransientError) else None
         delay = backoff_delay(claim.attempts, base=self.backoff_base, cap=self.backoff_max,
                               retry_after=retry_after, rng=self.rng)
+        state = "unknown" if unknown else "retrying"
 
         def unit(conn: Connection) -> None:
             decision = load_decision(conn, claim.decision_id, for_update=True)  # the decision, then the row
-            if _move(conn, claim, _RETRY, now, new_next=now + delay, new_error=str(error)):
+            if _move(conn, claim, _RETRY, now, new_next=now + delay, new_error=str(error), new_unknown=int(unknown)):
                 _update_decision(conn, decision, "executing", {
-                    "state": "retrying", "attempts": claim.attempts, "last_error": error.to_json(),
+                    "state": state, "attempts": claim.attempts, "last_error": error.to_json(),
                     "next_attempt_at": iso_time(now + delay),
                 }, now)
+                self.ledger.append(conn, "execution", "warden", claim.decision_id, {
+                    "decision_id": claim.decision_id, "tool": claim.tool, "outcome": state,
+                    "error": error.to_json(), "attempts": claim.attempts,
+                    "next_attempt_at": iso_time(now + delay), "idempotency_key": claim.decision_id,
+                })
 
         self.writer.run(unit)
-        log.info("execution of %s failed (attempt %d, %s); retrying in %.2fs",
-                 claim.decision_id, claim.attempts, error.code, delay)
+        log.info("execution of %s %s (attempt %d, %s); retrying in %.2fs", claim.decision_id,
+                 "has an unknown outcome" if unknown else "failed", claim.attempts, error.code, delay)
 
     def _success_work(self, claim: Claim, result: ExecutionResult,
                       decision: Decision | None) -> Callable[[Batch], Decision | None]:
@@ -378,8 +482,14 @@ class Outbox:
         entry = EntryData.of({
             "decision_id": claim.decision_id, "tool": claim.tool, "outcome": "succeeded",
             "external_id": result.external_id, "summary": summary, "attempts": claim.attempts,
-            "idempotency_key": claim.decision_id,
+            "idempotency_key": claim.decision_id, **({"reconciled": True} if result.reconciled else {}),
         })
+        found = EntryData.of({
+            "decision_id": claim.decision_id, "tool": claim.tool, "attempts": claim.attempts, "found": True,
+            "external_id": result.external_id, "idempotency_key": claim.decision_id,
+        }) if result.reconciled else None
+        if result.reconciled:
+            execution["reconciled"] = True
         settled = None if decision is None else _settled(decision, "executed", execution)
 
         def work(batch: Batch) -> Decision | None:
@@ -394,29 +504,36 @@ class Outbox:
                     return None
                 changed = _settled(Decision.model_validate_json(row[0]), "executed", execution)
             batch.queue(UPDATE_SETTLED, (changed.status, changed.model_dump_json(), now, claim.decision_id))
+            if found is not None:
+                batch.append("reconciliation", "warden", claim.decision_id, found)
             batch.append("execution", "warden", claim.decision_id, entry)
             return changed
 
         return work
 
-    def _fail(self, claim: Claim, exc: Exception) -> None:
-        """running ─► failed; the decision "failed"; an `execution` entry; an incident."""
+    def _fail(self, claim: Claim, exc: Exception, *, incident: str = "connector_failure") -> None:
+        """running ─► failed; the decision "failed"; an `execution` entry; an incident of the
+        given kind (`execution_unresolved`: whether the action took effect is still unknown)."""
         error = ExecutionError.of(exc)
+        unresolved = incident == "execution_unresolved"
+        summary = (f"{claim.tool}: outcome still unknown after {claim.attempts} attempt(s) ({error.code}); check the "
+                   f"provider for idempotency key {claim.decision_id}" if unresolved else
+                   f"{claim.tool} failed after {claim.attempts} attempt(s): {error.code}")
 
         def unit(conn: Connection) -> None:
             now = self.clock()
             decision = load_decision(conn, claim.decision_id, for_update=True)
             if not _move(conn, claim, _FAIL, now, new_error=str(error)):
                 return
+            extra = {"unresolved": True} if unresolved else {}
             _update_decision(conn, decision, "failed",
-                             {"state": "failed", "error": error.to_json(), "attempts": claim.attempts}, now)
+                             {"state": "failed", "error": error.to_json(), "attempts": claim.attempts, **extra}, now)
             self.ledger.append(conn, "execution", "warden", claim.decision_id, {
                 "decision_id": claim.decision_id, "tool": claim.tool, "outcome": "failed",
-                "error": error.to_json(), "attempts": claim.attempts, "idempotency_key": claim.decision_id,
+                "error": error.to_json(), "attempts": claim.attempts, "idempotency_key": claim.decision_id, **extra,
             })
             record_incident(
-                conn, self.ledger, kind="connector_failure",
-                summary=f"{claim.tool} failed after {claim.attempts} attempt(s): {error.code}",
+                conn, self.ledger, kind=incident, summary=summary,
                 detail={"tool": claim.tool, "error": error.to_json(), "attempts": claim.attempts},
                 now=now, agent=conn.execute(_AGENT, {"id": claim.decision_id}).scalar_one_or_none(),
                 decision_id=claim.decision_id,

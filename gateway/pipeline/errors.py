@@ -8,6 +8,8 @@
     │   └── InvalidParams               invalid_params: the params do not match the tool (.errors)
     ├── PacketIdReused                  packet_id_reused: same packet_id, another packet
     ├── DecisionNotFound                decision_not_found: no such decision
+    ├── NotCompensable                  not_compensable: only an executed action can be undone
+    ├── NotReversible                   not_reversible: the tool cannot be undone (.why)
     ├── NotPermitted                    not_permitted: the person's role may not do this
     ├── ApprovalRefused                 an approval or rejection that cannot be taken
     │   ├── RoleNotAllowed              role_not_allowed: the decision needs another role
@@ -88,6 +90,18 @@ class PacketIdReused(PipelineError):
 
 class DecisionNotFound(PipelineError):
     code = "decision_not_found"
+
+
+class NotCompensable(PipelineError):
+    """A compensation asked for an action that has not executed (pending, denied, failed...)."""
+
+    code = "not_compensable"
+
+
+class NotReversible(PipelineError):
+    """The executed action's tool cannot be undone through Warden; the message says why."""
+
+    code = "not_reversible"
 
 
 class NotPermitted(PipelineError):

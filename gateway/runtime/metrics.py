@@ -59,9 +59,13 @@ from ledger.store import Ledger
 log = logging.getLogger("warden.metrics")
 
 #: What the outbox reports for each connector call (`on_call`'s `outcome`).
-OUTCOMES = ("succeeded", "transient_error", "permanent_error", "breaker_open", "kill_switch")
+OUTCOMES = ("succeeded", "transient_error", "permanent_error", "breaker_open", "kill_switch",
+            "unknown_outcome", "idempotency_conflict", "lease_lost")
 #: Outcomes that count as connector failures, and the `kind` label they get.
-FAILURE_KINDS = {"transient_error": "transient", "permanent_error": "permanent"}
+FAILURE_KINDS = {"transient_error": "transient", "permanent_error": "permanent",
+                 "unknown_outcome": "unknown_outcome", "idempotency_conflict": "idempotency_conflict"}
+#: What a reconciliation found (`on_reconcile`'s `result`).
+RECONCILIATION_RESULTS = ("found", "not_found", "error")
 
 #: A decision takes well under a millisecond to a few; anything near a second is a problem.
 DECISION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -143,6 +147,18 @@ class Metrics:
                                           ["connector", "tool", "kind"], registry=r)
         self.connector_seconds = Histogram("warden_connector_seconds", "Connector call duration.",
                                            ["connector"], buckets=CONNECTOR_BUCKETS, registry=r)
+        self.connector_reconciliations = Counter(
+            "warden_connector_reconciliations", "Executions whose outcome was unknown, checked with the provider, "
+            "by what it showed (found: not sent again).", ["connector", "tool", "result"], registry=r)
+        self.connector_throttle_waits = Counter(
+            "warden_connector_throttle_waits", "Calls that waited for the client-side rate limit.",
+            ["connector"], registry=r)
+        self.connector_throttle_seconds = Counter(
+            "warden_connector_throttle_wait_seconds", "Time calls waited for the client-side rate limit.",
+            ["connector"], registry=r)
+        self.connector_compensations = Counter(
+            "warden_connector_compensations", "Compensations asked for, by the compensating decision's status.",
+            ["connector", "tool", "status"], registry=r)
         self.writer_batches = Histogram("warden_log_writer_batch_jobs",
                                         "Jobs per batch of the log writer (one transaction, one commit each).",
                                         buckets=BATCH_BUCKETS, registry=r)
@@ -198,6 +214,20 @@ class Metrics:
             self.connector_seconds.labels(connector).observe(seconds)
 
     on_call = observe_connector_call
+
+    def observe_reconciliation(self, connector: str, tool: str, result: str) -> None:
+        """The outbox's `on_reconcile` hook."""
+        label = result if result in RECONCILIATION_RESULTS else OTHER
+        self.connector_reconciliations.labels(self._connector(connector), self._tool(tool), label).inc()
+
+    def observe_throttle_wait(self, connector: str, seconds: float) -> None:
+        """A live connector's `on_wait` hook (runs on the connectors' loop: counters only)."""
+        connector = self._connector(connector)
+        self.connector_throttle_waits.labels(connector).inc()
+        self.connector_throttle_seconds.labels(connector).inc(max(0.0, seconds))
+
+    def observe_compensation(self, tool: str, status: str) -> None:
+        self.connector_compensations.labels(self._connector(tool.split(".", 1)[0]), self._tool(tool), status).inc()
 
     def count_statements(self, engine: Engine) -> None:
         """Count every statement `engine` sends from now on in `warden_db_statements_total`."""

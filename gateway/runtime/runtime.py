@@ -25,14 +25,16 @@ from typing import Any
 
 from sqlalchemy import select
 
-from connectors.registry import Registry, build_registry
+from connectors.registry import Registry
 from dsl import compile_policy_dir
 from dsl.model import PolicySet
 from gateway.engine.decider import Decider
 from gateway.pipeline.approvals import Approvals
+from gateway.pipeline.compensate import Compensations
 from gateway.pipeline.audit import AuditReader
 from gateway.config import Settings
 from gateway.logs import log_event
+from gateway.runtime.connectors import ConnectorHealth, connectors_for
 from gateway.runtime.metrics import Metrics
 from gateway.execution.breaker import CircuitBreakers
 from gateway.execution.outbox import Outbox
@@ -132,11 +134,10 @@ class Runtime:
                              every_seconds=settings.checkpoint_every_seconds),
             ledger=self.ledger, clock=clock,
         )
-        self.registry = registry or build_registry(
-            data_dir=settings.data_dir,
-            faults=settings.sandbox_faults or None, latency_ms=settings.sandbox_latency_ms,
-        )
         self.metrics = Metrics(engine=self.db)
+        self._own_registry = registry is None
+        self.registry = registry or connectors_for(settings, on_wait=self.metrics.observe_throttle_wait)
+        self.connector_health = ConnectorHealth(self.registry)
         self.metrics.count_statements(self.db)
         known = self.registry.known_tools()
         expiry = timedelta(seconds=settings.approval_ttl_default_seconds)
@@ -159,6 +160,7 @@ class Runtime:
             breaker=CircuitBreakers(failures=settings.breaker_failures,
                                     cooldown=settings.breaker_cooldown_seconds),
             on_call=self.metrics.observe_connector_call,
+            on_reconcile=self.metrics.observe_reconciliation,
         )
         self.worker = Worker(self.outbox, threads=settings.outbox_workers,
                              recover_on_start=settings.outbox_recover_on_start)
@@ -171,6 +173,7 @@ class Runtime:
             registry=self.registry, outbox=self.outbox, clock=clock, on_decision=self._observe_decision,
             limits=Limits(settings.repeated_denials_threshold, settings.repeated_denials_window_seconds),
         )
+        self.compensations = Compensations(self.gateway, self.registry, on_compensation=self.metrics.observe_compensation)
         self.approvals = Approvals(self.gateway, passkeys_required_for_l3=settings.passkeys_required_for_l3)
         self.changes = Changes()
         self.commits = CommitListener(
@@ -194,6 +197,7 @@ class Runtime:
 
     def start(self) -> None:
         self._sign_checkpoints()  # a log that has never been checkpointed gets one now
+        self.connector_health.start()
         self.worker.start()
         if self.commits is not None:
             self.commits.start()
@@ -213,8 +217,11 @@ class Runtime:
         if self._housekeeper is not None:
             self._housekeeper.join(timeout=5)
         self.tamper_lock.release()
+        self.connector_health.stop()
         self.writer.close()
         self.db.dispose()
+        if self._own_registry and self.registry.runner is not None:
+            self.registry.close()  # live mode: the connectors' loop and clients
 
     @asynccontextmanager
     async def lifespan(self, _app: Any) -> AsyncIterator[None]:
@@ -336,6 +343,8 @@ class Runtime:
             checks["database"] = True
         except Exception:
             log.warning("readiness: database unreachable")
+        if self.connector_health.enabled:
+            checks["connectors"] = self.connector_health.ready()
         return checks
 
 

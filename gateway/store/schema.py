@@ -15,8 +15,10 @@ documents are stored as text exactly as served.
 - `approvals`   (decision_id, approver) → role, comment, time: one person counts once.
 - `executions`  the outbox: written in the decision's transaction; a worker claims a row with a
                 lease, calls the connector with the decision id as idempotency key and records the
-                outcome. `state`: pending → running → succeeded | failed.
-- `incidents`   proof mismatches, connector failures, repeated denials, tamper alarms.
+                outcome. `state`: pending → running → succeeded | failed. The first call's time
+                and whether the last outcome is unknown (version 5).
+- `incidents`   proof mismatches, connector failures, repeated denials, tamper alarms,
+                idempotency conflicts, executions left unresolved.
                 Acknowledged in the console: acknowledged_at and _by (version 3).
 - `gateway_state` small named documents (the kill switch).
 - `invites`     one-time links to set a console password: SHA-256 of the token → email, expiry,
@@ -30,6 +32,8 @@ documents are stored as text exactly as served.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -128,6 +132,10 @@ executions = Table(
     Column("error", Text, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column("first_attempt_at", Float, nullable=True),  # version 5: the first call with the key
+    # version 5: the last attempt's outcome is unknown (a timeout, a crash mid-call): the next
+    # claim reconciles with the provider before it sends anything
+    Column("outcome_unknown", SmallInteger, nullable=False, server_default="0"),
 )
 Index("ix_executions_state_next", executions.c.state, executions.c.next_attempt_at)
 
@@ -238,12 +246,7 @@ def _console_accounts(conn: Connection) -> None:
 
     Version 1 creates whatever `metadata` holds, so on a database created by this release these
     already exist: each column and table is added only if it is missing."""
-    found = inspect(conn)
-    for column in _VERSION_3_COLUMNS:
-        table = column.table.name
-        if column.name not in {c["name"] for c in found.get_columns(table)}:
-            spec = CreateColumn(column).compile(dialect=conn.dialect)
-            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {spec}"))
+    _add_missing_columns(conn, _VERSION_3_COLUMNS)
     for new in _VERSION_3_TABLES:
         new.create(conn, checkfirst=True)  # with its indexes
 
@@ -263,9 +266,30 @@ def _decision_list_indexes(conn: Connection) -> None:
         by_name[name].create(conn, checkfirst=True)
 
 
+#: The columns version 5 adds to `executions`.
+_VERSION_5_COLUMNS = (executions.c.first_attempt_at, executions.c.outcome_unknown)
+
+
+def _execution_outcomes(conn: Connection) -> None:
+    """Version 5: live connectors. An execution remembers when its first call left (a provider
+    keeps an idempotency key for a limited time) and whether its last outcome is unknown (to be
+    reconciled before anything is sent again). Added only if missing (version 1 creates them)."""
+    _add_missing_columns(conn, _VERSION_5_COLUMNS)
+
+
+def _add_missing_columns(conn: Connection, columns: tuple[Column[Any], ...]) -> None:
+    found = inspect(conn)
+    for column in columns:
+        table = column.table.name
+        if column.name not in {c["name"] for c in found.get_columns(table)}:
+            spec = CreateColumn(column).compile(dialect=conn.dialect)
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {spec}"))
+
+
 # Append only; never edit a released migration. The list index + 1 is the schema version.
 MIGRATIONS: list[ledger_schema.Migration] = [
     _create_gateway_tables, _unique_agent_names_regardless_of_case, _console_accounts, _decision_list_indexes,
+    _execution_outcomes,
 ]
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -84,8 +84,11 @@ def test_transient_failures_back_off_then_succeed(engine: Engine, connector: Rec
         assert row.next_attempt_at == pytest.approx(started + delay)
         decision = stored_decision(engine, decision_id)
         assert decision.status == "executing"
-        assert decision.execution is not None and decision.execution["state"] == "retrying"
+        # a timeout may have left after the request: its outcome is unknown (reconciled first)
+        state = "unknown" if attempt == 3 else "retrying"
+        assert decision.execution is not None and decision.execution["state"] == state
         assert decision.execution["attempts"] == attempt
+        assert execution_row(engine, decision_id).outcome_unknown == (attempt == 3)
         clock.advance(delay / 2)
         assert outbox.run_due() == 0, "retried before its backoff ended"
         clock.advance(delay / 2)
@@ -95,7 +98,9 @@ def test_transient_failures_back_off_then_succeed(engine: Engine, connector: Rec
     assert stored_decision(engine, decision_id).status == "executed"
     assert execution_row(engine, decision_id).attempts == 4
     assert connector.keys_called() == [decision_id] * 4
-    assert [e.data["outcome"] for e in audit_entries(engine)] == ["succeeded"]
+    # every attempt is in the audit log, not only the last
+    assert [e.data["outcome"] for e in audit_entries(engine)] == ["retrying", "retrying", "unknown", "succeeded"]
+    assert execution_row(engine, decision_id).outcome_unknown == 0
 
 
 def test_retry_error_is_recorded_on_the_decision(engine: Engine, connector: RecordingConnector, clock: FakeClock) -> None:
@@ -140,7 +145,9 @@ def test_attempts_exhausted_fail_with_incident_and_audit_entry(
     decision = stored_decision(engine, decision_id)
     assert decision.status == "failed"
     assert decision.execution == {"state": "failed", "error": {"code": "bad_gateway", "message": "upstream 502"}, "attempts": 3}
-    execution, incident = audit_entries(engine)
+    *retries, execution, incident = audit_entries(engine)
+    assert [(e.kind, e.data["outcome"], e.data["attempts"]) for e in retries] == [
+        ("execution", "retrying", 1), ("execution", "retrying", 2)]
     assert execution.kind == "execution" and execution.data["outcome"] == "failed"
     assert execution.data["error"] == {"code": "bad_gateway", "message": "upstream 502"}
     assert execution.data["attempts"] == 3 and execution.data["idempotency_key"] == decision_id

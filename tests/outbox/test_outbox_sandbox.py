@@ -67,7 +67,27 @@ def test_crash_redrive_executes_once_in_the_sandbox(engine: Engine, registry: Re
     clock.advance(31)
     assert Outbox(Writer(engine, Ledger()), registry, clock=clock).run_due() == 1
     assert registry.call_ledger is not None
-    assert registry.call_ledger.count(decision_id) == 2
+    # the lease expired while running: the outcome was unknown, and reconciliation found the
+    # call in the sandbox's records, so nothing was sent again
+    assert registry.call_ledger.count(decision_id) == 1
     assert registry.call_ledger.executions_by_key() == {decision_id: 1}
     decision = stored_decision(engine, decision_id)
     assert decision.execution is not None and decision.execution["external_id"] == first.external_id
+    assert decision.execution["reconciled"] is True
+    found, execution = audit_entries(engine)
+    assert (found.kind, found.data["found"], found.data["external_id"]) == ("reconciliation", True, first.external_id)
+    assert (execution.kind, execution.data["outcome"], execution.data["reconciled"]) == ("execution", "succeeded", True)
+
+
+def test_a_crash_before_the_call_is_reconciled_then_sent_once(engine: Engine, registry: Registry,
+                                                              clock: FakeClock) -> None:
+    decision_id = add_decision(engine, clock(), params=REFUND)
+    Outbox(Writer(engine, Ledger()), registry, clock=clock).claim(1)  # then the crash, before any call
+    clock.advance(31)
+    assert Outbox(Writer(engine, Ledger()), registry, clock=clock).run_due() == 1
+    assert registry.call_ledger is not None and registry.call_ledger.executions_by_key() == {decision_id: 1}
+    assert stored_decision(engine, decision_id).status == "executed"
+    none_found, execution = audit_entries(engine)
+    assert (none_found.kind, none_found.data["found"]) == ("reconciliation", False)
+    assert (execution.data["outcome"], execution.data["attempts"]) == ("succeeded", 2)
+    assert execution_row(engine, decision_id).outcome_unknown == 0

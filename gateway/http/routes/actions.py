@@ -14,6 +14,7 @@ from gateway.http.auth import ANYONE, Principal, require
 from gateway.http.body import read_packet
 from gateway.http.deps import DecisionId, RuntimeDep
 from gateway.http.problems import Problem, problem_responses
+from gateway.pipeline.approvals import APPROVER_ROLES, Person
 from gateway.pipeline.errors import shown
 
 router = APIRouter(tags=["actions"])
@@ -93,3 +94,21 @@ async def get_decision(
         await runtime.changes.wait(decision_id, min(0.25, max(0.0, deadline - time.monotonic())))
         decision = await run_in_threadpool(gw.get, decision_id)
     return JSONResponse(decision.model_dump(mode="json"))
+
+
+@router.post("/v1/actions/{decision_id}/compensate", summary="Undo an executed action",
+             response_model=Decision,
+             responses=problem_responses("missing_token", "invalid_token", "forbidden_role", "decision_not_found",
+                                         "not_compensable", "not_reversible", "database_unavailable"))
+async def compensate(decision_id: DecisionId, runtime: RuntimeDep,
+                     who: Principal = Depends(require(*APPROVER_ROLES))) -> Response:
+    """Run the catalog's compensation of an executed, reversible action (restore the previous
+    price, delete the discount or the note, move the deal back, reverse the transfer). The
+    compensation is a packet of the original agent (`packet_id` `compensate.<decision_id>`),
+    decided under the policies and recorded like any other: it may execute at once, wait for
+    approval or be denied. Asking again returns the same compensating decision. An irreversible
+    tool is refused with 409 `not_reversible`, an action that has not executed with
+    `not_compensable`."""
+    decision = await run_in_threadpool(runtime.compensations.compensate, Person(who.name, who.role), decision_id)
+    runtime.changes.notify(decision_id)
+    return decision_response(decision)

@@ -22,11 +22,13 @@ def healthz() -> dict[str, str]:
 @router.get("/readyz", responses=problem_responses("not_ready"))
 def readyz(runtime: RuntimeDep) -> Response:
     checks = runtime.readiness()
+    health = runtime.connector_health
+    connectors = {"connectors": health.report()} if health.enabled else {}
     if not all(checks.values()):
         failing = ", ".join(k for k, ok in checks.items() if not ok)
-        return problem_response(Problem("not_ready", f"not ready: {failing}", checks=checks))
+        return problem_response(Problem("not_ready", f"not ready: {failing}", checks=checks, **connectors))
     return JSONResponse({"status": "ready", "checks": checks, "tamper_alarm": runtime.tamper_alarm(),
-                         "process": identity()})
+                         "process": identity(), **connectors})
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
