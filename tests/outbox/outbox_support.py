@@ -141,3 +141,36 @@ class TopOfRange:
 
     def uniform(self, low: float, high: float) -> float:
         return high
+
+
+class ReconcilingConnector(RecordingConnector):
+    """A connector that can also say what it holds for a key (`reconcile`), and can act and
+    then lose its answer (`act_then_fail`), as a provider whose answer never arrived."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lost_answers: dict[str, list[Exception]] = {}
+        self.reconcile_errors: dict[str, list[Exception]] = {}
+        self.reconciled: list[str] = []
+
+    def act_then_fail(self, key: str, *errors: Exception) -> None:
+        """The next calls with `key` take effect, then raise `errors` (the answer is lost)."""
+        self.lost_answers.setdefault(key, []).extend(errors)
+
+    def execute(self, tool: str, params: Mapping[str, Any], *, idempotency_key: str) -> ExecutionResult:
+        result = super().execute(tool, params, idempotency_key=idempotency_key)
+        with self._lock:
+            queue = self.lost_answers.get(idempotency_key)
+            if queue:
+                raise queue.pop(0)
+        return result
+
+    def reconcile(self, tool: str, params: Mapping[str, Any], *, idempotency_key: str,
+                  first_attempt_at: float) -> ExecutionResult | None:
+        with self._lock:
+            self.reconciled.append(idempotency_key)
+            queue = self.reconcile_errors.get(idempotency_key)
+            if queue:
+                raise queue.pop(0)
+            found = self.performed.get(idempotency_key)
+        return None if found is None else dataclasses.replace(found, reconciled=True)
