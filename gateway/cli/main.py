@@ -12,6 +12,8 @@ an exit code (`gateway.cli.exits`). Every command reads the same settings (`gate
     db upgrade                   gateway.cli.db
     keys generate|rotate         gateway.cli.keys
     audit checkpoint|export|verify   gateway.cli.audit (report: gateway.cli.verification)
+    connectors check             gateway.cli.connectors
+    actions compensate           gateway.cli.actions
 """
 
 from __future__ import annotations
@@ -29,10 +31,10 @@ def _registrars() -> list[Register]:
     """The modules that contribute sub-commands. Each imports its heavy parts (the compiler,
     the engine, the database, the crypto stack) inside its handlers, so `warden --help` stays
     fast."""
-    from gateway.cli import agents, audit, config, db, keys, policy, serve, users
+    from gateway.cli import actions, agents, audit, config, connectors, db, keys, policy, serve, users
 
     return [serve.register, policy.register, agents.register, users.register, config.register,
-            db.register, keys.register, audit.register]
+            db.register, keys.register, audit.register, connectors.register, actions.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,7 +7,8 @@ The compensation is itself a packet, decided and recorded like any other:
 - from the original action's agent (its autonomy and owner; policies see `agent` as for the
   original), allowed the compensating tool for this packet only: a person asked for it, not the
   agent;
-- `packet_id` `compensate.<decision_id>`, so asking twice (or two people asking) gives the one
+- `packet_id` `compensate.<decision_id>` (reserved: no agent's packet may use it, nor
+  `context.compensation`), so asking twice (or two people asking) gives the one
   compensating decision: the packet is built from what was recorded only, and is the same
   whoever asks;
 - `evidence.compensates` holds the original decision's id, tool, provider id and summary;
@@ -41,16 +42,13 @@ from gateway.pipeline.errors import (
     NotReversible,
     shown,
 )
-from gateway.pipeline.submit import Gateway
+from gateway.pipeline.submit import COMPENSATION_KEY, COMPENSATION_PREFIX, Gateway
 from gateway.store.identities import get_agent
 from gateway.store.schema import decisions
 from ledger.database import read_only
 
-PACKET_PREFIX = "compensate."
-
-
 def compensation_packet_id(decision_id: str) -> str:
-    return PACKET_PREFIX + decision_id
+    return COMPENSATION_PREFIX + decision_id
 
 
 class Compensations:
@@ -85,7 +83,7 @@ class Compensations:
             action=Action(tool=action.tool, params=action.params),
             evidence={"compensates": {"decision_id": decision_id, "tool": packet.tool,
                                       "external_id": external_id, "summary": summary}},
-            context={"compensation": {"of": decision_id, "tool": packet.tool}},
+            context={COMPENSATION_KEY: {"of": decision_id, "tool": packet.tool}},
         )
         return original, agent, compensating
 
@@ -94,7 +92,7 @@ class Compensations:
         if person.role not in APPROVER_ROLES:
             raise NotPermitted(f"role {shown(person.role)} cannot ask for a compensation")
         _original, agent, packet = self.plan(decision_id)
-        decision = self.gateway.submit(agent, packet)
+        decision = self.gateway.submit(agent, packet, compensation=True)
         if self.on_compensation is not None:
             self.on_compensation(packet.tool, decision.status)
         return decision

@@ -5,7 +5,8 @@
     │   ├── AgentMismatch               agent_mismatch: the packet names another agent
     │   ├── UnknownTool                 unknown_tool: no such tool
     │   ├── ToolNotAllowed              tool_not_allowed: outside the agent's allowlist
-    │   └── InvalidParams               invalid_params: the params do not match the tool (.errors)
+    │   ├── InvalidParams               invalid_params: the params do not match the tool (.errors)
+    │   └── ReservedName                reserved_name: a packet_id or context key Warden reserves
     ├── PacketIdReused                  packet_id_reused: same packet_id, another packet
     ├── DecisionNotFound                decision_not_found: no such decision
     ├── NotCompensable                  not_compensable: only an executed action can be undone
@@ -82,6 +83,12 @@ class InvalidParams(PacketRefused):
 
     def __init__(self, message: str, errors: list[dict[str, Any]]) -> None:
         super().__init__(message, errors=errors)
+
+
+class ReservedName(PacketRefused):
+    """An agent's packet uses a name reserved for Warden's own compensating packets."""
+
+    code = "reserved_name"
 
 
 class PacketIdReused(PipelineError):

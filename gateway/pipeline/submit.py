@@ -36,7 +36,7 @@ from gateway.store.killswitch import read_kill_switch
 from gateway.engine.models import Decision, Packet, packet_hash
 from gateway.execution.outbox import Claim, Outbox, stage_enqueue
 from gateway.pipeline.errors import (
-    AgentMismatch, DecisionNotFound, InvalidParams, PacketIdReused, ToolNotAllowed,
+    AgentMismatch, DecisionNotFound, InvalidParams, PacketIdReused, ReservedName, ToolNotAllowed,
     UnknownTool, shown,
 )
 from gateway.store.records import INSERT_DECISION, audit_ref, dumps, load_decision, new_decision_id, stage_incident
@@ -47,6 +47,12 @@ from ledger.database import read_only
 from ledger.entry import EntryData
 
 log = logging.getLogger("warden.gateway")
+
+#: Reserved for the compensations people ask for (`gateway.pipeline.compensate`): the packet_id
+#: prefix and the context key policies read. An agent's packet may use neither, so a policy can
+#: trust `has(context.compensation)`.
+COMPENSATION_PREFIX = "compensate."
+COMPENSATION_KEY = "compensation"
 
 #: Statuses after which a decision never changes again.
 FINAL = frozenset({"executed", "denied", "drafted", "rejected", "expired", "failed"})
@@ -132,12 +138,14 @@ class Gateway:
 
     # ---------------------------------------------------------------- validation
 
-    def check_packet(self, agent: Agent, packet: Packet, *, record: bool = True) -> dict[str, Any]:
+    def check_packet(self, agent: Agent, packet: Packet, *, record: bool = True,
+                     compensation: bool = False) -> dict[str, Any]:
         """Refuse what no policy should even see; returns the validated params. An agent naming
         another agent, or a tool outside its allowlist, is refused and, unless `record` is false
-        (a dry run), recorded (`refusal`)."""
+        (a dry run), recorded (`refusal`). `compensation`: Warden's own compensating packet,
+        the only one that may use the names reserved for it."""
         try:
-            return self._validate(agent, packet)
+            return self._validate(agent, packet, compensation=compensation)
         except REFUSALS as exc:
             if record:
                 self.writer.run_staged(_refusal(agent, packet, exc))
@@ -145,16 +153,21 @@ class Gateway:
 
     async def _check_packet_async(self, agent: Agent, packet: Packet) -> None:
         try:
-            self._validate(agent, packet)
+            self._validate(agent, packet, compensation=False)
         except REFUSALS as exc:
             await self.writer.stage_async(_refusal(agent, packet, exc))
             raise
 
-    def _validate(self, agent: Agent, packet: Packet) -> dict[str, Any]:
+    def _validate(self, agent: Agent, packet: Packet, *, compensation: bool) -> dict[str, Any]:
         tool = packet.action.tool
         if packet.agent != agent.name:
             raise AgentMismatch(
                 f"the packet names agent {shown(packet.agent)} but the token belongs to {shown(agent.name)}"
+            )
+        if not compensation and (packet.packet_id.startswith(COMPENSATION_PREFIX) or COMPENSATION_KEY in packet.context):
+            raise ReservedName(
+                f"packet_id {COMPENSATION_PREFIX!r}... and context.{COMPENSATION_KEY} are reserved for the "
+                "compensations people ask for (POST /v1/actions/{id}/compensate); policies trust them"
             )
         spec = self.registry.spec(tool)
         if spec is None:
@@ -178,9 +191,10 @@ class Gateway:
             kill = read_kill_switch(conn).engaged
         return self.policies().decide(packet, agent, now=self.now(), kill_switch=kill, dry_run=True)
 
-    def submit(self, agent: Agent, packet: Packet) -> Decision:
-        """The whole pipeline for one packet; returns the decision as stored (and executed)."""
-        self.check_packet(agent, packet)
+    def submit(self, agent: Agent, packet: Packet, *, compensation: bool = False) -> Decision:
+        """The whole pipeline for one packet; returns the decision as stored (and executed).
+        `compensation`: the packet is Warden's own compensation of an executed action."""
+        self.check_packet(agent, packet, compensation=compensation)
         started = time.perf_counter()
         prepared = self._prepare(agent, packet, self.policies(), self.writer.kill_switch.engaged)
         try:

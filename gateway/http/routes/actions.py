@@ -37,7 +37,7 @@ PACKET_PROBLEMS = problem_responses(
     "malformed_json", "missing_token", "invalid_token", "forbidden_role", "agent_mismatch",
     "tool_not_allowed", "packet_id_reused", "packet_too_large", "unsupported_media_type",
     "invalid_packet", "packet_too_deep", "invalid_unicode", "duplicate_key", "unknown_tool",
-    "invalid_params", "database_unavailable")
+    "invalid_params", "reserved_name", "database_unavailable")
 
 
 @router.post(
