@@ -15,11 +15,13 @@ import connectors
 from connectors import (
     ConnectorConfigError,
     ExecutionResult,
+    PermanentError,
     Registry,
     ToolSpec,
     build_registry,
     catalog_tool_names,
 )
+from connectors.live.config import LiveConfig
 from connectors.registry import SANDBOX_CALLS_FILE
 from dsl import builtin_policy_dir
 from dsl.model import Risk
@@ -27,10 +29,30 @@ from dsl.model import Risk
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_live_mode_is_not_available_yet(tmp_path: Path) -> None:
-    with pytest.raises(ConnectorConfigError, match="live connectors are not available yet"):
-        build_registry("live", data_dir=tmp_path)
+def test_live_mode_without_credentials_knows_every_tool_and_refuses_every_call(tmp_path: Path) -> None:
+    registry = build_registry("live", data_dir=tmp_path)
+    try:
+        assert registry.mode == "live" and registry.call_ledger is None
+        assert registry.known_tools() == catalog_tool_names()
+        with pytest.raises(PermanentError, match="stripe is not configured") as refused:
+            registry.execute("stripe.refund", {"charge": "ch_1", "amount": 100, "currency": "usd"},
+                             idempotency_key="dec_1")
+        assert refused.value.code == "not_configured"
+        checks = registry.check()
+        assert sorted(checks) == ["crm", "shopify", "stripe"]
+        assert all(not c.ok and c.code == "not_configured" for c in checks.values())
+        assert "WARDEN_CRM_ACCESS_TOKEN" in checks["crm"].detail
+        # nothing can have been sent: reconciliation finds nothing, without a call
+        assert registry.reconcile("crm.log_note", {"record_id": "c_1", "body": "x"}, idempotency_key="dec_2",
+                                  first_attempt_at=0.0) is None
+    finally:
+        registry.close()
     assert not (tmp_path / SANDBOX_CALLS_FILE).exists()
+
+
+def test_live_mode_needs_a_positive_timeout() -> None:
+    with pytest.raises(ConnectorConfigError, match="timeout must be positive"):
+        build_registry("live", live=LiveConfig(timeout_seconds=0))
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
