@@ -9,6 +9,11 @@ Identities registered:
     people  founder@test.local (founder), approver@test.local, approver2@test.local,
             owner@test.local (approver who owns the agents), auditor@test.local, viewer@test.local
 
+Connectors: the sandbox, or with `WARDEN_TEST_CONNECTORS=live` the live connectors against fake
+providers on loopback (tests/fakes: Stripe, Shopify, HubSpot), one set per gateway, started with
+it (`server.fakes`). `server.calls` says what the connectors did, whichever the mode:
+executions per idempotency key, and how many calls reached a provider at all.
+
 Shared helpers for the HTTP tests: `module_server` (one gateway per database for a module),
 `audit_log` / `audit` (the hashed audit log as the auditor), `footprint` (what a request may have
 left behind), `eventually` (poll until a check holds),
@@ -17,6 +22,7 @@ left behind), `eventually` (poll until a check holds),
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import threading
@@ -54,6 +60,78 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+#: Which connectors the HTTP tests' gateways run: "sandbox" (the default) or "live" (the live
+#: connectors against fake providers on loopback).
+CONNECTORS = os.environ.get("WARDEN_TEST_CONNECTORS", "sandbox")
+LIVE = CONNECTORS == "live"
+
+
+@dataclass
+class Fakes:
+    """The fake providers one live-mode gateway talks to."""
+
+    stripe: Any
+    shopify: Any
+    crm: Any
+
+    @classmethod
+    def start(cls) -> Fakes:
+        from fakes.crm import FakeHubSpot
+        from fakes.shopify import FakeShopify
+        from fakes.stripe import FakeStripe
+
+        return cls(FakeStripe().start(), FakeShopify().start(), FakeHubSpot(autocreate=True).start())
+
+    def all(self) -> list[Any]:
+        return [self.stripe, self.shopify, self.crm]
+
+    def settings(self) -> dict[str, Any]:
+        from fakes.crm import TOKEN
+        from fakes.stripe import DEFAULT_KEY
+
+        return {"connectors_mode": "live", "connector_timeout_seconds": 5.0,
+                "stripe_api_key": DEFAULT_KEY, "stripe_api_base": self.stripe.base_url,
+                "shopify_shop": "warden-test.myshopify.com", "shopify_access_token": self.shopify.access_token,
+                "shopify_api_base": self.shopify.base_url,
+                "crm_access_token": TOKEN, "crm_api_base": self.crm.base_url}
+
+    def stop(self) -> None:
+        for fake in self.all():
+            fake.stop()
+
+
+@dataclass
+class Calls:
+    """What a gateway's connectors did: the sandbox's call ledger, or the fake providers' records."""
+
+    runtime: Runtime
+    fakes: Fakes | None
+
+    def executions_by_key(self) -> dict[str, int]:
+        """{idempotency key: times it took effect}: 1 for every executed action, or a bug."""
+        if self.fakes is None:
+            ledger = self.runtime.registry.call_ledger
+            assert ledger is not None
+            return ledger.executions_by_key()
+        counts: dict[str, int] = {}
+        for fake in self.fakes.all():
+            for key, count in fake.effects_by_key().items():
+                if key is not None:
+                    counts[key] = counts.get(key, 0) + count
+        return counts
+
+    def executed(self, key: str) -> int:
+        return self.executions_by_key().get(key, 0)
+
+    def total(self) -> int:
+        """Every call that reached a connector's provider (the sandbox: every recorded call)."""
+        if self.fakes is None:
+            ledger = self.runtime.registry.call_ledger
+            assert ledger is not None
+            return len(ledger.calls())
+        return sum(len(fake.requests()) for fake in self.fakes.all())
+
+
 @dataclass
 class Server:
     """A running gateway and a client per identity (`server.client("a2")`)."""
@@ -61,7 +139,12 @@ class Server:
     runtime: Runtime
     base_url: str
     tokens: dict[str, str]
+    fakes: Fakes | None = None
     _clients: dict[str, httpx.Client] = field(default_factory=dict)
+
+    @property
+    def calls(self) -> Calls:
+        return Calls(self.runtime, self.fakes)
 
     @property
     def port(self) -> int:
@@ -113,8 +196,18 @@ def note(agent: str, **kw: Any) -> dict[str, Any]:
 def start_server(settings: Settings, *, setup: Callable[[Runtime], dict[str, str]] | None = None,
                  port: int | None = None, clock: Callable[[], float] | None = None) -> tuple[Server, Callable[[], None]]:
     """Start a gateway on 127.0.0.1 (on `port`, or a free one) in a thread; returns it and its stop.
-    `clock` (UNIX seconds) replaces the runtime's `time.time`, so a test can move time."""
-    runtime = Runtime(settings, clock=clock) if clock is not None else Runtime(settings)
+    `clock` (UNIX seconds) replaces the runtime's `time.time`, so a test can move time. With
+    `WARDEN_TEST_CONNECTORS=live`, fake providers start first and the gateway runs live against
+    them (sandbox-only settings such as `sandbox_faults` are then the test's to translate)."""
+    fakes = Fakes.start() if LIVE else None
+    if fakes is not None:
+        settings = settings.model_copy(update=fakes.settings())
+    try:
+        runtime = Runtime(settings, clock=clock) if clock is not None else Runtime(settings)
+    except BaseException:
+        if fakes is not None:
+            fakes.stop()
+        raise
     tokens = (setup or register_identities)(runtime)
     app = create_app(runtime)
     port = port or free_port()
@@ -127,12 +220,14 @@ def start_server(settings: Settings, *, setup: Callable[[Runtime], dict[str, str
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the test server did not start")
         time.sleep(0.01)
-    handle = Server(runtime, f"http://127.0.0.1:{port}", tokens)
+    handle = Server(runtime, f"http://127.0.0.1:{port}", tokens, fakes)
 
     def stop() -> None:
         handle.close()
         server.should_exit = True
         thread.join(timeout=15)
+        if fakes is not None:
+            fakes.stop()
 
     return handle, stop
 
@@ -213,7 +308,7 @@ def footprint(server: Server) -> tuple[int, int, int]:
     with server.runtime.db.connect() as conn:
         rows = conn.execute(select(func.count()).select_from(decisions)).scalar_one()
     size = server.client("auditor").get("/v1/audit/entries", params={"from": 0, "to": 0}).json()["size"]
-    return int(rows), int(size), len(server.runtime.registry.call_ledger.calls())
+    return int(rows), int(size), server.calls.total()
 
 
 def eventually(check: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:

@@ -36,10 +36,8 @@ def shared_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
 
 
 def executions(server: Server, decision_id: str) -> int:
-    """How many times the sandbox executed the action (not replays) with this idempotency key."""
-    ledger = server.runtime.registry.call_ledger
-    assert ledger is not None
-    return ledger.executions_by_key().get(decision_id, 0)
+    """How many times the action took effect (not replays) with this idempotency key."""
+    return server.calls.executed(decision_id)
 
 
 def active_digest(server: Server) -> str:

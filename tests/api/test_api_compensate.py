@@ -30,7 +30,7 @@ def _compensations_of(server: Server, decision_id: str) -> list[dict[str, Any]]:
 
 
 def test_a_price_change_is_undone_by_restoring_the_price_once(server: Server) -> None:
-    original = _executed(server, "shopify.update_price", {"product_id": "p_1", "variant_id": "v_1", "old_price": 4000,
+    original = _executed(server, "shopify.update_price", {"product_id": "1001", "variant_id": "2001", "old_price": 4000,
                                                           "new_price": 3600, "currency": "usd"},
                          evidence={"projected_margin": 0.3})
     path = f"/v1/actions/{original['decision_id']}/compensate"
@@ -47,7 +47,7 @@ def test_a_price_change_is_undone_by_restoring_the_price_once(server: Server) ->
     recorded = entry["data"]["packet"]
     assert recorded["agent"] == "a3"
     assert recorded["action"] == {"tool": "shopify.update_price", "params": {
-        "product_id": "p_1", "variant_id": "v_1", "old_price": 3600, "new_price": 4000, "currency": "usd"}}
+        "product_id": "1001", "variant_id": "2001", "old_price": 3600, "new_price": 4000, "currency": "usd"}}
     assert recorded["context"]["compensation"] == {"of": original["decision_id"], "tool": "shopify.update_price"}
     assert recorded["evidence"]["compensates"]["decision_id"] == original["decision_id"]
 

@@ -42,13 +42,14 @@ PACKET_CODES = {"malformed_json", "invalid_packet", "unsupported_media_type", "p
                 "tool_not_allowed", "packet_id_reused", "invalid_unicode", "duplicate_key"}
 ACCESS_CODES = {"missing_token", "invalid_token", "forbidden_role", "decision_not_found", "not_found",
                 "method_not_allowed", "invalid_request", "malformed_json", "body_too_large"}
+COMPENSATION_CODES = {"not_compensable", "not_reversible", "reserved_name"}
 APPROVAL_CODES = {"own_agent", "role_not_allowed", "already_approved", "not_pending",
                   "approval_expired", "decision_not_found", "forbidden_role", "passkey_required",
                   "passkey_invalid"}
 
 
 def test_the_tests_cover_every_client_error_code() -> None:
-    assert PACKET_CODES | ACCESS_CODES | APPROVAL_CODES == set(CODES) - SERVER_SIDE
+    assert PACKET_CODES | ACCESS_CODES | APPROVAL_CODES | COMPENSATION_CODES == set(CODES) - SERVER_SIDE
 
 
 def assert_problem(response: httpx.Response, code: str, seen: set[str] | None = None) -> dict[str, Any]:
@@ -69,7 +70,7 @@ def assert_problem(response: httpx.Response, code: str, seen: set[str] | None = 
 
 
 class Ledgers:
-    """What a request may have changed: decision rows, audit entries, sandbox calls."""
+    """What a request may have changed: decision rows, audit entries, connector calls."""
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -80,11 +81,11 @@ class Ledgers:
         with runtime.db.connect() as conn:
             rows = conn.execute(select(func.count()).select_from(decisions)).scalar_one()
         size = self.server.client("auditor").get("/v1/audit/entries", params={"from": 0, "to": 0}).json()["size"]
-        return int(rows), int(size), len(runtime.registry.call_ledger.calls())
+        return int(rows), int(size), self.server.calls.total()
 
     def unchanged(self, what: str) -> None:
         now = self.read()
-        assert now == self.last, f"{what}: (decisions, audit entries, sandbox calls) {self.last} -> {now}"
+        assert now == self.last, f"{what}: (decisions, audit entries, connector calls) {self.last} -> {now}"
 
     def refusal(self, what: str, code: str, packet_id: str) -> None:
         """One `refusal` audit entry, nothing else."""
@@ -207,7 +208,7 @@ def test_bad_packets_are_refused_and_recorded_nowhere(warden_server: Server) -> 
     outside = refund("narrow", 2500)
     assert_problem(warden_server.client("narrow").post("/v1/actions", json=outside), "tool_not_allowed", seen)
     ledgers.refusal("tool_not_allowed", "tool_not_allowed", outside["packet_id"])
-    assert [t["name"].split(".")[0] for t in warden_server.client("narrow").get("/v1/tools").json()] == ["crm"] * 5
+    assert [t["name"].split(".")[0] for t in warden_server.client("narrow").get("/v1/tools").json()] == ["crm"] * 6
 
     # the same packet_id: the same body replays, another body is a conflict
     first = note("a2", packet_id="p-once")
@@ -230,6 +231,28 @@ def test_bad_packets_are_refused_and_recorded_nowhere(warden_server: Server) -> 
     assert accepted.status_code in (200, 202), accepted.text
 
     assert seen == PACKET_CODES
+
+
+def test_compensation_errors_change_nothing(warden_server: Server) -> None:
+    server = warden_server
+    seen: set[str] = set()
+    agent, approver = server.client("a3"), server.client("approver")
+    refunded = agent.post("/v1/actions", json=refund("a3", 500))
+    pending = server.client("a1").post("/v1/actions", json=packet("a1", "crm.update_deal_stage",
+                                                                   {"deal_id": "d_2", "stage": "closedwon"}))
+    assert refunded.json()["status"] == "executed" and pending.json()["status"] == "pending_approval"
+    ledgers = Ledgers(server)
+    assert_problem(approver.post(f"/v1/actions/{refunded.json()['decision_id']}/compensate"), "not_reversible", seen)
+    ledgers.unchanged("an irreversible action")
+    assert_problem(approver.post(f"/v1/actions/{pending.json()['decision_id']}/compensate"), "not_compensable", seen)
+    ledgers.unchanged("a pending action")
+    forged = note("a3", packet_id="compensate.dec_0000")
+    assert_problem(agent.post("/v1/actions", json=forged), "reserved_name", seen)
+    forged = note("a3")
+    forged["context"] = {"compensation": {"of": "dec_0000"}}
+    assert_problem(agent.post("/v1/actions/evaluate", json=forged), "reserved_name", seen)
+    ledgers.unchanged("a forged compensation")
+    assert seen == COMPENSATION_CODES
 
 
 def test_access_and_route_errors(warden_server: Server) -> None:
@@ -314,7 +337,7 @@ def test_approval_errors(db_url: str, tmp_path: Path) -> None:
     seen: set[str] = set()
     try:
         agent, approver, approver2 = server.client("a2"), server.client("approver"), server.client("approver2")
-        calls = server.runtime.registry.call_ledger
+        calls = server.calls
         pending = agent.post("/v1/actions", json=refund("a2", 60000))
         assert pending.status_code == 202, pending.text
         decision_id = pending.json()["decision_id"]
@@ -330,7 +353,7 @@ def test_approval_errors(db_url: str, tmp_path: Path) -> None:
         assert one.status_code == 202 and one.json()["status"] == "pending_approval", one.text
         assert_problem(approver.post(f"{url}/approve", json={"comment": "again"}), "already_approved", seen)
         assert len(agent.get(f"/v1/actions/{decision_id}").json()["approval"]["approvals"]) == 1
-        assert calls.calls() == []
+        assert calls.executions_by_key() == {}
         two = approver2.post(f"{url}/approve")
         assert two.status_code in (200, 202), two.text
         done = agent.get(f"/v1/actions/{decision_id}", params={"wait": 20}).json()
@@ -338,7 +361,7 @@ def test_approval_errors(db_url: str, tmp_path: Path) -> None:
         problem = assert_problem(approver.post(f"{url}/approve"), "not_pending", seen)
         assert problem["decision"]["status"] == "executed"
         assert_problem(approver.post(f"{url}/reject"), "not_pending", seen)
-        assert [c.key for c in calls.calls()] == [decision_id]
+        assert calls.executions_by_key() == {decision_id: 1}
 
         # a founder's decision: an approver's yes is not enough
         payout = packet("a2", "stripe.payout", {"amount": 1000, "currency": "usd"},
@@ -355,7 +378,7 @@ def test_approval_errors(db_url: str, tmp_path: Path) -> None:
         stranger = SoftwareAuthenticator().get_for(b"\x00" * 32, "127.0.0.1", server.base_url)
         assert_problem(founder.post(f"/v1/approvals/{founder_id}/approve", json={"passkey": json.loads(stranger)}),
                        "passkey_invalid", seen)
-        assert calls.calls() == [c for c in calls.calls() if c.key == decision_id]
+        assert calls.executions_by_key() == {decision_id: 1}
         # decisions that never waited for anyone
         drafted = server.client("a0").post("/v1/actions", json=note("a0")).json()
         assert_problem(approver.post(f"/v1/approvals/{drafted['decision_id']}/approve"), "not_pending", seen)
@@ -373,7 +396,7 @@ def test_approval_errors(db_url: str, tmp_path: Path) -> None:
         assert agent.get(f"/v1/actions/{late_id}").json()["status"] == "expired"
         assert_problem(approver.post(f"/v1/approvals/{late_id}/reject"), "approval_expired", seen)
         assert_problem(approver.post(f"/v1/approvals/{late_id}/approve"), "approval_expired", seen)
-        assert [c.key for c in calls.calls()] == [decision_id]
+        assert calls.executions_by_key() == {decision_id: 1}
     finally:
         stop()
     assert seen == APPROVAL_CODES

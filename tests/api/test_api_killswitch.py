@@ -58,9 +58,7 @@ def metric(server: Server, name: str, **labels: str) -> float | None:
 
 
 def executions(server: Server, decision_id: str) -> int:
-    ledger = server.runtime.registry.call_ledger
-    assert ledger is not None
-    return ledger.executions_by_key().get(decision_id, 0)
+    return server.calls.executed(decision_id)
 
 
 def follow(server: Server, decision_id: str, *, until: str, timeout: float = 15) -> dict[str, Any]:
@@ -156,6 +154,9 @@ def test_execution_queued_before_engaging_waits_for_release(db_url: str, tmp_pat
     # The first call fails with Retry-After: 1.5 s, so the execution sits in the outbox meanwhile.
     server, stop = start_server(server_config(db_url, tmp_path, sandbox_faults="stripe.refund=transient*1@1.5"))
     try:
+        if server.fakes is not None:  # live: Stripe itself answers 503 once, with Retry-After
+            server.fakes.stripe.fail("POST /v1/refunds", status=503, headers={"Retry-After": "1.5"}, body={
+                "error": {"type": "api_error", "message": "Stripe is temporarily unavailable."}})
         submitted = server.client("a2").post("/v1/actions", json=refund("a2", SMALL))
         assert submitted.status_code == 202, submitted.text
         queued = submitted.json()

@@ -192,7 +192,7 @@ def test_matrix_every_status_and_its_audit_entries(warden_server: Server) -> Non
         assert_execution_shape(decision)
 
     # -- the sandbox executed exactly the executed decisions, once each
-    calls = warden_server.runtime.registry.call_ledger.executions_by_key()
+    calls = warden_server.calls.executions_by_key()
     executed = {d for d, dec in final.items() if dec["status"] == "executed"}
     assert calls == {d: 1 for d in executed}
 
@@ -271,7 +271,7 @@ def test_an_unanswered_approval_expires(db_url: str, tmp_path: Path) -> None:
         log = audit_log(server)
         assert sorted(e["entry"]["subject"] for e in log if e["entry"]["kind"] == "expiry") == sorted(
             [by_rule["decision_id"], by_default["decision_id"]])
-        assert server.runtime.registry.call_ledger.calls() == []
+        assert server.calls.total() == 0
     finally:
         stop()
 

@@ -74,9 +74,7 @@ def _edit(runtime: Runtime, seq: int) -> None:
 
 
 def _calls(server: Server) -> int:
-    ledger = server.runtime.registry.call_ledger
-    assert ledger is not None
-    return sum(ledger.executions_by_key().values())
+    return sum(server.calls.executions_by_key().values())
 
 
 def _switch(server: Server) -> dict[str, Any]:
