@@ -33,6 +33,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
                                 "ends_at": "2026-05-31T23:59:59Z"},
     "shopify.adjust_inventory": {"variant_id": "v1", "delta": 20, "unit_cost": 500,
                                  "currency": "usd"},
+    "shopify.unpublish_listing": {"product_id": "8123456789012"},
+    "shopify.delete_discount": {"discount_id": "gid://shopify/DiscountCodeNode/1057371022"},
     "crm.log_note": {"record_id": "c_1", "body": "Called back, wants a quote for 40 units."},
     "crm.upsert_contact": {"email": "ada@example.com",
                            "properties": {"firstname": "Ada", "lifecyclestage": "lead"}},
@@ -40,6 +42,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "crm.delete_contact": {"contact_ids": ["c_1", "c_2", "c_3"]},
     "crm.send_business_case": {"deal_id": "d_1", "roi_multiple": 2.8, "payback_months": 7,
                                "assumptions": ["40 seats", "current churn 3%"]},
+    "crm.delete_note": {"note_id": "4207001"},
 }
 
 

@@ -26,12 +26,15 @@ DESIGN_CATALOG = {  # DESIGN.md, "Tool catalog": name → (base risk, params, op
     "shopify.create_discount": (Risk.L1, {"code", "percent_off"}, {"starts_at", "ends_at"}),
     "shopify.adjust_inventory": (Risk.L1, {"variant_id", "delta", "unit_cost", "currency"},
                                  set()),
+    "shopify.unpublish_listing": (Risk.L1, {"product_id"}, set()),  # compensate shopify tools
+    "shopify.delete_discount": (Risk.L1, {"discount_id"}, set()),
     "crm.log_note": (Risk.L0, {"record_id", "body"}, set()),
     "crm.upsert_contact": (Risk.L1, {"email", "properties"}, set()),
     "crm.update_deal_stage": (Risk.L1, {"deal_id", "stage"}, {"amount"}),
     "crm.delete_contact": (Risk.L2, {"contact_ids"}, set()),
     "crm.send_business_case": (Risk.L1, {"deal_id", "roi_multiple", "payback_months",
                                          "assumptions"}, set()),
+    "crm.delete_note": (Risk.L1, {"note_id"}, set()),  # compensates crm.log_note
 }
 
 
@@ -60,7 +63,8 @@ def test_spec_matches_the_design(registry: Registry, tool: str) -> None:
 def test_reversibility_is_what_the_systems_allow(registry: Registry) -> None:
     irreversible = {name for name, spec in registry.specs.items() if not spec.reversible}
     assert irreversible == {"stripe.refund", "stripe.payout", "crm.delete_contact",
-                            "crm.send_business_case"}
+                            "crm.send_business_case", "crm.delete_note",
+                            "shopify.unpublish_listing", "shopify.delete_discount"}
     assert "old_price" in registry.specs["shopify.update_price"].compensation
     assert "-delta" in registry.specs["shopify.adjust_inventory"].compensation
     assert "delete the note" in registry.specs["crm.log_note"].compensation
