@@ -124,12 +124,13 @@ class Calls:
         return self.executions_by_key().get(key, 0)
 
     def total(self) -> int:
-        """Every call that reached a connector's provider (the sandbox: every recorded call)."""
+        """Every call that acted (the sandbox: every recorded call, replays included; live: every
+        effect on a provider's objects, the background connector checks' reads not counted)."""
         if self.fakes is None:
             ledger = self.runtime.registry.call_ledger
             assert ledger is not None
             return len(ledger.calls())
-        return sum(len(fake.requests()) for fake in self.fakes.all())
+        return sum(len(fake.effects) for fake in self.fakes.all())
 
 
 @dataclass

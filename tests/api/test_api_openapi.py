@@ -25,11 +25,13 @@ from dsl import builtin_policy_dir
 from gateway.http.problems import PROBLEM_JSON
 from gateway_server import Server, module_server, note, refund, server_config, start_server
 
-#: DESIGN.md's HTTP table as built: path → methods; True when the route needs a token.
+#: DESIGN.md's HTTP table as built (and compensation, ARCHITECTURE.md's departures): path →
+#: methods; True when the route needs a token.
 ROUTES: dict[str, tuple[set[str], bool]] = {
     "/v1/actions": ({"post"}, True),
     "/v1/actions/evaluate": ({"post"}, True),
     "/v1/actions/{decision_id}": ({"get"}, True),
+    "/v1/actions/{decision_id}/compensate": ({"post"}, True),
     "/v1/tools": ({"get"}, True),
     "/v1/approvals": ({"get"}, True),
     "/v1/approvals/{decision_id}/approve": ({"post"}, True),

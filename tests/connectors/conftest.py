@@ -23,6 +23,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "stripe.transfer": {"destination": "acct_1Nv0FG", "amount": 120000, "currency": "usd",
                         "description": "invoice 2024-118"},
     "stripe.payout": {"amount": 250000, "currency": "usd", "creator_id": "cr_19"},
+    "stripe.reverse_transfer": {"transfer": "tr_1Nv0FGexample", "amount": 20000},
     "shopify.update_price": {"product_id": "p_88", "variant_id": "v_88_1", "old_price": 4000,
                              "new_price": 2999, "currency": "usd"},
     "shopify.publish_listing": {"title": "Linen throw blanket",

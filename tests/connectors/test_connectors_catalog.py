@@ -10,15 +10,25 @@ from typing import Any
 
 import pytest
 
-from connectors import CATALOG, ExecutionResult, ParamsError, Registry, catalog_tool_names
+from connectors import (
+    CATALOG,
+    ExecutionResult,
+    ParamsError,
+    PermanentError,
+    Registry,
+    catalog_tool_names,
+)
 from dsl import builtin_policy_dir, compile_policy_dir, load_builtin_policies
 from dsl.model import Risk
 
 TOOL_NAMES = [spec.name for spec in CATALOG]
 DESIGN_CATALOG = {  # DESIGN.md, "Tool catalog": name → (base risk, params, optional params)
-    "stripe.refund": (Risk.L1, {"charge", "amount", "currency"}, {"reason"}),
-    "stripe.transfer": (Risk.L2, {"destination", "amount", "currency"}, {"description"}),
-    "stripe.payout": (Risk.L3, {"amount", "currency"}, {"destination", "creator_id"}),
+    "stripe.refund": (Risk.L1, {"charge", "amount", "currency"}, {"reason", "stripe_account"}),
+    "stripe.transfer": (Risk.L2, {"destination", "amount", "currency"},
+                        {"description", "stripe_account"}),
+    "stripe.payout": (Risk.L3, {"amount", "currency"},
+                      {"destination", "creator_id", "stripe_account"}),
+    "stripe.reverse_transfer": (Risk.L1, {"transfer"}, {"amount", "stripe_account"}),  # undoes a transfer
     "shopify.update_price": (Risk.L1, {"product_id", "variant_id", "old_price", "new_price",
                                        "currency"}, set()),
     "shopify.publish_listing": (Risk.L1, {"title", "body_html", "price", "currency"},
@@ -62,7 +72,8 @@ def test_spec_matches_the_design(registry: Registry, tool: str) -> None:
 
 def test_reversibility_is_what_the_systems_allow(registry: Registry) -> None:
     irreversible = {name for name, spec in registry.specs.items() if not spec.reversible}
-    assert irreversible == {"stripe.refund", "stripe.payout", "crm.delete_contact",
+    assert irreversible == {"stripe.refund", "stripe.payout", "stripe.reverse_transfer",
+                            "crm.delete_contact",
                             "crm.send_business_case", "crm.delete_note",
                             "shopify.unpublish_listing", "shopify.delete_discount"}
     assert "old_price" in registry.specs["shopify.update_price"].compensation
@@ -160,6 +171,22 @@ def test_stripe_answers_with_stripe_objects(
     assert payout.response["status"] == payout.summary["status"] == "pending"
     assert payout.response["metadata"] == {"creator_id": "cr_19"}
 
+    # a transfer is undone by reversing it, within what is left of it
+    undo = registry.compensation("stripe.transfer", example_params["stripe.transfer"],
+                                 transfer.external_id, transfer.summary)
+    part = _execute(registry, undo.tool, {**undo.params, "amount": 20000}, "k-trr")
+    assert part.external_id.startswith("trr_") and part.response["object"] == "transfer_reversal"
+    assert part.summary == {"transfer_reversal": part.external_id, "transfer": transfer.external_id,
+                            "amount": 20000, "currency": "usd"}
+    with pytest.raises(PermanentError) as too_much:
+        _execute(registry, undo.tool, undo.params, "k-trr-all")
+    assert too_much.value.code == "amount_too_large"
+    assert _execute(registry, undo.tool, {"transfer": transfer.external_id},
+                    "k-trr-rest").summary["amount"] == 100000
+    with pytest.raises(PermanentError) as unknown:
+        _execute(registry, undo.tool, {"transfer": "tr_neverpaid"}, "k-trr-unknown")
+    assert unknown.value.code == "resource_missing"
+
 
 def test_shopify_answers_with_admin_api_bodies(
     registry: Registry, example_params: dict[str, dict[str, Any]]
@@ -238,10 +265,14 @@ def test_crm_answers_with_crm_objects(
 def test_every_tool_executes_once_and_records_the_call(
     registry: Registry, example_params: dict[str, dict[str, Any]], tool: str
 ) -> None:
-    result = _execute(registry, tool, example_params[tool], f"key-{tool}")
+    params = example_params[tool]
+    if tool == "stripe.reverse_transfer":  # a reversal needs a transfer the sandbox made
+        made = _execute(registry, "stripe.transfer", example_params["stripe.transfer"], "made")
+        params = {**params, "transfer": made.external_id}
+    result = _execute(registry, tool, params, f"key-{tool}")
     assert result.external_id and not result.replayed
     json.dumps(result.summary), json.dumps(result.response)
-    (call,) = registry.call_ledger.calls()
+    (call,) = registry.call_ledger.calls(f"key-{tool}")
     assert (call.key, call.tool, call.replayed, call.external_id) == (
         f"key-{tool}", tool, False, result.external_id)
     assert call.response == result.response
