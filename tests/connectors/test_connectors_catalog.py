@@ -28,7 +28,8 @@ DESIGN_CATALOG = {  # DESIGN.md, "Tool catalog": name → (base risk, params, op
                         {"description", "stripe_account"}),
     "stripe.payout": (Risk.L3, {"amount", "currency"},
                       {"destination", "creator_id", "stripe_account"}),
-    "stripe.reverse_transfer": (Risk.L1, {"transfer"}, {"amount", "stripe_account"}),  # undoes a transfer
+    "stripe.reverse_transfer": (Risk.L1, {"transfer"},  # compensates stripe.transfer
+                                {"amount", "stripe_account"}),
     "shopify.update_price": (Risk.L1, {"product_id", "variant_id", "old_price", "new_price",
                                        "currency"}, set()),
     "shopify.publish_listing": (Risk.L1, {"title", "body_html", "price", "currency"},

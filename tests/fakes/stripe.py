@@ -37,8 +37,9 @@ The sandbox's magic values (`connectors.stripe`), in the same fields, with Strip
                               insufficient_funds (payout), balance_insufficient (reversal)
     ch_sandbox_refunded       400 charge_already_refunded
     ..._sandbox_unavailable   503 api_error, Stripe-Should-Retry: true, Retry-After: 1
-    ..._sandbox_timeout       no answer for `hang_seconds` (past the client's deadline), then
-                              504; nothing applied
+    ..._sandbox_timeout       no answer for `hang_seconds` (past a client's deadline when that
+                              is shorter: an unknown outcome), then 504 api_error `timeout`;
+                              nothing applied, nothing stored under the key
 
 Charges are not created here: a charge the fake does not know is taken as a captured charge of
 `default_charge_amount` usd (as the sandbox refunds any charge), unless `strict_charges` is set
