@@ -172,26 +172,24 @@ class ShopifyLive(LiveConnector):
         what = "shopify.update_price"
         await self._check_currency(params["currency"], what)
         variant = await self._variant(params["variant_id"], what)
-        product = variant["product"]["id"]
-        wanted = _gid(params["product_id"], "Product", what)
-        if wanted is not None and wanted != product:
-            raise PermanentError(f"{what}: variant {params['variant_id']} belongs to product "
-                                 f"{_number(product)}, not {params['product_id']}",
-                                 code="product_mismatch")
+        # the packet's product when it names one by number (Shopify refuses a variant that is
+        # not that product's), else the variant's own
+        product = _gid(params["product_id"], "Product", what) or variant["product"]["id"]
         price = decimal_string(params["new_price"], params["currency"])
         data = await self.graphql.request(UPDATE_PRICE, {
             "productId": product, "variants": [{"id": variant["id"], "price": price}]}, what=what)
         payload = data["productVariantsBulkUpdate"]
         self.graphql.user_errors(payload, what)
-        return self._priced(params, variant, seen=variant["price"], response=data)
+        return self._priced(params, variant["id"], product, seen=variant["price"], response=data)
 
     async def _find_price(self, params: Mapping[str, Any]) -> ExecutionResult | None:
         variant = await self._variant(params["variant_id"], "shopify.update_price")
         if _minor(variant["price"], params["currency"]) != params["new_price"]:
             return None
-        return self._priced(params, variant, seen=None, response={"productVariant": variant})
+        return self._priced(params, variant["id"], variant["product"]["id"], seen=None,
+                            response={"productVariant": variant})
 
-    def _priced(self, params: Mapping[str, Any], variant: Mapping[str, Any], *,
+    def _priced(self, params: Mapping[str, Any], variant: str, product: str, *,
                 seen: str | None, response: Mapping[str, Any]) -> ExecutionResult:
         currency = params["currency"]
         before = _minor(seen, currency) if seen is not None else None
@@ -199,10 +197,10 @@ class ShopifyLive(LiveConnector):
             old, source = decimal_string(before, currency), "seen"
         else:
             old, source = decimal_string(params["old_price"], currency), "declared"
-        number = _number(variant["id"])
+        number = _number(variant)
         return ExecutionResult(str(number), {
             "variant_id": params["variant_id"], "product_id": params["product_id"],
-            "shopify_variant_id": number, "shopify_product_id": _number(variant["product"]["id"]),
+            "shopify_variant_id": number, "shopify_product_id": _number(product),
             "price": decimal_string(params["new_price"], currency), "old_price": old,
             "old_price_source": source, "currency": currency}, response=dict(response))
 
