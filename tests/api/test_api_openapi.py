@@ -193,8 +193,8 @@ def test_the_api_answers_as_its_openapi_document_says(fuzz_server: Server, role:
             modes = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE] if has_input else [GenerationMode.POSITIVE]
             for mode in modes:
                 cases = operation.as_strategy(generation_mode=mode)
-                if who == FUZZ_ROLES["agent"] and mode is GenerationMode.POSITIVE and operation.path.startswith("/v1/actions") \
-                        and operation.method.lower() == "post":
+                if who == FUZZ_ROLES["agent"] and mode is GenerationMode.POSITIVE \
+                        and operation.path in ("/v1/actions", "/v1/actions/evaluate") and operation.method.lower() == "post":
                     cases = packets_from(who, cases)
 
                 @hypothesis.settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None,
