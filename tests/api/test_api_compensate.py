@@ -30,6 +30,9 @@ def _compensations_of(server: Server, decision_id: str) -> list[dict[str, Any]]:
 
 
 def test_a_price_change_is_undone_by_restoring_the_price_once(server: Server) -> None:
+    _executed(server, "shopify.update_price", {"product_id": "1001", "variant_id": "2001", "old_price": 3900,
+                                               "new_price": 4000, "currency": "usd"},
+              evidence={"projected_margin": 0.3})  # the price is $40.00, whatever it was
     original = _executed(server, "shopify.update_price", {"product_id": "1001", "variant_id": "2001", "old_price": 4000,
                                                           "new_price": 3600, "currency": "usd"},
                          evidence={"projected_margin": 0.3})
@@ -37,7 +40,7 @@ def test_a_price_change_is_undone_by_restoring_the_price_once(server: Server) ->
     answer = server.client("approver").post(path)
     assert answer.status_code == 200, answer.text
     compensation = answer.json()
-    assert compensation["status"] == "executed"
+    assert compensation["status"] == "executed", (compensation["reasons"], compensation["execution"])
     assert compensation["packet_id"] == f"compensate.{original['decision_id']}"
     assert compensation["execution"]["summary"]["price"] == "40.00"
     # asked again, by someone else: the same compensating decision, not a second action
