@@ -200,7 +200,7 @@ def start_server(settings: Settings, *, setup: Callable[[Runtime], dict[str, str
     `clock` (UNIX seconds) replaces the runtime's `time.time`, so a test can move time. With
     `WARDEN_TEST_CONNECTORS=live`, fake providers start first and the gateway runs live against
     them (sandbox-only settings such as `sandbox_faults` are then the test's to translate)."""
-    fakes = Fakes.start() if LIVE else None
+    fakes = Fakes.start() if LIVE and settings.connectors_mode == "sandbox" else None
     if fakes is not None:
         settings = settings.model_copy(update=fakes.settings())
     try:

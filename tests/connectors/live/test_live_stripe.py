@@ -227,13 +227,21 @@ def test_stripe_account_from_the_packet_wins_over_the_configured_one(
 
 
 def test_a_transfer_made_as_a_connected_account_is_reversed_as_that_account(
-        fake: FakeStripe, live: StripeLive) -> None:
+        fake: FakeStripe, live: StripeLive, connect: Connect) -> None:
     params = {**TRANSFER, "stripe_account": "acct_seller"}
     transfer = live.execute("stripe.transfer", params, idempotency_key="t")
     undo = SPECS["stripe.transfer"].compensate(params, transfer.external_id, transfer.summary)
     assert undo.params["stripe_account"] == "acct_seller"
     live.execute(undo.tool, undo.params, idempotency_key="u")
     assert fake.objects("transfers", "acct_seller")[0]["reversed"] is True
+    # the account the gateway was configured with is recorded, and the reversal made as it
+    configured = connect(account="acct_ops")
+    paid = configured.execute("stripe.transfer", TRANSFER, idempotency_key="t2")
+    undo = SPECS["stripe.transfer"].compensate(TRANSFER, paid.external_id, paid.summary)
+    assert undo.params == {"transfer": paid.external_id, "amount": 120000,
+                           "stripe_account": "acct_ops"}
+    live.execute(undo.tool, undo.params, idempotency_key="u2")
+    assert fake.objects("transfers", "acct_ops")[0]["reversed"] is True
 
 
 # ---- permanent errors, with the sandbox's codes ----------------------------------------------
