@@ -90,10 +90,12 @@ class ReverseTransferParams(Params):
 
 def reverse_transfer(params: Mapping[str, Any], external_id: str,
                      summary: Mapping[str, Any]) -> Compensation:
-    """A transfer is undone by reversing it: the same amount, on the same account."""
+    """A transfer is undone by reversing it: the same amount, as the same account (the packet's,
+    or the one the execution recorded: a live connector records the account it acted as)."""
     reversal: dict[str, Any] = {"transfer": external_id, "amount": params["amount"]}
-    if params.get("stripe_account"):
-        reversal["stripe_account"] = params["stripe_account"]
+    account = params.get("stripe_account") or summary.get("stripe_account")
+    if account:
+        reversal["stripe_account"] = account
     return Compensation("stripe.reverse_transfer", reversal)
 
 
