@@ -420,8 +420,12 @@ class FakeShopify(FakeProvider):
         finally:
             handler.rfile = stream  # the connection's next request reads on
 
-    def _take_fault(self, route: str) -> Fault | None:
-        return super()._take_fault(f"{route} {getattr(self._local, 'operation', '')}".rstrip())
+    def _take_fault(self, route: Any) -> Fault | None:
+        """The route faults match, with the request's root fields after it (a base that
+        matches the request itself gets the request unchanged)."""
+        if isinstance(route, str):
+            route = f"{route} {getattr(self._local, 'operation', '')}".rstrip()
+        return super()._take_fault(route)
 
     # -- seeding (tests) -----------------------------------------------------------------------
 
