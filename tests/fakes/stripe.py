@@ -42,8 +42,8 @@ The sandbox's magic values (`connectors.stripe`), in the same fields, with Strip
                               nothing applied, nothing stored under the key
 
 Charges are not created here: a charge the fake does not know is taken as a captured charge of
-`default_charge_amount` usd (as the sandbox refunds any charge), unless `strict_charges` is set
-(then 404 `resource_missing`); `add_charge` registers one.
+`default_charge_amount` usd, more than any suite refunds (as the sandbox refunds any charge),
+unless `strict_charges` is set (then 404 `resource_missing`); `add_charge` registers one.
 """
 
 from __future__ import annotations
@@ -177,13 +177,14 @@ class FakeStripe(FakeProvider):
     def __init__(self, *, api_keys: Iterable[str] = (DEFAULT_KEY,),
                  restricted: Mapping[str, Iterable[str]] | None = None,
                  balance: Mapping[str, int] | None = None, hang_seconds: float = 2.0,
-                 default_charge_amount: int = 1_000_000, strict_charges: bool = False,
+                 default_charge_amount: int = 10**12, strict_charges: bool = False,
                  key_ttl: float = 24 * 3600.0, clock: Callable[[], float] = time.time) -> None:
         super().__init__()
         self.api_keys = set(api_keys)
         #: restricted keys and their permissions, e.g. {"rk_test_...": {"refund_write"}}
         self.restricted = {key: frozenset(perms) for key, perms in (restricted or {}).items()}
-        self.initial_balance = dict(balance or {"usd": 100_000_000, "eur": 50_000_000})
+        # as much as a whole test suite can spend (the sandbox has no balance to run out of)
+        self.initial_balance = dict(balance or {"usd": 10**14, "eur": 10**14})
         self.hang_seconds = hang_seconds
         self.default_charge_amount = default_charge_amount
         self.strict_charges = strict_charges
