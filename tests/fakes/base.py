@@ -138,6 +138,9 @@ class FakeProvider:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # headers and body leave in two writes: without TCP_NODELAY the body would wait for
+            # the client's delayed ACK (40 ms an answer)
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:  # quiet
                 return
@@ -147,10 +150,9 @@ class FakeProvider:
 
             do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"fake-{self.name}",
-                                        daemon=True)
+        self._server = _Server(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
+                                        name=f"fake-{self.name}", daemon=True)
         self._thread.start()
         return self
 
@@ -196,6 +198,11 @@ class FakeProvider:
     def requests(self, pattern: str = "*") -> list[Seen]:
         with self.lock:
             return [s for s in self.seen if fnmatch.fnmatchcase(s.route, pattern)]
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # a burst of connections waits instead of being reset
 
 
 def _send(handler: BaseHTTPRequestHandler, reply: Reply) -> None:

@@ -45,11 +45,9 @@ contact_archived, note_archived, object_archived (key None).
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import math
-import socket
 import threading
 import time
 import uuid
@@ -166,19 +164,6 @@ class FakeHubSpot(FakeProvider):
         `status` (HubSpot failing after it committed)."""
         with self.lock:
             self._errors_after_effect.append((route, status, times))
-
-    def stop(self) -> None:
-        """Stop at once: the server looks for the stop between polls of half a second, and a
-        connection ends a poll, so connect until it has stopped."""
-        if self._server is None:
-            return
-        address = self._server.server_address[:2]
-        stopping = threading.Thread(target=super().stop)
-        stopping.start()
-        while stopping.is_alive():
-            with contextlib.suppress(OSError):
-                socket.create_connection(address, timeout=0.2).close()
-            stopping.join(0.01)
 
     def live(self, object_type: str) -> list[Record]:
         with self.lock:

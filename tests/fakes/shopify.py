@@ -44,12 +44,10 @@ call fails at run time, not its message.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -385,18 +383,10 @@ class FakeShopify(FakeProvider):
 
     def start(self) -> FakeShopify:
         super().start()
-        assert self._server is not None
-        # headers and body leave in two writes: without TCP_NODELAY the body waits for the
-        # client's delayed ACK (40 ms an answer)
-        self._server.RequestHandlerClass.disable_nagle_algorithm = True  # type: ignore[attr-defined]
         return self
 
     def stop(self) -> None:
         self._release.set()  # hung answers end with the server
-        if self._server is not None:
-            # serve_forever notices a shutdown at its next poll (0.5 s) or connection: connect
-            address = self._server.server_address[:2]
-            threading.Timer(0.01, _knock, args=(str(address[0]), int(address[1]))).start()
         super().stop()
 
     # -- faults by operation -------------------------------------------------------------------
@@ -885,11 +875,6 @@ class FakeShopify(FakeProvider):
         "productUpdate": _m_product_update, "publishablePublish": _m_publishable_publish,
         "discountCodeBasicCreate": _m_discount_create, "discountCodeDelete": _m_discount_delete,
         "inventoryAdjustQuantities": _m_inventory_adjust}
-
-
-def _knock(host: str, port: int) -> None:
-    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
-        return
 
 
 class GraphqlError(Exception):
