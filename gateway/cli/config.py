@@ -50,7 +50,8 @@ def list_command(args: argparse.Namespace) -> int:
     entries = []
     for spec in SETTINGS:
         default = _toml_value(spec.masked(spec.default))
-        where = f"{spec.env} or {spec.env}_FILE; a password only there, never in the file" if spec.secret else spec.env
+        what = "a password" if spec.name.endswith("_url") else "the credential"
+        where = f"{spec.env} or {spec.env}_FILE; {what} only there, never in the file" if spec.secret else spec.env
         entries.append(f"{spec.name} ({spec.type_name}, default {default})  {where}\n    {spec.help}")
     print("\n".join(entries))
     return EXIT_OK

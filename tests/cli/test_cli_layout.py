@@ -39,7 +39,8 @@ def _imports(module: str) -> set[str]:
 
 def test_one_module_per_command() -> None:
     commands = {action.dest for action in _subcommands(build_parser())}
-    assert commands == {"serve", "policy", "agents", "users", "config", "db", "keys", "audit"}
+    assert commands == {"serve", "policy", "agents", "users", "config", "db", "keys", "audit", "connectors",
+                        "actions"}
     assert commands <= set(MODULES)
 
 
@@ -91,7 +92,7 @@ def _leaves(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iter
 
 
 LEAVES = dict(_leaves(build_parser()))
-WITH_DB = {"db upgrade", "keys rotate", "audit checkpoint", "audit export", "audit verify",
+WITH_DB = {"db upgrade", "keys rotate", "audit checkpoint", "audit export", "audit verify", "actions compensate",
            *(name for name in LEAVES if name.startswith(("agents ", "users ")))}  # fmt: skip
 
 

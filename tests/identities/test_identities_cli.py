@@ -212,7 +212,8 @@ def test_config_list_documents_every_setting(tmp_path: Path, warden: Warden) -> 
             "WARDEN_DATABASE_URL_FILE; a password only there, never in the file") in entries
     assert entries["tamper_full_check_seconds (float, default 3600.0)  WARDEN_TAMPER_FULL_CHECK_SECONDS"] == (
         "    re-verify the whole audit log this often (new entries are verified every second)")
-    assert "connectors_mode" not in listed.stdout and "_api_key" not in listed.stdout
+    assert ('stripe_api_key (str, default "")  WARDEN_STRIPE_API_KEY or WARDEN_STRIPE_API_KEY_FILE; the credential '
+            "only there, never in the file") in entries
 
 
 @pytest.mark.parametrize("group", ["agents", "users", "config"])
