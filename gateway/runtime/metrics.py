@@ -64,6 +64,8 @@ OUTCOMES = ("succeeded", "transient_error", "permanent_error", "breaker_open", "
 #: Outcomes that count as connector failures, and the `kind` label they get.
 FAILURE_KINDS = {"transient_error": "transient", "permanent_error": "permanent",
                  "unknown_outcome": "unknown_outcome", "idempotency_conflict": "idempotency_conflict"}
+#: Outcomes of a claim that made no call, so have no duration.
+NO_CALL = frozenset({"breaker_open", "kill_switch", "lease_lost"})
 #: What a reconciliation found (`on_reconcile`'s `result`).
 RECONCILIATION_RESULTS = ("found", "not_found", "error")
 
@@ -210,7 +212,7 @@ class Metrics:
         kind = FAILURE_KINDS.get(outcome)
         if kind is not None:
             self.connector_failures.labels(connector, tool, kind).inc()
-        if outcome not in ("breaker_open", "kill_switch"):  # no call was made: no duration
+        if outcome not in NO_CALL:
             self.connector_seconds.labels(connector).observe(seconds)
 
     on_call = observe_connector_call

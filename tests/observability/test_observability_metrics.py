@@ -71,9 +71,30 @@ def test_connector_calls_failures_and_durations() -> None:
     assert value(s, "warden_connector_calls_total", connector="crm", outcome="other") == 1
     assert value(s, "warden_connector_failures_total", connector="stripe", kind="transient") == 2
     assert value(s, "warden_connector_failures_total", connector="stripe", kind="permanent") == 1
+    assert value(s, "warden_connector_failures_total", connector="stripe", kind="unknown_outcome") == 1
+    assert value(s, "warden_connector_failures_total", connector="stripe", kind="idempotency_conflict") == 1
     assert value(s, "warden_connector_failures_total", connector="crm") is None
-    # breaker_open and kill_switch made no call, so they have no duration
-    assert value(s, "warden_connector_seconds_count", connector="stripe") == 4
+    # breaker_open, kill_switch and lease_lost made no call, so they have no duration
+    assert value(s, "warden_connector_seconds_count", connector="stripe") == 6
+
+
+def test_reconciliations_throttle_waits_and_compensations() -> None:
+    m = Metrics(process=False)
+    m.observe_reconciliation("stripe", "stripe.refund", "found")
+    m.observe_reconciliation("stripe", "stripe.refund", "found")
+    m.observe_reconciliation("crm", "crm.log_note", "not_found")
+    m.observe_reconciliation("crm", "crm.log_note", "nonsense")
+    m.observe_throttle_wait("shopify", 0.25)
+    m.observe_throttle_wait("shopify", 0.5)
+    m.observe_compensation("crm.delete_note", "executed")
+    s = scrape(m)
+    assert value(s, "warden_connector_reconciliations_total", connector="stripe", result="found") == 2
+    assert value(s, "warden_connector_reconciliations_total", connector="crm", result="not_found") == 1
+    assert value(s, "warden_connector_reconciliations_total", connector="crm", result="other") == 1
+    assert value(s, "warden_connector_throttle_waits_total", connector="shopify") == 2
+    assert value(s, "warden_connector_throttle_wait_seconds_total", connector="shopify") == 0.75
+    assert value(s, "warden_connector_compensations_total", connector="crm", tool="crm.delete_note",
+                 status="executed") == 1
 
 
 def test_breakers_policy_digest_and_reload_failures() -> None:

@@ -479,7 +479,9 @@ def test_many_concurrent_calls_wait_for_the_bucket_instead_of_being_throttled(
         assert [r.summary["price"] for r in results] == ["29.99"] * 30
         assert small.throttled_answers == 0 and live.graphql.throttled == 0
         assert len(small.effects) == 30
-        assert sum(seconds for _, seconds in waits) > 0.3  # 540 points through a bucket of 20
+        # 540 points through a bucket of 20: calls waited for it (how long depends on the
+        # machine's load: a slow call lets the bucket refill meanwhile)
+        assert waits and all(name == "shopify" and seconds > 0 for name, seconds in waits)
     finally:
         small.stop()
 
