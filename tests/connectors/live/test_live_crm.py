@@ -57,8 +57,7 @@ def fake() -> Iterator[FakeHubSpot]:
 
 
 @pytest.fixture
-def connect(fake: FakeHubSpot, runner: CallRunner) -> Iterator[Any]:
-    opened: list[CrmLive] = []
+def connect(fake: FakeHubSpot, runner: CallRunner, opened: list[CrmLive]) -> Iterator[Any]:
 
     def open_crm(*, token: str | None = None, timeout: float = 2.0, per_10s: int = 1000,
                  cls: type[CrmLive] = CrmLive, hub: FakeHubSpot | None = None) -> CrmLive:
@@ -69,8 +68,6 @@ def connect(fake: FakeHubSpot, runner: CallRunner) -> Iterator[Any]:
         return crm
 
     yield open_crm
-    for crm in opened:
-        runner.run(crm.aclose, timeout=5, what="close")
 
 
 @pytest.fixture

@@ -51,9 +51,8 @@ def waits() -> list[tuple[str, float]]:
 
 
 @pytest.fixture
-def connect(runner: CallRunner, fake: FakeShopify,
-            waits: list[tuple[str, float]]) -> Iterator[Connect]:
-    made: list[ShopifyLive] = []
+def connect(runner: CallRunner, fake: FakeShopify, waits: list[tuple[str, float]],
+            opened: list[ShopifyLive]) -> Iterator[Connect]:
 
     def make(*, token: str = TOKEN, timeout: float = 2.0, server: FakeShopify | None = None,
              location_id: str = "") -> ShopifyLive:
@@ -62,12 +61,10 @@ def connect(runner: CallRunner, fake: FakeShopify,
         live = ShopifyLive(config, runner=runner, timeout=timeout,
                            on_wait=lambda name, seconds: waits.append((name, seconds)))
         live.search_settle_seconds = 0.6
-        made.append(live)
+        opened.append(live)
         return live
 
     yield make
-    for live in made:
-        runner.run(live.aclose, timeout=5, what="close")
 
 
 @pytest.fixture

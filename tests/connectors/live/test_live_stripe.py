@@ -93,19 +93,16 @@ Connect = Callable[..., StripeLive]
 
 
 @pytest.fixture
-def connect(fake: FakeStripe, runner: CallRunner) -> Iterator[Connect]:
+def connect(fake: FakeStripe, runner: CallRunner, opened: list[StripeLive]) -> Iterator[Connect]:
     """A StripeLive on the fake: `connect(timeout=..., api_key=..., account=..., ...)`."""
-    made: list[StripeLive] = []
 
     def make(*, timeout: float = 3.0, base: str | None = None, **config: Any) -> StripeLive:
         settings = {"api_key": DEFAULT_KEY, "api_base": base or fake.base_url, **config}
         connector = StripeLive(StripeConfig(**settings), runner=runner, timeout=timeout)
-        made.append(connector)
+        opened.append(connector)
         return connector
 
     yield make
-    for connector in made:
-        runner.run(connector.aclose, timeout=5, what="close")
 
 
 @pytest.fixture
