@@ -4,6 +4,7 @@ each connector's calls, reconciliations and rate-limit waits."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,9 +14,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from fakes.crm import TOKEN as CRM_TOKEN
 from fakes.crm import FakeHubSpot
 from fakes.stripe import DEFAULT_KEY, FakeStripe
-from gateway_server import eventually, note, refund, server_config, start_server
+from gateway_server import audit_log, eventually, note, refund, server_config, start_server
+from log_capture import captured
 
 WRONG_KEY = "sk_test_51ThisKeyWasRevokedLastWeek00000000000000000qrst"
+
+
+@pytest.fixture
+def logs() -> Iterator[io.StringIO]:
+    yield from captured("debug")
 
 
 @pytest.fixture
@@ -33,7 +40,8 @@ def _live(tmp_path: Path, stripe: FakeStripe, crm: FakeHubSpot, key: str) -> dic
             "stripe_api_base": stripe.base_url, "crm_access_token": CRM_TOKEN, "crm_api_base": crm.base_url}
 
 
-def test_refused_credentials_make_the_gateway_not_ready(tmp_path: Path, providers: tuple[FakeStripe, FakeHubSpot]) -> None:
+def test_refused_credentials_make_the_gateway_not_ready(tmp_path: Path, providers: tuple[FakeStripe, FakeHubSpot],
+                                                        logs: io.StringIO) -> None:
     stripe, crm = providers
     server, stop = start_server(server_config(f"sqlite:///{tmp_path / 'w.db'}", tmp_path,
                                               **_live(tmp_path, stripe, crm, WRONG_KEY)))
@@ -54,6 +62,12 @@ def test_refused_credentials_make_the_gateway_not_ready(tmp_path: Path, provider
         assert failed["status"] == "failed" and failed["execution"]["error"]["code"] == "credentials_refused"
         assert WRONG_KEY[8:] not in str(failed)
         assert server.client("a3").post("/v1/actions", json=note("a3")).json()["status"] == "executed"
+        # the credentials are nowhere: not in a log line, the audit log, an incident or a metric
+        written = logs.getvalue() + str(audit_log(server)) + server.client("founder").get("/v1/incidents").text \
+            + server.client().get("/metrics").text
+        assert "credentials_refused" in written  # the failure is explained...
+        for secret in (WRONG_KEY, WRONG_KEY[8:], CRM_TOKEN):
+            assert secret not in written  # ...without the credential
     finally:
         stop()
 
