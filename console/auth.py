@@ -31,6 +31,7 @@ COOKIE_PATH = "/console"
 #: What each role may do in the console; the HTTP API admits the same roles for the same acts.
 CAN: dict[str, frozenset[str]] = {
     "decide": frozenset({"founder", "approver"}),
+    "compensate": frozenset({"founder", "approver"}),
     "passkeys": frozenset({"founder", "approver"}),
     "incidents": frozenset({"founder", "approver", "auditor"}),
     "acknowledge": frozenset({"founder"}),

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
+from console import present
 from ledger.database import read_only
 from ledger.schema import entries
 
@@ -43,6 +44,11 @@ class Event:
     def decision_id(self) -> str | None:
         value = self.data.get("decision_id") or (self.subject if self.subject.startswith("dec_") else None)
         return value if isinstance(value, str) else None
+
+    @property
+    def compensates(self) -> str | None:
+        """For a compensating decision's entry, the decision it undoes."""
+        return present.compensates(self.data.get("packet")) if self.kind == "decision" else None
 
 
 RESYNC = Event(seq=-1, kind="resync", actor="", subject="", time="", data={})

@@ -12,6 +12,7 @@ from typing import Any
 
 from dsl.model import Autonomy, Risk
 from gateway.engine.matrix import needs_approval
+from gateway.pipeline.submit import COMPENSATION_KEY
 
 SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "cad": "CA$", "aud": "A$", "chf": "CHF ", "inr": "₹"}
 #: Stripe's zero-decimal currencies: the amount is already in whole units.
@@ -80,6 +81,15 @@ def summary(tool: str, params: dict[str, Any]) -> str:
             return f"business case for deal {_short(p.get('deal_id'))}: {p.get('roi_multiple')}× ROI"
     first = ", ".join(f"{k}={_short(v, 24)}" for k, v in list(p.items())[:3])
     return f"{tool} {first}".strip()
+
+
+def compensates(packet: Any) -> str | None:
+    """The decision a compensating packet undoes (`context.compensation.of`, which only Warden
+    sets), or None for any other packet."""
+    context = packet.get("context") if isinstance(packet, dict) else None
+    marker = context.get(COMPENSATION_KEY) if isinstance(context, dict) else None
+    undone = marker.get("of") if isinstance(marker, dict) else None
+    return undone if isinstance(undone, str) and len(undone) <= 64 else None
 
 
 def param_rows(params: dict[str, Any]) -> list[tuple[str, str, str]]:

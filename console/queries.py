@@ -81,6 +81,12 @@ def decision(conn: Connection, decision_id: str) -> Row | None:
     return None if r is None else _row(r)
 
 
+def by_packet(conn: Connection, agent: str, packet_id: str) -> Row | None:
+    """The decision on `agent`'s packet `packet_id` (one at most: the pair is unique)."""
+    r = conn.execute(select(*_COLUMNS).where(decisions.c.agent == agent, decisions.c.packet_id == packet_id)).first()
+    return None if r is None else _row(r)
+
+
 def recent(conn: Connection, agent: str, tool: str, *, exclude: str, limit: int = 10) -> list[Row]:
     """This agent's latest decisions for the same tool."""
     query = (select(*_COLUMNS)

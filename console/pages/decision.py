@@ -1,5 +1,11 @@
 """One decision, with everything an approver needs to say yes or no, and the approve and reject
-forms (plain forms; htmx swaps the status panel in place)."""
+forms (plain forms; htmx swaps the status panel in place).
+
+An executed action whose tool can be undone also offers Undo to those who may compensate: a
+confirmation step names the compensating action the pipeline plans, then the pipeline's
+`compensate` submits it (once, whoever asks) and its decision's page opens. The two decisions
+link to each other: the original through the compensation's reserved `packet_id`, the
+compensation through its reserved `context.compensation.of`."""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from console.auth import Viewer, acting_as, form_of, signed_in
 from console.render import is_htmx, page, root, runtime_of
 from console.pages.account import MAX_CREDENTIAL_JSON, relying_party_of
 from gateway.pipeline.approvals import PasskeyAssertion, Person
+from gateway.pipeline.compensate import compensation_packet_id
 from gateway.pipeline.errors import NotPending, PipelineError
 from gateway.store import passkeys
 from gateway.store.identities import IdentityError, get_agent
@@ -44,6 +51,9 @@ def _context(request: Request, viewer: Viewer, decision_id: str) -> dict[str, An
         except IdentityError:
             agent = None
         has_passkey = _has_passkey(conn, viewer.email)
+        compensation = queries.by_packet(conn, row.agent, compensation_packet_id(decision_id))
+        compensates = present.compensates(row.packet)
+        original = queries.decision(conn, compensates) if compensates else None
     policy_set, _decider = runtime.policies.current()
     policy_dir = Path(runtime.settings.policy_dir)
     reasons = [(reason, explain.rule_source(policy_set, policy_dir, reason.policy, reason.rule))
@@ -58,6 +68,8 @@ def _context(request: Request, viewer: Viewer, decision_id: str) -> dict[str, An
         "matrix": present.matrix(row.decision.autonomy.name, row.decision.risk.name), "recent": recent,
         "standing": explain.standing(viewer, row.decision, owner, needs_passkey=needs_passkey, has_passkey=has_passkey),
         "needs_passkey": needs_passkey, "section": "inbox",
+        "compensation": compensation, "compensates": compensates, "original": original,
+        "undoable": row.decision.status == "executed" and spec is not None and spec.reversible and not compensates,
     }
 
 
@@ -78,7 +90,10 @@ def decision_panel(request: Request, decision_id: str, viewer: Annotated[Viewer,
 
 
 def _notice(done: str | None) -> str | None:
-    return {"approved": "Your approval is recorded.", "rejected": "The decision is rejected."}.get(done or "")
+    return {"approved": "Your approval is recorded.", "rejected": "The decision is rejected.",
+            "compensated": "Your undo is recorded as this compensating action, decided under the policies like any "
+                           "other.",
+            "undone": "This action was undone already: this is its compensating action."}.get(done or "")
 
 
 async def _decide(request: Request, viewer: Viewer, decision_id: str, verb: str) -> Response:
@@ -151,3 +166,45 @@ async def approve(request: Request, decision_id: str,
 async def reject(request: Request, decision_id: str,
                  viewer: Annotated[Viewer, Depends(acting_as("decide"))]) -> Response:
     return await _decide(request, viewer, decision_id, "reject")
+
+
+@router.post("/decisions/{decision_id}/compensate")
+async def compensate(request: Request, decision_id: str,
+                     viewer: Annotated[Viewer, Depends(acting_as("compensate"))]) -> Response:
+    """Undo: without `confirm=yes` the confirmation (what will run); with it, the compensation."""
+    if len(decision_id) > 64:
+        raise HTTPException(404, "no such decision")
+    form = await form_of(request)
+    runtime = runtime_of(request)
+    try:
+        existing = await run_in_threadpool(_compensation_of, runtime, decision_id)
+        if existing is not None:  # asked before (by anyone): that compensation, not a second one
+            return _opened(request, existing, "undone")
+        if form.get("confirm") != "yes":  # the confirmation step: what the pipeline would submit
+            _original, _agent, planned = await run_in_threadpool(runtime.compensations.plan, decision_id)
+            context = await run_in_threadpool(_context, request, viewer, decision_id)
+            return await run_in_threadpool(lambda: page(
+                request, "compensate.html", viewer, planned=planned.action,
+                planned_params=present.param_rows(planned.action.params), **context))
+        made = await run_in_threadpool(runtime.compensations.compensate, Person(viewer.email, viewer.role),
+                                       decision_id)
+    except PipelineError as exc:
+        error, status = exc.message, REFUSAL_STATUS.get(exc.code, 409)
+    else:
+        runtime.changes.notify(decision_id)  # as the API's compensate does
+        return _opened(request, made.decision_id or decision_id, "compensated")
+    context = await run_in_threadpool(_context, request, viewer, decision_id)
+    return await run_in_threadpool(lambda: page(request, "decision.html", viewer, status=status, notice=None,
+                                                error=error, **context))
+
+
+def _compensation_of(runtime: Any, decision_id: str) -> str | None:
+    """The id of the decision compensating `decision_id`, if one was asked for."""
+    with read_only(runtime.db.connect()) as conn:
+        row = queries.decision(conn, decision_id)
+        found = queries.by_packet(conn, row.agent, compensation_packet_id(decision_id)) if row else None
+    return found.decision_id if found else None
+
+
+def _opened(request: Request, decision_id: str, done: str) -> Response:
+    return RedirectResponse(f"{root(request)}/decisions/{decision_id}?done={done}", status_code=303)

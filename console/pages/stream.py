@@ -4,7 +4,8 @@ Each audit entry becomes named events the pages listen for (htmx's SSE extension
 
 - `inbox`: the pending list changed (a decision, an approval, a rejection, an expiry, an
   execution, the kill switch), so the inbox fetches its rows again;
-- `decision-<id>`: something happened to that decision; its page fetches its panel again;
+- `decision-<id>`: something happened to that decision (or it was undone: a compensating
+  decision names the one it undoes); its page fetches its panel again;
 - `feed`: a line of HTML for the activity feed (incidents only for roles that see them);
 - `kill-switch`, `agents`, `incidents`: those pages and the banner refresh.
 
@@ -54,6 +55,8 @@ def events_for(request: Request, viewer: Viewer, event: Event) -> list[ServerSen
         out.append(ServerSentEvent(data="", event="inbox"))
     if event.decision_id:
         out.append(ServerSentEvent(data="", event=f"decision-{event.decision_id}"))
+    if event.compensates:  # the undone decision's page shows its compensation
+        out.append(ServerSentEvent(data="", event=f"decision-{event.compensates}"))
     if event.kind == "kill_switch":
         out.append(ServerSentEvent(data="", event="kill-switch"))
     if event.kind in AGENT_KINDS:

@@ -151,6 +151,7 @@ def _state_changes(decision_id: str) -> dict[str, tuple[str, dict[str, str]]]:
     return {
         "approve": (f"/decisions/{decision_id}/approve", {"comment": "ok"}),
         "reject": (f"/decisions/{decision_id}/reject", {"reason": "no"}),
+        "undo": (f"/decisions/{decision_id}/compensate", {"confirm": "yes"}),
         "kill switch": ("/kill-switch", {"engage": "true", "reason": "forged", "confirm": "yes"}),
         "autonomy": ("/agents/a3/autonomy", {"autonomy": "A4"}),
         "revoke": ("/agents/a3/revoke", {"confirm": "yes"}),
@@ -561,6 +562,7 @@ ROUTES: dict[tuple[str, str], frozenset[str] | None] = {
     ("GET", "/decisions/{decision_id}/panel"): EVERYONE,
     ("POST", "/decisions/{decision_id}/approve"): DECIDE,
     ("POST", "/decisions/{decision_id}/reject"): DECIDE,
+    ("POST", "/decisions/{decision_id}/compensate"): DECIDE,
     ("GET", "/activity"): EVERYONE,
     ("GET", "/incidents"): INCIDENTS,
     ("GET", "/incidents/{incident_id}"): INCIDENTS,
