@@ -410,9 +410,11 @@ class CrmLive(LiveConnector):
         if paused > self.timeout / 2:  # waiting here would outlive the call's deadline
             raise TransientError(f"{what}: HubSpot asked to wait {paused:.1f} s (rate limit); nothing was sent",
                                  code="rate_limited", retry_after=paused)
-        await self._bucket.acquire()
+        # the search limit first: a request token taken while waiting for a search token would
+        # be spent late, in a burst with others, and could push the window over HubSpot's limit
         if search:
             await self._search_bucket.acquire()
+        await self._bucket.acquire()
         try:
             response = await self._http().request(method, path, json=json, params=params)
         except (httpx.TransportError, httpx.InvalidURL) as exc:
