@@ -21,6 +21,7 @@ TAMPER_WATCH = 0x5741_5244_5441_4D50
 
 _TRY = text("SELECT pg_try_advisory_lock(:key)")
 _ALIVE = text("SELECT 1")
+_UNLOCK = text("SELECT pg_advisory_unlock(:key)")
 
 
 class SessionLock:
@@ -54,9 +55,16 @@ class SessionLock:
             return False
 
     def release(self) -> None:
+        """Give the lock up: unlocked at once while the session is alive (closing alone frees it
+        only once the server has noticed the disconnection, a moment later), then closed."""
         conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.invalidate()  # closes the session: the lock goes with it
-            except Exception:
-                log.debug("closing the session of lock %x failed", self._key, exc_info=True)
+        if conn is None:
+            return
+        try:
+            conn.execute(_UNLOCK, {"key": self._key})
+        except Exception:  # a broken session: closing it frees the lock
+            log.debug("unlocking %x failed; closing its session", self._key, exc_info=True)
+        try:
+            conn.invalidate()  # closes the session: the lock goes with it
+        except Exception:
+            log.debug("closing the session of lock %x failed", self._key, exc_info=True)
