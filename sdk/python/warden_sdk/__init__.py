@@ -42,13 +42,17 @@ from warden_sdk.models import (
     InvariantResult,
     Reason,
 )
+from warden_sdk.governed import governed
 from warden_sdk.packets import new_packet_id
+from warden_sdk.receipts import Receipt, check_receipt, verify_receipt, verify_receipt_async
 from warden_sdk.retries import Retries
+from warden_sdk.webhooks import WebhookError, sign_webhook, verify_webhook
 
 __all__ = [
     "ApprovalGrant", "Approval", "ApprovalRequired", "AsyncWardenClient", "AuditRef", "Claim",
     "Conflict", "ConnectionFailed", "Decision", "Denied", "Execution", "Expired", "Failed",
     "Forbidden", "InvalidRequest", "InvariantResult", "NotFound", "OutcomeError", "ProblemError",
-    "Reason", "ReceiptError", "ReceiptNotReady", "Rejected", "Retries", "StillPending",
-    "Unauthorized", "Unavailable", "WardenClient", "WardenError", "new_packet_id",
+    "Reason", "Receipt", "ReceiptError", "ReceiptNotReady", "Rejected", "Retries", "StillPending",
+    "Unauthorized", "Unavailable", "WardenClient", "WardenError", "WebhookError", "check_receipt",
+    "governed", "new_packet_id", "sign_webhook", "verify_receipt", "verify_receipt_async", "verify_webhook",
 ]
