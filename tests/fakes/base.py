@@ -169,31 +169,37 @@ class FakeProvider:
         request = Request(handler.command, parts.path, dict(parse_qsl(parts.query, keep_blank_values=True)),
                           {k.lower(): v for k, v in handler.headers.items()}, body)
         fault = self._take_fault(request.route)
-        status: int | None = None
-        try:
-            if fault is not None and fault.kind == "hang_before":
-                time.sleep(fault.seconds)
-            if fault is not None and fault.kind == "drop_before":
-                _drop(handler)
-                return
-            if fault is not None and fault.kind == "status":
-                reply = Reply(fault.status, fault.body, fault.headers)
-            else:
-                try:
-                    reply = self.handle(request)
-                except Reply as raised:
-                    reply = raised
-            if fault is not None and fault.kind == "drop_after":
-                _drop(handler)
-                return
-            if fault is not None and fault.kind == "hang_after":
-                time.sleep(fault.seconds)
-            status = reply.status
-            _send(handler, reply)
-        finally:
+        kind = fault.kind if fault else None
+
+        def seen(status: int | None) -> None:
+            """Logged before the answer leaves, so whoever reads the answer finds its request."""
             with self.lock:
-                self.seen.append(Seen(request.route, request.headers, status,
-                                      fault.kind if fault else None, time.time()))
+                self.seen.append(Seen(request.route, request.headers, status, kind, time.time()))
+
+        if kind == "hang_before":
+            time.sleep(fault.seconds if fault else 0.0)
+        if kind == "drop_before":
+            seen(None)
+            _drop(handler)
+            return
+        if fault is not None and kind == "status":
+            reply = Reply(fault.status, fault.body, fault.headers)
+        else:
+            try:
+                reply = self.handle(request)
+            except Reply as raised:
+                reply = raised
+            except BaseException:
+                seen(None)
+                raise
+        if kind == "drop_after":
+            seen(None)
+            _drop(handler)
+            return
+        if kind == "hang_after":
+            time.sleep(fault.seconds if fault else 0.0)
+        seen(reply.status)
+        _send(handler, reply)
 
     def requests(self, pattern: str = "*") -> list[Seen]:
         with self.lock:

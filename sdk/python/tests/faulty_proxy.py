@@ -83,6 +83,7 @@ class FaultyProxy:
             body = request.partition(b"\r\n\r\n")[2]
             if body:
                 self.packet_ids.append(json.loads(body).get("packet_id", ""))
+            self.faulted += 1  # counted before the client can see the fault
             if self.mode == "unavailable":
                 client.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\n"
                                b"Retry-After: 0\r\nConnection: close\r\n"
@@ -91,7 +92,6 @@ class FaultyProxy:
                 with socket.create_connection(self.upstream) as upstream:
                     upstream.sendall(request)
                     _read_message(upstream)
-            self.faulted += 1
 
     def _relay(self, client: socket.socket) -> None:
         upstream = socket.create_connection(self.upstream)

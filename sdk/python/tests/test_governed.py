@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from typing import Any
 
 import pytest
+from loops import run
 from gateway_server import Server
 
 from warden_sdk import ApprovalRequired, AsyncWardenClient, Decision, Denied, Failed, WardenClient
@@ -77,7 +77,7 @@ def test_an_async_function_is_governed_by_the_async_client(gateway: Server) -> N
 
             return await log_note("rec_async", "hello")
 
-    assert asyncio.run(scenario()) == "logged rec_async"
+    assert run(scenario()) == "logged rec_async"
 
 
 def test_an_a0_agent_drafts_and_the_body_does_not_run(gateway: Server) -> None:

@@ -3,9 +3,9 @@ log's public key only; a tampered proof, a wrong key, a foreign leaf and a dry r
 
 from __future__ import annotations
 
-import asyncio
 
 import pytest
+from loops import run
 from gateway_server import Server
 
 from warden_sdk import AsyncWardenClient, ReceiptError, ReceiptNotReady, WardenClient
@@ -39,7 +39,7 @@ def test_the_async_client_verifies_a_receipt(gateway: Server) -> None:
             decision = await sdk.act("crm.log_note", NOTE)
             return (await verify_receipt_async(sdk, decision, public_key(gateway), wait=15)).seq
 
-    assert asyncio.run(scenario()) > 0
+    assert run(scenario()) > 0
 
 
 def test_a_tampered_proof_or_foreign_leaf_fails(client: WardenClient, gateway: Server) -> None:

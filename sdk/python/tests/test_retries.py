@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
+from loops import run
 from faulty_proxy import FaultyProxy, Mode
 from gateway_server import Server, footprint
 
@@ -52,7 +53,7 @@ def test_the_async_client_retries_with_the_same_packet_id(gateway: Server, proxi
             assert decision.status == "executed" and decision.decision_id is not None
             return decision.decision_id
 
-    decision_id = asyncio.run(act())
+    decision_id = run(act())
     assert front.faulted == 1 and len(front.packet_ids) == 1
     assert footprint(gateway)[0] == rows_before + 1
     assert gateway.calls.executed(decision_id) == 1
@@ -90,4 +91,4 @@ def test_the_async_client_long_polls_through_an_approval(gateway: Server) -> Non
             dry = await sdk.evaluate("crm.log_note", NOTE)
             assert dry.status == "allowed"
 
-    asyncio.run(scenario())
+    run(scenario())
