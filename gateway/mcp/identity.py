@@ -32,7 +32,7 @@ class AgentTokens:
         """The agent holding `token`; None for an unknown, revoked or rotated token, or a person's."""
         if not token.startswith(AGENT_TOKEN_PREFIX):
             return None
-        key = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        key = _key(token)
         if (hit := self._cache.get(key)) is not None:
             return hit
         with read_only(self.db.connect()) as conn:
@@ -42,6 +42,13 @@ class AgentTokens:
         return found
 
     async def agent_async(self, token: str) -> Agent | None:
+        """`agent`, answered here from the cache; only a miss reads the database, on a thread."""
         if not token.startswith(AGENT_TOKEN_PREFIX):
             return None
+        if (hit := self._cache.get(_key(token))) is not None:
+            return hit
         return await asyncio.to_thread(self.agent, token)
+
+
+def _key(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
