@@ -131,6 +131,10 @@ class Settings(BaseSettings):
     login_max_failures: int = _setting(5, "failed sign-ins for one account within login_window_seconds before it waits", ge=1)
     login_max_failures_per_address: int = _setting(20, "failed sign-ins from one address within the window before it waits", ge=1)
     login_window_seconds: float = _setting(900.0, "the window (and the wait) for failed sign-ins", ge=1)
+    mcp_http: bool = _setting(True, "serve the MCP front at /mcp beside the API (streamable HTTP, agent tokens)")
+    mcp_wait_seconds: float = _setting(
+        0.0, "how long an MCP tool call waits for an approver unless it says (`wait`); 0 answers at once", ge=0)
+    mcp_wait_max_seconds: float = _setting(900.0, "the longest `wait` an MCP tool call may ask for", ge=0)
     passkeys_required_for_l3: bool = _setting(False, "approving an L3 action needs a passkey, whoever approves")
     log_level: LogLevel = _setting("info", "least severe log level written")
     log_json: bool = _setting(True, "log one JSON object per line (false: plain text)")

@@ -47,4 +47,8 @@ def create_app(runtime: Runtime) -> FastAPI:
         from console import mount
 
         mount(app, runtime)
+    if runtime.settings.mcp_http:  # the MCP front at /mcp, for agents (gateway.mcp.http)
+        from gateway.mcp.http import mount as mount_mcp
+
+        mount_mcp(app, runtime)
     return app

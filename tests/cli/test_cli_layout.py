@@ -40,7 +40,7 @@ def _imports(module: str) -> set[str]:
 def test_one_module_per_command() -> None:
     commands = {action.dest for action in _subcommands(build_parser())}
     assert commands == {"serve", "policy", "agents", "users", "config", "db", "keys", "audit", "connectors",
-                        "actions"}
+                        "actions", "mcp"}
     assert commands <= set(MODULES)
 
 
