@@ -39,6 +39,7 @@ from gateway.runtime.metrics import Metrics
 from gateway.execution.breaker import CircuitBreakers
 from gateway.execution.outbox import Outbox
 from gateway.execution.worker import Worker
+from gateway.events.hub import Hub
 from gateway.runtime.reload import PolicyHolder, PolicyWatcher
 from gateway.store.identities import purge_stale
 from gateway.store.killswitch import read_kill_switch
@@ -180,6 +181,8 @@ class Runtime:
             self.db.url.set(drivername="postgresql").render_as_string(hide_password=False), self._heard_commit,
         ) if self.db.dialect.name == "postgresql" else None
         self.writer.on_subjects(self._notify_changes)
+        self.events = Hub(self.db)  # the log's events for `GET /v1/events`
+        self.writer.on_commit(self.events.wake)
         self.tokens: TokenCache[Any] = TokenCache()  # who each token is, for the HTTP layer
         self.audit = AuditReader(self.db, self.ledger)
         self.packet_limits = PacketLimits(max_bytes=settings.max_packet_bytes)
