@@ -14,6 +14,7 @@ an exit code (`gateway.cli.exits`). Every command reads the same settings (`gate
     audit checkpoint|export|verify   gateway.cli.audit (report: gateway.cli.verification)
     connectors check             gateway.cli.connectors
     actions compensate           gateway.cli.actions
+    webhooks add|list|disable|enable|remove|deliveries   gateway.cli.webhooks
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ def _registrars() -> list[Register]:
     """The modules that contribute sub-commands. Each imports its heavy parts (the compiler,
     the engine, the database, the crypto stack) inside its handlers, so `warden --help` stays
     fast."""
-    from gateway.cli import actions, agents, audit, config, connectors, db, keys, policy, serve, users
+    from gateway.cli import actions, agents, audit, config, connectors, db, keys, policy, serve, users, webhooks
 
     return [serve.register, policy.register, agents.register, users.register, config.register,
-            db.register, keys.register, audit.register, connectors.register, actions.register]
+            db.register, keys.register, audit.register, connectors.register, actions.register,
+            webhooks.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -93,13 +93,10 @@ def decision_of(kind: str, subject: str, data: dict[str, Any]) -> str | None:
 def project(kind: str, actor: str, data: dict[str, Any]) -> dict[str, Any]:
     """The part of an entry's data an event carries."""
     if kind == "decision":
-        decision = data.get("decision") if isinstance(data.get("decision"), dict) else {}
-        assert isinstance(decision, dict)
-        reasons = decision.get("reasons") if isinstance(decision.get("reasons"), list) else []
-        packet = data.get("packet") if isinstance(data.get("packet"), dict) else {}
-        assert isinstance(packet, dict)
-        action = packet.get("action") if isinstance(packet.get("action"), dict) else {}
-        assert isinstance(action, dict)
+        decision, packet = _object(data, "decision"), _object(data, "packet")
+        action = _object(packet, "action")
+        reasons = decision.get("reasons")
+        reasons = reasons if isinstance(reasons, list) else []
         return {"status": decision.get("status"), "tool": action.get("tool"),
                 "packet_id": decision.get("packet_id"), "risk": decision.get("risk"),
                 "autonomy": decision.get("autonomy"), "packet_hash": data.get("packet_hash"),
@@ -119,6 +116,11 @@ def project(kind: str, actor: str, data: dict[str, Any]) -> dict[str, Any]:
     if kind == "policy_activated":
         return _pick(data, "digest", "policies")
     return {}
+
+
+def _object(data: dict[str, Any], key: str) -> dict[str, Any]:
+    found = data.get(key)
+    return found if isinstance(found, dict) else {}
 
 
 def _pick(data: dict[str, Any], *keys: str) -> dict[str, Any]:
