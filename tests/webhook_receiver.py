@@ -50,7 +50,8 @@ class Receiver:
                 if receiver.status < 300:
                     with receiver._lock:
                         receiver.received.append({"id": headers["webhook-id"], "body": body, "headers": headers,
-                                                  "raw": raw, "at": time.perf_counter()})
+                                                  "raw": raw, "at": time.perf_counter(),
+                                                  "wall": time.time()})
                 self.send_response(receiver.status)
                 self.send_header("content-length", "0")
                 self.end_headers()

@@ -68,9 +68,11 @@ class Hub:
         with read_only(self.engine.connect()) as conn:
             return read_events(conn, after, upto=upto)
 
-    async def follow(self, after: int | None, keep: Callable[[Event], bool]) -> AsyncIterator[Event]:
+    async def follow(self, after: int | None, keep: Callable[[Event], bool], *,
+                     idle: float | None = None) -> AsyncIterator[Event | None]:
         """Every event after entry `after` (None: from now on) that `keep` accepts, in log order:
-        first what the log holds, then live."""
+        first what the log holds, then live. With `idle`, None after each `idle` seconds without
+        one (so the reader can look up from time to time)."""
         queue: asyncio.Queue[Slice] = asyncio.Queue(QUEUE)
         self._subscribe(queue)
         try:
@@ -79,7 +81,11 @@ class Hub:
             async for event in self._catch_up(cursor_box, None, keep):
                 yield event
             while True:
-                piece = await queue.get()
+                try:
+                    piece = await asyncio.wait_for(queue.get(), idle)
+                except TimeoutError:
+                    yield None
+                    continue
                 if piece.upto <= cursor_box[0]:
                     continue
                 if piece.after > cursor_box[0]:  # entries the hub read before we listened, or dropped

@@ -9,7 +9,6 @@ every event after that entry, read from the log, then live. The token is checked
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -57,26 +56,14 @@ async def events(
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
         checked = time.monotonic()
-        source = runtime.events.follow(start, keep).__aiter__()
-        pending: asyncio.Task[Event] | None = None
-        try:
-            while True:
-                if pending is None:
-                    pending = asyncio.ensure_future(source.__anext__())
-                done, _ = await asyncio.wait({pending}, timeout=RECHECK)
-                if time.monotonic() - checked > RECHECK:
-                    checked = time.monotonic()
-                    try:
-                        await run_in_threadpool(authenticate, runtime.db, token, None)
-                    except Problem:
-                        return  # revoked meanwhile: the stream ends
-                if done:
-                    event = pending.result()
-                    pending = None
-                    yield ServerSentEvent(data=event.body().decode(), event=event.kind, id=str(event.seq))
-        finally:
-            if pending is not None:
-                pending.cancel()
-            await source.aclose()  # type: ignore[attr-defined]
+        async for event in runtime.events.follow(start, keep, idle=RECHECK):
+            if time.monotonic() - checked >= RECHECK:
+                checked = time.monotonic()
+                try:
+                    await run_in_threadpool(authenticate, runtime.db, token, None)
+                except Problem:
+                    return  # revoked meanwhile: the stream ends
+            if event is not None:
+                yield ServerSentEvent(data=event.body().decode(), event=event.kind, id=str(event.seq))
 
     return EventSourceResponse(stream(), ping=15, send_timeout=10, headers={"Cache-Control": "no-store"})
