@@ -189,7 +189,7 @@ class Runtime:
         self.webhooks = DeliveryWorker(
             Sender(self.db, self.writer, clock=clock, timeout=settings.webhook_timeout_seconds,
                    max_attempts=settings.webhook_max_attempts, backoff_base=settings.webhook_backoff_base_seconds,
-                   backoff_max=settings.webhook_backoff_max_seconds),
+                   backoff_max=settings.webhook_backoff_max_seconds, on_delivery=self.metrics.observe_webhook),
             threads=settings.webhook_workers, release_on_start=settings.outbox_recover_on_start)
         self.writer.on_commit(self.webhooks.wake)
         self.tokens: TokenCache[Any] = TokenCache()  # who each token is, for the HTTP layer

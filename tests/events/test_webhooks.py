@@ -101,6 +101,8 @@ def test_deliveries_are_signed_and_verify(gateway: Server, receiver: Receiver) -
 
     listed = delivered(gateway, endpoint_id, 6)
     assert all(d["attempts"][-1]["status_code"] == 200 for d in listed)
+    metrics = gateway.client().get("/metrics").text
+    assert 'warden_webhook_deliveries_total{outcome="delivered"} 6.0' in metrics
     endpoints = gateway.client("founder").get("/v1/webhooks").json()
     assert endpoint_id in {e["id"] for e in endpoints} and "secret" not in str(endpoints)
     assert receiver.secret not in str(endpoints)
