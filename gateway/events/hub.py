@@ -27,7 +27,7 @@ from ledger.database import read_only
 log = logging.getLogger("warden.events")
 
 #: Slices a subscriber may have waiting before it reads from the log instead.
-QUEUE = 256
+QUEUE = 64
 
 
 @dataclass(frozen=True)

@@ -120,3 +120,18 @@ def test_a_slow_reader_catches_up_from_the_log(warden_server: Server, who: str, 
         assert [e["data"]["decision_id"] for e in got] == ids
     finally:
         reader.close()
+
+
+def test_a_revoked_caller_s_stream_ends(warden_server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gateway.http.routes.events as route
+    from gateway.store.identities import revoke_agent
+
+    monkeypatch.setattr(route, "RECHECK", 0.3)
+    reader = EventReader(warden_server.base_url, warden_server.tokens["a4"])
+    try:
+        runtime = warden_server.runtime
+        runtime.writer.run(lambda conn: revoke_agent(conn, runtime.ledger, "a4", time.time(), "test"))
+        eventually(lambda: not reader._thread.is_alive(), "the stream ended")
+        assert reader.status == 200 and reader.events == []
+    finally:
+        reader.close()

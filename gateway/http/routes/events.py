@@ -4,7 +4,7 @@ Each message is `id: <seq>`, `event: <kind>`, `data: <the event as JSON>`. `?kin
 those kinds; the caller's role keeps what it may see (`gateway.events.model.visible`: an agent
 only its own decisions'). A client that reconnects with `Last-Event-ID` (or `?after=`) gets
 every event after that entry, read from the log, then live. The token is checked again every
-`RECHECK` seconds: a revoked caller's stream ends.
+`RECHECK` seconds: the stream of a caller revoked or given another role meanwhile ends.
 """
 
 from __future__ import annotations
@@ -60,9 +60,11 @@ async def events(
             if time.monotonic() - checked >= RECHECK:
                 checked = time.monotonic()
                 try:
-                    await run_in_threadpool(authenticate, runtime.db, token, None)
+                    now = await run_in_threadpool(authenticate, runtime.db, token, None)
                 except Problem:
-                    return  # revoked meanwhile: the stream ends
+                    return  # revoked meanwhile (or the database is away): the stream ends
+                if now.role != who.role:
+                    return  # what the caller may see has changed: it reconnects under its new role
             if event is not None:
                 yield ServerSentEvent(data=event.body().decode(), event=event.kind, id=str(event.seq))
 
