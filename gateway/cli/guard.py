@@ -38,6 +38,7 @@ ERROR = "warden: error"
 EXPECTED: tuple[tuple[str, str], ...] = (
     ("gateway.config", "ConfigError"),
     ("gateway.store.identities", "IdentityError"),
+    ("gateway.events.webhooks", "WebhookError"),
     ("gateway.engine.cases", "CaseFileError"),
     ("ledger.keys", "SigningKeyError"),
     ("ledger.note", "NoteError"),

@@ -15,6 +15,7 @@ an exit code (`gateway.cli.exits`). Every command reads the same settings (`gate
     connectors check             gateway.cli.connectors
     actions compensate           gateway.cli.actions
     mcp                          gateway.cli.mcp (the front: gateway.mcp)
+    webhooks add|list|disable|enable|remove|deliveries   gateway.cli.webhooks
 """
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ def _registrars() -> list[Register]:
     """The modules that contribute sub-commands. Each imports its heavy parts (the compiler,
     the engine, the database, the crypto stack) inside its handlers, so `warden --help` stays
     fast."""
-    from gateway.cli import actions, agents, audit, config, connectors, db, keys, mcp, policy, serve, users
+    from gateway.cli import actions, agents, audit, config, connectors, db, keys, mcp, policy, serve, users, webhooks
 
     return [serve.register, policy.register, agents.register, users.register, config.register,
-            db.register, keys.register, audit.register, connectors.register, actions.register, mcp.register]
+            db.register, keys.register, audit.register, connectors.register, actions.register, mcp.register,
+            webhooks.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

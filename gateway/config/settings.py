@@ -118,6 +118,12 @@ class Settings(BaseSettings):
     outbox_max_attempts: int = _setting(8, "attempts before an execution is recorded as failed", ge=1)
     outbox_backoff_base_seconds: float = _setting(0.5, "first retry delay (doubles per attempt, with jitter)", ge=0)
     outbox_backoff_max_seconds: float = _setting(60.0, "longest retry delay", ge=0)
+    webhook_workers: int = _setting(1, "threads per process sending webhook deliveries", ge=1, le=32)
+    webhook_timeout_seconds: float = _setting(10.0, "how long a webhook receiver may take to answer", gt=0, le=120)
+    webhook_max_attempts: int = _setting(
+        8, "failed attempts of one delivery before its endpoint is disabled and an incident opened", ge=1, le=100)
+    webhook_backoff_base_seconds: float = _setting(1.0, "first webhook retry delay (doubles per failure)", ge=0)
+    webhook_backoff_max_seconds: float = _setting(300.0, "longest webhook retry delay", ge=0)
     breaker_failures: int = _setting(5, "consecutive connector failures that open its circuit breaker", ge=1)
     breaker_cooldown_seconds: float = _setting(60.0, "how long an open breaker waits before a trial call", gt=0)
     repeated_denials_threshold: int = _setting(5, "denials of one agent within the window that open an incident", ge=1)

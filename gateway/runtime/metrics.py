@@ -161,6 +161,11 @@ class Metrics:
         self.connector_compensations = Counter(
             "warden_connector_compensations", "Compensations asked for, by the compensating decision's status.",
             ["connector", "tool", "status"], registry=r)
+        self.webhook_deliveries = Counter("warden_webhook_deliveries",
+                                          "Webhook delivery attempts, by outcome (delivered: a 2xx; failed).",
+                                          ["outcome"], registry=r)
+        self.webhook_seconds = Histogram("warden_webhook_seconds", "Time a webhook receiver took to answer.",
+                                         buckets=CONNECTOR_BUCKETS, registry=r)
         self.writer_batches = Histogram("warden_log_writer_batch_jobs",
                                         "Jobs per batch of the log writer (one transaction, one commit each).",
                                         buckets=BATCH_BUCKETS, registry=r)
@@ -230,6 +235,10 @@ class Metrics:
 
     def observe_compensation(self, tool: str, status: str) -> None:
         self.connector_compensations.labels(self._connector(tool.split(".", 1)[0]), self._tool(tool), status).inc()
+
+    def observe_webhook(self, outcome: str, seconds: float) -> None:
+        self.webhook_deliveries.labels(outcome).inc()
+        self.webhook_seconds.observe(seconds)
 
     def count_statements(self, engine: Engine) -> None:
         """Count every statement `engine` sends from now on in `warden_db_statements_total`."""

@@ -6,6 +6,7 @@ checkpoint signing key, compiles the policies and builds the pipeline. Threads s
 `start()` (the FastAPI lifespan calls it) and stop in `stop()`:
 
 - the outbox worker (re-drives what a crash left in flight, then runs due executions);
+- the webhook worker (fans the log out into the delivery outbox and sends it, `gateway.events`);
 - the policy watcher (activates changed policy files that compile; SIGHUP reloads at once);
 - the housekeeping loop, every second: expires overdue approvals, signs checkpoints on time and
   re-verifies the audit log (`TamperWatch.tick`); a tamper alarm engages the kill switch.
@@ -39,6 +40,9 @@ from gateway.runtime.metrics import Metrics
 from gateway.execution.breaker import CircuitBreakers
 from gateway.execution.outbox import Outbox
 from gateway.execution.worker import Worker
+from gateway.events.delivery import Sender
+from gateway.events.hub import Hub
+from gateway.events.worker import DeliveryWorker
 from gateway.runtime.reload import PolicyHolder, PolicyWatcher
 from gateway.store.identities import purge_stale
 from gateway.store.killswitch import read_kill_switch
@@ -180,6 +184,14 @@ class Runtime:
             self.db.url.set(drivername="postgresql").render_as_string(hide_password=False), self._heard_commit,
         ) if self.db.dialect.name == "postgresql" else None
         self.writer.on_subjects(self._notify_changes)
+        self.events = Hub(self.db)  # the log's events for `GET /v1/events`
+        self.writer.on_commit(self.events.wake)
+        self.webhooks = DeliveryWorker(
+            Sender(self.db, self.writer, clock=clock, timeout=settings.webhook_timeout_seconds,
+                   max_attempts=settings.webhook_max_attempts, backoff_base=settings.webhook_backoff_base_seconds,
+                   backoff_max=settings.webhook_backoff_max_seconds, on_delivery=self.metrics.observe_webhook),
+            threads=settings.webhook_workers, release_on_start=settings.outbox_recover_on_start)
+        self.writer.on_commit(self.webhooks.wake)
         self.tokens: TokenCache[Any] = TokenCache()  # who each token is, for the HTTP layer
         self.audit = AuditReader(self.db, self.ledger)
         self.packet_limits = PacketLimits(max_bytes=settings.max_packet_bytes)
@@ -199,6 +211,7 @@ class Runtime:
         self._sign_checkpoints()  # a log that has never been checkpointed gets one now
         self.connector_health.start()
         self.worker.start()
+        self.webhooks.start()
         if self.commits is not None:
             self.commits.start()
         if self.watcher is not None:
@@ -212,6 +225,7 @@ class Runtime:
         if self.watcher is not None:
             self.watcher.stop()
         self.worker.stop()
+        self.webhooks.stop()
         if self.commits is not None:
             self.commits.stop()
         if self._housekeeper is not None:

@@ -24,7 +24,7 @@ from ledger.store import AppendResult, Ledger
 
 #: Kinds of incident (the `kind` column and the `incident` entry's `data.kind`).
 INCIDENT_KINDS = ("proof_mismatch", "connector_failure", "repeated_denials", "tamper_alarm",
-                  "idempotency_conflict", "execution_unresolved")
+                  "idempotency_conflict", "execution_unresolved", "webhook_disabled")
 
 
 _READ_DECISION = select(decisions.c.decision).where(decisions.c.decision_id == bindparam("id"))

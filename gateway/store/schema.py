@@ -29,6 +29,13 @@ documents are stored as text exactly as served.
                 since first_at, and blocked_until once over the limit (version 3).
 - `passkeys`    WebAuthn credentials: id (base64url) → email, COSE public key, sign count, the
                 relying party and origin registered with, revoked_at (version 3).
+- `webhook_endpoints` registered receivers of events: id → URL, kinds, signing secret, state
+                (active | disabled), the seq after which its events start, the head delivery's
+                consecutive failures and next attempt, and a lease for one sender (version 6).
+- `webhook_deliveries` the durable delivery outbox: (endpoint, seq) → kind, decision, state
+                (pending | delivered), attempts (version 6). Payloads are rebuilt from the log.
+- `webhook_attempts` every delivery attempt: when, the HTTP status or the error, how long it took
+                (version 6). The fan-out's cursor is `gateway_state` `webhook_cursor`.
 """
 
 from __future__ import annotations
@@ -210,6 +217,54 @@ passkeys = Table(
 )
 Index("ix_passkeys_email", passkeys.c.email)
 
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("kinds", Text, nullable=False),  # JSON list of event kinds
+    Column("secret", Text, nullable=False),  # whsec_…: signs every delivery (Standard Webhooks)
+    Column("state", String(16), nullable=False),  # active | disabled
+    Column("from_seq", BigInteger, nullable=False),  # events of entries after this one
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(254), nullable=False),
+    Column("disabled_at", Float, nullable=True),
+    Column("disabled_reason", Text, nullable=True),
+    Column("failures", Integer, nullable=False, server_default="0"),  # of the head delivery, in a row
+    Column("next_attempt_at", Float, nullable=False, server_default="0"),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", Float, nullable=True),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("endpoint_id", String(40), primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("kind", String(32), nullable=False),
+    Column("decision_id", String(40), nullable=True),
+    Column("state", String(16), nullable=False),  # pending | delivered
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("created_at", Float, nullable=False),
+    Column("delivered_at", Float, nullable=True),
+)
+Index("ix_webhook_deliveries_state", webhook_deliveries.c.endpoint_id, webhook_deliveries.c.state,
+      webhook_deliveries.c.seq)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("endpoint_id", String(40), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("at", Float, nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("duration_ms", Float, nullable=False),
+)
+Index("ix_webhook_attempts_delivery", webhook_attempts.c.endpoint_id, webhook_attempts.c.seq)
+
 #: The tables version 3 creates, and the columns it adds to tables that already existed.
 _VERSION_3_TABLES = (invites, console_sessions, login_failures, passkeys)
 _VERSION_3_COLUMNS = (users.c.password_hash, incidents.c.acknowledged_at, incidents.c.acknowledged_by)
@@ -286,10 +341,21 @@ def _add_missing_columns(conn: Connection, columns: tuple[Column[Any], ...]) -> 
             conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {spec}"))
 
 
+#: The tables version 6 creates.
+_VERSION_6_TABLES = (webhook_endpoints, webhook_deliveries, webhook_attempts)
+
+
+def _webhooks(conn: Connection) -> None:
+    """Version 6: webhook endpoints, their delivery outbox and its attempts (created if missing:
+    version 1 creates them on a database this release made)."""
+    for new in _VERSION_6_TABLES:
+        new.create(conn, checkfirst=True)
+
+
 # Append only; never edit a released migration. The list index + 1 is the schema version.
 MIGRATIONS: list[ledger_schema.Migration] = [
     _create_gateway_tables, _unique_agent_names_regardless_of_case, _console_accounts, _decision_list_indexes,
-    _execution_outcomes,
+    _execution_outcomes, _webhooks,
 ]
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -42,11 +42,17 @@ ROUTES: dict[str, tuple[set[str], bool]] = {
     "/v1/audit/entries": ({"get"}, True),
     "/v1/audit/proofs/inclusion": ({"get"}, True),
     "/v1/audit/proofs/consistency": ({"get"}, True),
+    "/v1/events": ({"get"}, True),
+    "/v1/webhooks": ({"get"}, True),
+    "/v1/webhooks/{endpoint_id}/deliveries": ({"get"}, True),
     "/healthz": ({"get"}, False),
     "/readyz": ({"get"}, False),
     "/metrics": ({"get"}, False),
 }
 PACKET_PROBLEMS = {"400", "401", "403", "409", "413", "415", "422"}
+#: Routes whose answer is a stream that never ends: not fuzzed here (a request would wait for its
+#: end); tests/api/test_api_events.py checks their errors and their events.
+STREAMS = {"/v1/events"}
 
 
 def refs(node: Any) -> set[str]:
@@ -184,6 +190,7 @@ def test_the_api_answers_as_its_openapi_document_says(fuzz_server: Server, role:
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {(op.method.lower(), op.path) for op in operations} == {
         (method, path) for path, (methods, _auth) in ROUTES.items() for method in methods}
+    operations = [op for op in operations if op.path not in STREAMS]
     failures: list[str] = []
     answered: dict[str, set[int]] = {}
     with requests.Session() as session:

@@ -26,7 +26,7 @@ def test_version_5_adds_the_outcome_columns_keeping_the_executions(db_url: str) 
                 "updated_at) VALUES ('dec_1', 'stripe.refund', '{}', 'pending', 0, 1.0, 1.0, 1.0)"))
         assert NEW_COLUMNS.isdisjoint(c["name"] for c in inspect(engine).get_columns("executions"))
 
-        assert gateway_schema.upgrade(engine)[gateway_schema.COMPONENT] == (4, 5)
+        assert gateway_schema.upgrade(engine)[gateway_schema.COMPONENT] == (4, gateway_schema.LATEST_VERSION)
         assert NEW_COLUMNS <= {c["name"] for c in inspect(engine).get_columns("executions")}
         with engine.connect() as conn:
             gateway_schema.require_current(conn)
@@ -38,6 +38,6 @@ def test_version_5_adds_the_outcome_columns_keeping_the_executions(db_url: str) 
                 next_attempt_at=2.0, created_at=2.0, updated_at=2.0))
             assert conn.execute(select(gateway_schema.executions.c.outcome_unknown)
                                 .where(gateway_schema.executions.c.decision_id == "dec_2")).scalar_one() == 0
-        assert gateway_schema.upgrade(engine)[gateway_schema.COMPONENT] == (5, 5)
+        assert gateway_schema.upgrade(engine)[gateway_schema.COMPONENT] == (gateway_schema.LATEST_VERSION, gateway_schema.LATEST_VERSION)
     finally:
         engine.dispose()

@@ -6,6 +6,8 @@
     killswitch   POST · GET /v1/kill-switch
     incidents    GET /v1/incidents
     audit        GET /v1/audit/checkpoint, /entries, /proofs/inclusion, /proofs/consistency
+    events       GET /v1/events (server-sent events)
+    webhooks     GET /v1/webhooks, GET /v1/webhooks/{id}/deliveries
     operations   GET /healthz, /readyz, /metrics
 """
 
@@ -13,9 +15,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gateway.http.routes import actions, approvals, audit, incidents, killswitch, operations, tools
+from gateway.http.routes import actions, approvals, audit, events, incidents, killswitch, operations, tools, webhooks
 
 ROUTERS: tuple[APIRouter, ...] = (
     actions.router, tools.router, approvals.router, killswitch.router, incidents.router,
-    audit.router, operations.router,
+    audit.router, events.router, webhooks.router, operations.router,
 )
