@@ -73,8 +73,9 @@ class DeliveryWorker:
             self._wake.clear()
             try:
                 self.fan_out()
-                while not self._stop.is_set() and self.sender.run_once(name) >= 0:
-                    pass
+                while not self._stop.is_set():
+                    if self.sender.run_once(name) < 0:  # nothing due: wait for a wake-up or the poll
+                        break
             except Exception:  # the database is away: try again at the next poll
                 log.exception("the webhook worker failed; trying again")
             self._wake.wait(self.poll_seconds)

@@ -78,7 +78,7 @@ _TOKEN = re.compile(r'(?P<skip>[\s,]+|#[^\n]*)|(?P<spread>\.\.\.)|(?P<punct>[{}(
 
 
 class GraphqlSyntaxError(ValueError):
-    pass
+    """A document the fake cannot read (Shopify answers it with a parse error)."""
 
 
 @dataclass(frozen=True)

@@ -184,7 +184,7 @@ def test_a_bad_token_gets_401_pointing_at_the_resource_metadata(mcp_server: Serv
 
     async def main() -> None:
         async with http_session(mcp_server, bearer):
-            pass
+            return
 
     with pytest.raises(BaseException):  # the SDK's client cannot even initialise
         run(main)
