@@ -22,6 +22,7 @@ call executed, else 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
 import statistics
@@ -140,11 +141,9 @@ def main() -> int:
         try:
             deadline = time.monotonic() + 30
             while True:
-                try:
+                with contextlib.suppress(httpx.TransportError):
                     if httpx.get(base + "/healthz").status_code == 200:
                         break
-                except httpx.TransportError:
-                    pass
                 if time.monotonic() > deadline:
                     raise SystemExit("warden serve did not start")
                 time.sleep(0.1)

@@ -26,9 +26,10 @@ on it, not on the message.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from warden_sdk.models import Decision, Reason
+if TYPE_CHECKING:  # annotations only: models imports this module to raise its errors
+    from warden_sdk.models import Decision, Reason
 
 __all__ = [
     "ApprovalRequired", "Conflict", "ConnectionFailed", "Denied", "Expired", "Failed", "Forbidden",
