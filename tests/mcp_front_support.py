@@ -12,13 +12,15 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from gateway_server import Server
+from loops import on_own_thread
 
 T = TypeVar("T")
 
 
 def run(main: Callable[[], Awaitable[T]]) -> T:
-    """Run an async test body on its own event loop (the server runs on its own thread)."""
-    return anyio.run(main)
+    """Run an async test body on an event loop of its own, on a thread of its own (the server
+    runs on yet another thread)."""
+    return on_own_thread(lambda: anyio.run(main))
 
 
 @asynccontextmanager

@@ -28,6 +28,7 @@ from connectors.live.shopify import ShopifyLive
 from connectors.live.shopify_graphql import OPERATIONS
 from connectors.shopify import TOOLS
 from fakes.shopify import FakeShopify, parse, requested_cost
+from loops import on_own_thread
 
 TOKEN = "shpat_5e0662a0123456789abcdef"
 SPECS = {spec.name: spec for spec in TOOLS}
@@ -472,7 +473,7 @@ def test_many_concurrent_calls_wait_for_the_bucket_instead_of_being_throttled(
                 live.execute_async("shopify.update_price", params, idempotency_key=f"dec_{n}")
                 for n, params in enumerate(calls)))
 
-        results = asyncio.run(run_all())
+        results = on_own_thread(lambda: asyncio.run(run_all()))
         assert [r.summary["price"] for r in results] == ["29.99"] * 30
         assert small.throttled_answers == 0 and live.graphql.throttled == 0
         assert len(small.effects) == 30
