@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
+from types import MappingProxyType
 
 import dsl.syntax as ast
 from dsl.cel_regions import line_column, line_starts
@@ -170,6 +171,7 @@ def compile_sources(
         digest=policy_digest(encoded, grammar_bytes()),
         files=tuple(sorted(encoded)),
         warnings=tuple(sorted(c.bag.warnings, key=_position)),
+        sources=MappingProxyType(dict(encoded)),
     )
 
 

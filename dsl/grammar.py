@@ -15,6 +15,7 @@ the dependency runs one way:
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Iterator
 from lark import Lark, Token, Tree
 from lark.lark import PostLex
@@ -28,6 +29,13 @@ GRAMMAR_PATH = grammar_path()
 def grammar_bytes() -> bytes:
     """The grammar exactly as shipped; part of every policy digest."""
     return GRAMMAR_PATH.read_bytes()
+
+
+@functools.cache
+def grammar_digest() -> str:
+    """`sha256:<hex>` of the grammar: recorded beside a stored policy set, so that a later
+    release can tell whether the set is being compiled with the grammar it was digested with."""
+    return "sha256:" + hashlib.sha256(grammar_bytes()).hexdigest()
 
 
 @functools.cache

@@ -18,6 +18,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 from datetime import timedelta
+from collections.abc import Mapping
 from typing import Any, Literal
 
 # The vocabulary is part of the model: `from dsl.model import Risk` is the usual spelling.
@@ -185,6 +186,9 @@ class PolicySet:
     digest: str
     files: tuple[str, ...]
     warnings: tuple[Diagnostic, ...] = ()
+    #: {relative path: bytes} exactly as compiled: what the digest covers besides the grammar,
+    #: kept so that the gateway can store the set by its digest and decide again under it later.
+    sources: Mapping[str, bytes] = field(default_factory=dict, compare=False, repr=False)
     _by_tool: dict[str, tuple[Policy, ...]] = field(
         default_factory=dict, compare=False, repr=False
     )

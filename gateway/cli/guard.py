@@ -40,6 +40,7 @@ EXPECTED: tuple[tuple[str, str], ...] = (
     ("gateway.store.identities", "IdentityError"),
     ("gateway.events.webhooks", "WebhookError"),
     ("gateway.engine.cases", "CaseFileError"),
+    ("gateway.replay.history", "HistoryError"),
     ("ledger.keys", "SigningKeyError"),
     ("ledger.note", "NoteError"),
     ("ledger.export", "ExportError"),

@@ -1,9 +1,11 @@
-"""`warden policy check | test | explain`: the policy author's loop, offline.
+"""`warden policy check | test | explain | show | diff | impact`: the policy author's loop.
 
     check [DIR]                 compile every policy file; errors as file:line:col with a caret
     test [DIR] [-v] [-r RE]     run DIR/tests/*.toml like `opa test`: PASS: N/M, exit 1 on failure
     explain PACKET.json --autonomy A2 [--json] [--dir DIR] [--agent-owner WHO] [--now T]
                                 the decision a packet would get, and every reason why (dry run)
+    show | diff | impact        the policy sets kept by digest, and what a candidate would have
+                                decided for recorded history (`gateway.cli.history`)
 
 DIR defaults to the policy_dir setting (`--config FILE`, $WARDEN_CONFIG, ./warden.toml,
 $WARDEN_POLICY_DIR): the policies `warden serve` loads, which are the ones shipped with Warden
@@ -22,9 +24,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gateway.cli.compiling import compile_dir, policy_dir
 from gateway.cli.exits import EXIT_CHECK_FAILED, EXIT_OK
 from gateway.cli.guard import CommandError
-from gateway.cli.options import add_config_option, settings
+from gateway.cli.options import add_config_option
 
 if TYPE_CHECKING:  # the compiler and the engine load the CEL engine: only when a command runs
     from dsl.model import Diagnostic, PolicySet
@@ -64,26 +67,9 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     add_config_option(explain)
     explain.set_defaults(handler=explain_command)
 
+    from gateway.cli.history import register_policy_commands
 
-def policy_dir(args: argparse.Namespace) -> Path:
-    """DIR (or --dir) if given, else the policy_dir setting."""
-    directory: Path = args.dir or settings(args).policy_dir
-    return directory
-
-
-def compile_dir(directory: Path) -> PolicySet:
-    """The compiled PolicySet of `directory`. Compile errors propagate as `PolicyCompileError`:
-    the guard prints every diagnostic and exits 3."""
-    from connectors.registry import catalog_tool_names
-    from dsl import compile_policy_dir
-
-    if not directory.is_dir():
-        raise CommandError(f"{directory}: no such policy directory")
-    try:
-        # the catalog's tool names let the linter warn about a policy naming no known tool
-        return compile_policy_dir(directory, known_tools=catalog_tool_names())
-    except OSError as exc:
-        raise CommandError(f"{directory}: cannot read: {exc}") from None
+    register_policy_commands(commands)
 
 
 def _print_diagnostics(diagnostics: Iterable[Diagnostic]) -> None:

@@ -78,3 +78,26 @@ def audit_entries(page: EntryPage) -> AuditEntries:
         AuditEntry(seq=seq, leaf_hash=merkle.leaf_hash(body).hex(), entry=json.loads(body))
         for seq, body in page.entries
     ])
+
+
+class ReplayDifference(BaseModel):
+    field: str = Field(description="the decision's member that differs")
+    recorded: Any
+    replayed: Any
+
+
+class ReplayView(BaseModel):
+    """A recorded decision decided again under the policy set, time, autonomy and kill switch it
+    was recorded with (`warden replay`)."""
+
+    decision_id: str
+    seq: int = Field(description="the audit seq of its `decision` entry")
+    policy_digest: str | None
+    verdict: str = Field(description="identical | different | not_replayable")
+    inputs: str = Field(description="recorded, or reconstructed for an entry from before inputs were recorded")
+    differences: list[ReplayDifference]
+    problem: str | None = Field(description="why it is not replayable")
+    notes: list[str]
+    recorded: dict[str, Any] = Field(description="the decision as the engine made it, as recorded")
+    replayed: dict[str, Any] | None = Field(description="the decision made again")
+

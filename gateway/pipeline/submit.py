@@ -32,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from connectors.registry import ParamsError, Registry
 from gateway.engine.agents import Agent
 from gateway.engine.decider import Decider
+from gateway.engine.inputs import inputs_record
 from gateway.store.killswitch import read_kill_switch
 from gateway.engine.models import Decision, Packet, packet_hash
 from gateway.execution.outbox import Claim, Outbox, stage_enqueue
@@ -252,13 +253,15 @@ class Gateway:
         packet_json = packet.model_dump(mode="json")
         packet_bytes = Canonical.of(packet_json)
         digest = "sha256:" + hashlib.sha256(packet_bytes.raw).hexdigest()
-        decision = engine.decide(packet, agent, now=datetime.fromtimestamp(now, UTC), kill_switch=kill)
+        moment = datetime.fromtimestamp(now, UTC)
+        decision = engine.decide(packet, agent, now=moment, kill_switch=kill)
         decision.decision_id = new_decision_id()
         queued = decision.status == "executed"
         if queued:
             decision.status = "executing"  # executed once the connector confirms
         recorded = Canonical.of(decision.model_dump(mode="json", exclude={"audit", "execution"}))
-        entry = EntryData.compose({"decision": recorded, "packet": packet_bytes, "packet_hash": Canonical.of(digest)})
+        entry = EntryData.compose({"decision": recorded, "packet": packet_bytes, "packet_hash": Canonical.of(digest),
+                                   "inputs": Canonical.of(inputs_record(agent, moment, kill, engine.approval_expiry))})
         expires = decision.approval.expires_at.timestamp() if decision.approval else None
         row = (decision.decision_id, agent.name, packet.packet_id, digest, packet.action.tool, decision.status,
                int(decision.risk), decision.policy_digest, packet_bytes.raw.decode(), now, now, expires)

@@ -22,12 +22,13 @@ from datetime import timedelta
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from connectors.registry import Registry
 from dsl import compile_policy_dir
+from dsl.grammar import grammar_digest
 from dsl.model import PolicySet
 from gateway.engine.decider import Decider
 from gateway.pipeline.approvals import Approvals
@@ -58,6 +59,9 @@ from ledger.database import make_engine, read_only
 from ledger.keys import KeyMismatchError, current_key, read_signer_key, write_signer_key
 from ledger.note import generate_key
 from ledger.store import Ledger
+
+if TYPE_CHECKING:
+    from gateway.replay.replay import Replayed, Replayer
 
 log = logging.getLogger("warden.runtime")
 decision_log = logging.getLogger("warden.decisions")
@@ -120,6 +124,7 @@ class Runtime:
     ) -> None:
         self.settings = settings
         self.clock = clock
+        self._replayer: Replayer | None = None
         self.db = make_engine(settings.database_url, pool_size=16, max_overflow=16) \
             if not settings.database_url.startswith("sqlite") else make_engine(settings.database_url)
         upgrade(self.db)
@@ -294,6 +299,21 @@ class Runtime:
         state = self.writer.run(lambda conn: fail_closed(conn, self.ledger, problem, detail, now))
         log.error("kill switch engaged", extra={"reason": state.reason})
 
+    def replay(self, decision_id: str) -> Replayed:
+        """A recorded decision decided again (`GET /v1/actions/{id}/replay`); the compiled
+        policy sets are kept between calls."""
+        from gateway.pipeline.errors import DecisionNotFound, shown
+        from gateway.replay.history import DatabaseHistory, HistoryError
+        from gateway.replay.replay import Replayer
+
+        if self._replayer is None:
+            self._replayer = Replayer(DatabaseHistory(self.db))
+        try:
+            recorded = self._replayer.history.decision(decision_id)
+        except HistoryError:
+            raise DecisionNotFound(f"no decision {shown(decision_id)}") from None
+        return self._replayer.replay(recorded)
+
     def tamper_alarm(self) -> str | None:
         """The reason of a kill switch a tamper alarm engaged and no founder has released yet;
         `/readyz` reports it and stays ready: the switch denies every packet, and founders and
@@ -307,19 +327,25 @@ class Runtime:
         self._record_active_policy(policy_set)
 
     def _record_active_policy(self, policy_set: PolicySet) -> None:
-        """A `policy_activated` entry whenever the active digest differs from the last recorded."""
+        """A `policy_activated` entry whenever the active digest differs from the last recorded,
+        or the set is not kept by its digest yet (a database from before version 7): the entry
+        carries the set's files, and `policy_sets` keeps them, in the same transaction."""
         import json
+
+        from gateway.store.policy_sets import files_as_text, save_policy_set
+
+        files = files_as_text(policy_set.sources)
 
         def work(conn: Any) -> None:
             raw = conn.execute(
                 select(gateway_state.c.value).where(gateway_state.c.key == POLICY_STATE_KEY)
             ).scalar_one_or_none()
-            if raw is not None and json.loads(raw).get("digest") == policy_set.digest:
+            kept_now = save_policy_set(conn, policy_set.digest, files, self.clock())
+            if raw is not None and json.loads(raw).get("digest") == policy_set.digest and not kept_now:
                 return
-            files = sorted({p.span.file for p in policy_set.policies if getattr(p, "span", None)})
             self.ledger.append(conn, "policy_activated", "warden", policy_set.digest, {
                 "digest": policy_set.digest, "policies": [p.name for p in policy_set.policies],
-                "files": [str(f) for f in files],
+                "files": list(files), "sources": files, "grammar": grammar_digest(),
             })
             value = json.dumps({"digest": policy_set.digest, "at": self.clock()})
             if raw is None:

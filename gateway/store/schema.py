@@ -36,6 +36,9 @@ documents are stored as text exactly as served.
                 (pending | delivered), attempts (version 6). Payloads are rebuilt from the log.
 - `webhook_attempts` every delivery attempt: when, the HTTP status or the error, how long it took
                 (version 6). The fan-out's cursor is `gateway_state` `webhook_cursor`.
+- `policy_sets` every policy set ever activated, by digest: its files (path → text, as JSON) and
+                when it was first activated (version 7). The same files are in the
+                `policy_activated` entry, so an export carries them too.
 """
 
 from __future__ import annotations
@@ -167,6 +170,14 @@ gateway_state = Table(
     metadata,
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),  # JSON
+)
+
+policy_sets = Table(
+    "policy_sets",
+    metadata,
+    Column("digest", String(80), primary_key=True),  # sha256:<hex>
+    Column("files", Text, nullable=False),  # JSON {relative path: UTF-8 text}
+    Column("activated_at", Float, nullable=False),  # first activation
 )
 
 invites = Table(
@@ -352,10 +363,16 @@ def _webhooks(conn: Connection) -> None:
         new.create(conn, checkfirst=True)
 
 
+def _policy_sets(conn: Connection) -> None:
+    """Version 7: the policy sets by digest (created if missing: version 1 creates it on a
+    database this release made)."""
+    policy_sets.create(conn, checkfirst=True)
+
+
 # Append only; never edit a released migration. The list index + 1 is the schema version.
 MIGRATIONS: list[ledger_schema.Migration] = [
     _create_gateway_tables, _unique_agent_names_regardless_of_case, _console_accounts, _decision_list_indexes,
-    _execution_outcomes, _webhooks,
+    _execution_outcomes, _webhooks, _policy_sets,
 ]
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -23,11 +23,11 @@ def test_version_6_adds_the_webhook_tables(db_url: str) -> None:
             conn.execute(text("INSERT INTO gateway_state (key, value) VALUES ('kept', '{}')"))
         assert NEW_TABLES.isdisjoint(inspect(engine).get_table_names())
 
-        assert gateway_schema.upgrade(engine)[gateway_schema.COMPONENT] == (5, 6)
+        assert gateway_schema.upgrade(engine)[gateway_schema.COMPONENT] == (5, gateway_schema.LATEST_VERSION)
         assert NEW_TABLES <= set(inspect(engine).get_table_names())
         with engine.connect() as conn:
             gateway_schema.require_current(conn)
             assert conn.execute(text("SELECT value FROM gateway_state WHERE key = 'kept'")).scalar_one() == "{}"
-        assert gateway_schema.upgrade(engine)[gateway_schema.COMPONENT] == (6, 6)
+        assert gateway_schema.upgrade(engine)[gateway_schema.COMPONENT] == (gateway_schema.LATEST_VERSION,) * 2
     finally:
         engine.dispose()

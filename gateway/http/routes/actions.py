@@ -14,6 +14,7 @@ from gateway.http.auth import ANYONE, Principal, require
 from gateway.http.body import read_packet
 from gateway.http.deps import DecisionId, RuntimeDep
 from gateway.http.problems import Problem, problem_responses
+from gateway.http.views import ReplayView
 from gateway.pipeline.approvals import APPROVER_ROLES, Person
 from gateway.pipeline.errors import shown
 
@@ -112,3 +113,16 @@ async def compensate(decision_id: DecisionId, runtime: RuntimeDep,
     decision = await run_in_threadpool(runtime.compensations.compensate, Person(who.name, who.role), decision_id)
     runtime.changes.notify(decision_id)
     return decision_response(decision)
+
+
+@router.get("/v1/actions/{decision_id}/replay", summary="Decide a recorded decision again",
+            response_model=ReplayView,
+            responses=problem_responses("missing_token", "invalid_token", "forbidden_role", "decision_not_found",
+                                        "database_unavailable"))
+async def replay(decision_id: DecisionId, runtime: RuntimeDep,
+                 who: Principal = Depends(require("auditor", "founder"))) -> Response:
+    """The recorded packet decided again, under the recorded policy digest, with the recorded
+    `now`, autonomy and kill switch: `identical`, or exactly which members differ (a determinism
+    bug), or why it cannot be replayed (a policy set activated before sets were kept by digest)."""
+    result = await run_in_threadpool(runtime.replay, decision_id)
+    return JSONResponse(result.to_json())
