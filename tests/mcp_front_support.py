@@ -12,7 +12,7 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from gateway_server import Server
-from loops import on_own_thread
+from own_thread import on_own_thread
 
 T = TypeVar("T")
 

@@ -28,7 +28,7 @@ from connectors.live.shopify import ShopifyLive
 from connectors.live.shopify_graphql import OPERATIONS
 from connectors.shopify import TOOLS
 from fakes.shopify import FakeShopify, parse, requested_cost
-from loops import on_own_thread
+from own_thread import on_own_thread
 
 TOKEN = "shpat_5e0662a0123456789abcdef"
 SPECS = {spec.name: spec for spec in TOOLS}
