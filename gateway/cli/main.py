@@ -33,11 +33,11 @@ def _registrars() -> list[Register]:
     """The modules that contribute sub-commands. Each imports its heavy parts (the compiler,
     the engine, the database, the crypto stack) inside its handlers, so `warden --help` stays
     fast."""
-    from gateway.cli import actions, agents, audit, config, connectors, db, history, keys, mcp, policy, serve, users, webhooks
+    from gateway.cli import actions, agents, audit, config, connectors, db, keys, mcp, policy, replay, serve, users, webhooks
 
     return [serve.register, policy.register, agents.register, users.register, config.register,
             db.register, keys.register, audit.register, connectors.register, actions.register, mcp.register,
-            webhooks.register, history.register]
+            webhooks.register, replay.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

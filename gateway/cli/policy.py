@@ -5,7 +5,7 @@
     explain PACKET.json --autonomy A2 [--json] [--dir DIR] [--agent-owner WHO] [--now T]
                                 the decision a packet would get, and every reason why (dry run)
     show | diff | impact        the policy sets kept by digest, and what a candidate would have
-                                decided for recorded history (`gateway.cli.history`)
+                                decided for recorded history (`gateway.cli.replay`)
 
 DIR defaults to the policy_dir setting (`--config FILE`, $WARDEN_CONFIG, ./warden.toml,
 $WARDEN_POLICY_DIR): the policies `warden serve` loads, which are the ones shipped with Warden
@@ -67,7 +67,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     add_config_option(explain)
     explain.set_defaults(handler=explain_command)
 
-    from gateway.cli.history import register_policy_commands
+    from gateway.cli.replay import register_policy_commands
 
     register_policy_commands(commands)
 

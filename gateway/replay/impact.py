@@ -33,13 +33,13 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from dsl.model import PolicySet
 from gateway.engine.decider import Decider
-from gateway.replay.history import History, Recorded, Window
-from gateway.replay.replay import comparable, decide_under, inputs_of
-from gateway.replay.history import HistoryError
+from gateway.replay.history import History, HistoryError, Recorded, Window
+from gateway.replay.replay import Sets, comparable, decide_under, inputs_of
 
 FORMAT = "warden.policy-impact.v1"
 EXAMPLES_PER_TRANSITION = 3
@@ -57,20 +57,21 @@ def money_of(params: dict[str, Any]) -> tuple[int, str] | None:
     currency = params.get("currency")
     if not isinstance(currency, str):
         return None
-    amount = params.get("amount")
-    if _number(amount):
+    amount, delta, unit_cost = _number(params, "amount"), _number(params, "delta"), _number(params, "unit_cost")
+    if amount is not None:
         return int(amount), currency.lower()
-    delta, unit_cost = params.get("delta"), params.get("unit_cost")
-    if _number(delta) and _number(unit_cost):
+    if delta is not None and unit_cost is not None:
         return int(abs(delta) * unit_cost), currency.lower()
     for name in ("new_price", "price"):
-        if _number(params.get(name)):
-            return int(params[name]), currency.lower()
+        price = _number(params, name)
+        if price is not None:
+            return int(price), currency.lower()
     return None
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _number(params: dict[str, Any], name: str) -> float | None:
+    value = params.get(name)
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def objects_of(params: dict[str, Any]) -> list[str]:
@@ -105,10 +106,11 @@ class _Transition:
 class Impact:
     """The running tally of a candidate set against recorded decisions."""
 
-    def __init__(self, candidate: PolicySet, recorded_modes: dict[str, str] | None = None) -> None:
+    def __init__(self, candidate: PolicySet, *, examples: int = EXAMPLES_PER_TRANSITION) -> None:
         self.candidate = candidate
+        self.examples = examples
         self.enforced = {p.name for p in candidate.policies if p.mode == "enforce"}
-        self.recorded_modes = dict(recorded_modes or {})
+        self.recorded_modes: dict[str, str] = {}
         self.replayed = self.changed = self.not_replayable = 0
         self.first_seq: int | None = None
         self.last_seq: int | None = None
@@ -157,7 +159,7 @@ class Impact:
         transition.count += 1
         transition.by_tool[tool] += 1
         transition.by_agent[agent] += 1
-        if len(transition.examples) < EXAMPLES_PER_TRANSITION:
+        if len(transition.examples) < self.examples:
             transition.examples.append({"decision_id": recorded.decision_id, "seq": recorded.seq,
                                         "tool": tool, "agent": agent,
                                         "before": _side(before), "after": _side(after)})
@@ -221,12 +223,12 @@ def _sorted(counter: Counter[str]) -> dict[str, int]:
 
 
 def analyse(history: History, candidate: PolicySet, window: Window = Window(),
-            *, sets: Any | None = None) -> Impact:
+            *, sets: Sets | None = None, examples: int = EXAMPLES_PER_TRANSITION) -> Impact:
     """Stream the window's decisions through `candidate` into an `Impact`. `sets` (a
     `gateway.replay.replay.Sets` over the same history) lets it learn how the recorded sets ran
     each policy, for shadow policies that the candidate enforces."""
-    impact = Impact(candidate)
-    deciders: dict[Any, Decider] = {}
+    impact = Impact(candidate, examples=examples)
+    deciders: dict[timedelta, Decider] = {}
     seen_digests: set[str] = set()
     for recorded in history.decisions(window):
         try:

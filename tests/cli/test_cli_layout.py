@@ -40,7 +40,7 @@ def _imports(module: str) -> set[str]:
 def test_one_module_per_command() -> None:
     commands = {action.dest for action in _subcommands(build_parser())}
     assert commands == {"serve", "policy", "agents", "users", "config", "db", "keys", "audit", "connectors",
-                        "actions", "mcp", "webhooks"}
+                        "actions", "mcp", "webhooks", "replay"}
     assert commands <= set(MODULES)
 
 
@@ -93,6 +93,7 @@ def _leaves(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iter
 
 LEAVES = dict(_leaves(build_parser()))
 WITH_DB = {"db upgrade", "keys rotate", "audit checkpoint", "audit export", "audit verify", "actions compensate",
+           "replay", "policy show", "policy diff", "policy impact",
            *(name for name in LEAVES if name.startswith(("agents ", "users ", "webhooks ")))}  # fmt: skip
 
 

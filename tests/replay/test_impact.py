@@ -113,6 +113,10 @@ def test_offline_on_an_export_gives_the_same_report_and_text_reads_well(recorded
     text = warden("policy", "impact", candidate, "--export", out, cwd=tmp_path)
     assert "decision(s) replayed" in text.stdout and "-> denied" in text.stdout
     assert "OVER the threshold of 0 decision(s)" in text.stdout
+    one = json.loads(warden("policy", "impact", candidate, "--json", "--examples", "1", "--export", out,
+                            cwd=tmp_path).stdout)
+    assert all(len(t["examples"]) == 1 for t in one["transitions"])
+    assert [t["count"] for t in one["transitions"]] == [t["count"] for t in json.loads(offline.stdout)["transitions"]]
 
 
 def test_bad_candidates_and_options_are_refused(recorded: History, tmp_path: Path) -> None:
@@ -120,7 +124,8 @@ def test_bad_candidates_and_options_are_refused(recorded: History, tmp_path: Pat
     done = warden("policy", "impact", broken, "--db", _db(recorded), cwd=tmp_path)
     assert done.returncode == EXIT_COMPILE_ERROR and "payments.policy:" in done.stderr
     for extra, said in [(("--threshold", "lots"), "--threshold 'lots'"), (("--from", "-3"), "--from"),
-                        (("--since", "yesterday"), "--since 'yesterday'")]:
+                        (("--since", "yesterday"), "--since 'yesterday'"),
+                        (("--examples", "-1"), "--examples must be 0 or more")]:
         done = warden("policy", "impact", recorded.policies, *extra, "--db", _db(recorded), cwd=tmp_path)
         assert done.returncode == EXIT_USAGE and said in done.stderr, done.stderr
     missing = warden("policy", "impact", tmp_path / "nowhere", "--db", _db(recorded), cwd=tmp_path)

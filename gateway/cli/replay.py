@@ -273,11 +273,10 @@ def impact_command(args: argparse.Namespace) -> int:
     threshold, percent = _threshold(args.threshold)
     if args.examples < 0:
         raise CommandError("--examples must be 0 or more")
-    impact_module.EXAMPLES_PER_TRANSITION = args.examples
     candidate = compile_dir(args.candidate)
     span = window(args)
     with history(args) as source:
-        result = impact_module.analyse(source, candidate, span, sets=Sets(source))
+        result = impact_module.analyse(source, candidate, span, sets=Sets(source), examples=args.examples)
     report = result.report(window=span)
     exceeded = result.exceeds(threshold, percent=percent)
     report["threshold"] = {"value": threshold, "unit": "percent" if percent else "decisions", "exceeded": exceeded}
