@@ -41,8 +41,14 @@ def inputs_record(agent: Agent, now: datetime, kill_switch: bool, approval_expir
         "now": now.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
         "kill_switch": kill_switch,
         "agent": agent.cel_view(),
-        "approval_expiry_seconds": approval_expiry.total_seconds(),
+        "approval_expiry_seconds": _seconds(approval_expiry),
     }
+
+
+def _seconds(span: timedelta) -> int | float:
+    """Whole seconds as an integer (an entry without doubles is canonicalised on the fast path)."""
+    seconds = span.total_seconds()
+    return int(seconds) if seconds.is_integer() else seconds
 
 
 class InputsError(ValueError):
