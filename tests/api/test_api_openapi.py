@@ -32,6 +32,7 @@ ROUTES: dict[str, tuple[set[str], bool]] = {
     "/v1/actions/evaluate": ({"post"}, True),
     "/v1/actions/{decision_id}": ({"get"}, True),
     "/v1/actions/{decision_id}/compensate": ({"post"}, True),
+    "/v1/actions/{decision_id}/replay": ({"get"}, True),
     "/v1/tools": ({"get"}, True),
     "/v1/approvals": ({"get"}, True),
     "/v1/approvals/{decision_id}/approve": ({"post"}, True),
