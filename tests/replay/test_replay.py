@@ -115,3 +115,16 @@ def test_bad_requests_are_one_line_errors(recorded: History, tmp_path: Path) -> 
         done = warden(*args, "--db", _db(recorded), cwd=tmp_path) if "--export" not in args else warden(*args, cwd=tmp_path)
         assert done.returncode == EXIT_USAGE, (args, done.stdout, done.stderr)
         assert said in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_the_window_narrows_what_is_replayed(recorded: History, tmp_path: Path) -> None:
+    def replayed(*window: str) -> int:
+        done = warden("replay", "--all", "--json", *window, "--db", _db(recorded), cwd=tmp_path)
+        assert done.returncode == EXIT_OK, done.stderr
+        return int(json.loads(done.stdout.splitlines()[-1])["summary"]["replayed"])
+
+    seqs = sorted(d["audit"]["seq"] for d in recorded.decisions)
+    assert replayed("--since", "1d") == len(seqs)
+    assert replayed("--since", "2999-01-01T00:00:00Z") == 0
+    assert replayed("--from", str(seqs[10])) == len(seqs) - 10
+    assert replayed("--from", str(seqs[10]), "--since", "2000-01-01") == len(seqs) - 10
