@@ -107,6 +107,11 @@ class Settings(BaseSettings):
     crm_api_base: str = _setting("https://api.hubapi.com", "the CRM's API address (HubSpot-compatible)")
     crm_requests_per_10s: int = _setting(
         100, "requests per 10 s to the CRM, per process (HubSpot allows 100 to 190 by plan)", ge=1, le=1000)
+    opa_url: str = _setting(
+        "", "the OPA server `opa` policy statements ask (http://HOST:PORT); empty: every delegation denies")
+    opa_timeout_seconds: float = _setting(
+        0.5, "the time budget of one OPA query; past it the delegation denies", gt=0, le=30)
+    opa_token: str = _setting("", "a bearer token for the OPA server; env or _FILE only", secret=True)
     sandbox_faults: str = _setting("", "faults the sandbox connectors inject (for drills), empty for none")
     sandbox_latency_ms: int = _setting(0, "latency the sandbox connectors add to every call", ge=0)
     approval_ttl_default_seconds: int = _setting(86400, "how long an approval stays open unless a rule says", ge=1)
