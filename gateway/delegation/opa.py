@@ -122,10 +122,10 @@ class OpaDelegate:
             return Delegated.failed("timeout", _short(exc))
         except requests.HTTPError as exc:
             return Delegated.failed("status", _status(exc.response))
+        except ValueError as exc:  # the body is not JSON (requests' JSONDecodeError is one too)
+            return Delegated.failed("malformed", _short(exc))
         except requests.RequestException as exc:
             return Delegated.failed("unreachable", _short(exc))
-        except ValueError as exc:  # the body is not JSON
-            return Delegated.failed("malformed", _short(exc))
         if not isinstance(body, dict):
             return Delegated.failed("malformed", f"the body is {type(body).__name__}, not an object")
         if "result" not in body:

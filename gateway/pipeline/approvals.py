@@ -33,7 +33,7 @@ from sqlalchemy import Connection, and_, insert, select
 
 from gateway.engine.agents import Agent
 from gateway.engine.decider import Decider
-from gateway.engine.delegation import Delegated
+from gateway.engine.delegation import Delegated, answers_json, delegated_answers
 from gateway.store.identities import IdentityError, get_agent
 from gateway.store.killswitch import KillSwitch, read_kill_switch, set_kill_switch
 from gateway.engine.matrix import FOUNDER
@@ -273,6 +273,9 @@ class Approvals:
         again = engine.decide(packet, agent, now=datetime.fromtimestamp(now, UTC), delegated=delegated)
         note = {"reevaluated_under": again.policy_digest, "status": again.status,
                 "risk": again.risk.name, "reasons": [r.model_dump() for r in again.reasons]}
+        answered = delegated_answers(again)
+        if answered:  # what OPA answered this time, as the decision entry records the first answers
+            note["opa"] = answers_json(answered)
         if again.status == "denied" or again.status == "drafted":
             decision.reasons.extend(r for r in again.reasons if r not in decision.reasons)
             self._conclude(conn, decision, again.status, now, None, note)
