@@ -91,11 +91,11 @@ def read_answer(delegated: Delegated | None) -> Reading:
     risk_name = answer.get("risk")
     if risk_name is not None and (not isinstance(risk_name, str) or risk_name not in Risk.__members__):
         return _wrong_shape(answer, "`risk` must be one of L0, L1, L2, L3")
-    said = tuple(r[:MAX_REASON_CHARS] for r in reasons[:MAX_REASONS])
+    given = tuple(r[:MAX_REASON_CHARS] for r in reasons[:MAX_REASONS])
     risk = Risk[risk_name] if risk_name is not None else None
     if answer["allow"]:
-        return Reading("PASS", said, risk)
-    return Reading("FAIL", said, risk, "OPA denied: " + "; ".join(said) if said else "OPA denied")
+        return Reading("PASS", given, risk)
+    return Reading("FAIL", given, risk, "OPA denied: " + "; ".join(given) if given else "OPA denied")
 
 
 def _wrong_shape(answer: Any, why: str) -> Reading:

@@ -31,7 +31,7 @@ from pydantic import (
     model_serializer,
 )
 
-from pydantic.json_schema import GetJsonSchemaHandler
+from pydantic import GetJsonSchemaHandler
 from pydantic_core import CoreSchema
 
 from dsl.model import Autonomy, Risk
@@ -248,7 +248,7 @@ class InvariantResult(_Strict):
         """The fields' schema: the serializer above only leaves keys out."""
         fields = dict(schema)
         fields.pop("serialization", None)
-        return handler(fields)  # type: ignore[arg-type]
+        return handler(fields)
 
 
 _DELEGATION_KEYS = ("path", "answer", "failure", "detail")

@@ -271,8 +271,8 @@ class Approvals:
             return None
         engine, delegated = asked if asked is not None else (self.gw.policies(), {})
         again = engine.decide(packet, agent, now=datetime.fromtimestamp(now, UTC), delegated=delegated)
-        note = {"reevaluated_under": again.policy_digest, "status": again.status,
-                "risk": again.risk.name, "reasons": [r.model_dump() for r in again.reasons]}
+        note: dict[str, Any] = {"reevaluated_under": again.policy_digest, "status": again.status,
+                                "risk": again.risk.name, "reasons": [r.model_dump() for r in again.reasons]}
         answered = delegated_answers(again)
         if answered:  # what OPA answered this time, as the decision entry records the first answers
             note["opa"] = answers_json(answered)
