@@ -24,15 +24,6 @@ def policy_dir(tmp: Path) -> Path:
     return policies_with(tmp, {"payments.policy": ("  risk L1\n\n  # Refunding", f"  risk L1\n{STATEMENT}\n  # Refunding")})
 
 
-@pytest.fixture(scope="module")
-def opa() -> Iterator[FakeOpa]:
-    fake = FakeOpa().start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
            opa: FakeOpa) -> Iterator[Server]:

@@ -48,15 +48,6 @@ def refund(amount: int, risk_score: int = 10) -> Packet:
     })
 
 
-@pytest.fixture(scope="module")
-def opa() -> Iterator[FakeOpa]:
-    fake = FakeOpa().start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
-
-
 @pytest.fixture
 def heard() -> list[str]:
     return []

@@ -90,16 +90,13 @@ def test_explain_without_opa_denies_and_says_why(warden: WardenRun, tmp_path: Pa
     assert any("no OPA server is configured" in r.message for r in decision.violations)
 
 
-def test_explain_asks_the_opa_server_it_is_given(warden: WardenRun, tmp_path: Path) -> None:
+def test_explain_asks_the_opa_server_it_is_given(warden: WardenRun, tmp_path: Path, opa: FakeOpa) -> None:
     packet = tmp_path / "packet.json"
     packet.write_text(json.dumps(PACKET))
-    opa = FakeOpa().start()
-    try:
-        result = warden("policy", "explain", packet, "--autonomy", "A2", "--dir", _policies(tmp_path),
-                        "--opa", opa.base_url, "--json")
-        sent = opa.inputs("warden/refunds/decision")
-    finally:
-        opa.stop()
+    before = len(opa.inputs("warden/refunds/decision"))
+    result = warden("policy", "explain", packet, "--autonomy", "A2", "--dir", _policies(tmp_path),
+                    "--opa", opa.base_url, "--json")
+    sent = opa.inputs("warden/refunds/decision")[before:]
     assert result.returncode == EXIT_OK, result.stderr
     assert Decision.model_validate_json(result.stdout).status == "allowed"
     assert sent == [{"tool": "stripe.refund", "params": {"amount": 1000}, "evidence": {"risk_score": 10}}]
