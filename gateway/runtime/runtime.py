@@ -15,6 +15,7 @@ checkpoint signing key, compiles the policies and builds the pipeline. Threads s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -87,9 +88,8 @@ class Changes:
         with self._lock:
             self._waiters.setdefault(decision_id, set()).add(entry)
         try:
-            await asyncio.wait_for(event.wait(), timeout)
-        except TimeoutError:
-            pass
+            with contextlib.suppress(TimeoutError):  # a timeout is the ordinary end of a long-poll
+                await asyncio.wait_for(event.wait(), timeout)
         finally:
             with self._lock:
                 waiting = self._waiters.get(decision_id)

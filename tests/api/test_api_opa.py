@@ -13,7 +13,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fakes.opa import FakeOpa
-from gateway_server import Server, audit, packet, policies_with, server_config, start_server
+from gateway.engine.agents import Agent
+from gateway.engine.delegation import delegated_answers
+from gateway.engine.models import Decision, Packet
+from gateway_server import OWNER, Server, audit, packet, policies_with, server_config, start_server
 
 PATH = "warden/refunds/decision"
 STATEMENT = f'  opa finance "{PATH}" reads params.amount, evidence.risk_score\n'
@@ -221,3 +224,19 @@ def test_without_opa_url_a_delegation_denies(sqlite_url: str, tmp_path: Path) ->
         stop()
 
 
+
+
+@pytest.mark.parametrize("body", [refund(1000), refund(60000, risk_score=95), refund(300000)],
+                         ids=["allowed", "denied", "denied_by_both"])
+def test_the_decision_entry_holds_what_decides_the_packet_again(server: Server, body: dict[str, Any]) -> None:
+    decision = submit(server, dict(body, packet_id=f"replay-{time.monotonic_ns()}"))
+    [entry] = audit(server, "decision", decision["decision_id"])
+    recorded = Decision.model_validate(entry["data"]["decision"])
+    packet = Packet.model_validate(entry["data"]["packet"])
+    agent = Agent(name="a2", autonomy="A2", owner=OWNER, tools=("*",))
+    engine = server.runtime.policies.current()[1]
+    again = engine.decide(packet, agent, delegated=delegated_answers(recorded))
+    again.decision_id = recorded.decision_id
+    if again.status == "executed":
+        again.status = "executing"  # as recorded: executed once the connector confirms
+    assert again.model_dump(mode="json") == recorded.model_dump(mode="json")
