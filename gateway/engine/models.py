@@ -24,15 +24,10 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
-    SerializerFunctionWrapHandler,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
-    model_serializer,
 )
-
-from pydantic import GetJsonSchemaHandler
-from pydantic_core import CoreSchema
 
 from dsl.model import Autonomy, Risk
 from ledger.canonical import canonical_bytes
@@ -215,12 +210,16 @@ class Reason(_Strict):
     enforced: bool = True
 
 
+def _absent(value: Any) -> bool:
+    return value is None
+
+
 class InvariantResult(_Strict):
     """Warden's verdict on one applicable invariant, beside the agent's claim, if any.
 
     A delegation to OPA (`opa "path"`) is recorded here too, with id `opa:<path>`: `path`, OPA's
-    `result` as it came (`answer`), or why there was none (`failure`, `detail`). Those four keys
-    appear only on a delegation's entry, so every other entry's JSON is as it always was.
+    `result` as it came (`answer`), or why there was none (`failure`, `detail`). Each of those
+    keys is left out when it is null, so every other entry's JSON is as it always was.
     """
 
     id: str
@@ -230,28 +229,10 @@ class InvariantResult(_Strict):
     error: str | None = None
     mismatch: MismatchDirection | None = None
     enforced: bool = True
-    path: str | None = None
-    answer: Any = None
-    failure: str | None = None
-    detail: str | None = None
-
-    @model_serializer(mode="wrap")
-    def _delegation_keys_only_when_delegated(self, handler: SerializerFunctionWrapHandler) -> Any:
-        data = handler(self)
-        if self.path is None and isinstance(data, dict):
-            for key in _DELEGATION_KEYS:
-                data.pop(key, None)
-        return data
-
-    @classmethod
-    def __get_pydantic_json_schema__(cls, schema: CoreSchema, handler: GetJsonSchemaHandler) -> Any:
-        """The fields' schema: the serializer above only leaves keys out."""
-        fields = dict(schema)
-        fields.pop("serialization", None)
-        return handler(fields)
-
-
-_DELEGATION_KEYS = ("path", "answer", "failure", "detail")
+    path: Annotated[str | None, Field(exclude_if=_absent)] = None
+    answer: Annotated[Any, Field(exclude_if=_absent)] = None
+    failure: Annotated[str | None, Field(exclude_if=_absent)] = None
+    detail: Annotated[str | None, Field(exclude_if=_absent)] = None
 
 
 class ApprovalGrant(_Strict):

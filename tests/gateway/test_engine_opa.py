@@ -172,7 +172,10 @@ def test_other_invariants_keep_their_json(engine: Decider) -> None:
     plain = next(i for i in decision.model_dump(mode="json")["invariants"] if i["id"] == "reconciled")
     assert set(plain) == {"id", "policy", "verified", "claimed", "error", "mismatch", "enforced"}
     delegated = next(i for i in decision.model_dump(mode="json")["invariants"] if i["id"] == f"opa:{PATH}")
-    assert {"path", "answer", "failure", "detail"} <= set(delegated)
+    assert (delegated["path"], delegated["answer"]) == (PATH, True)
+    assert "failure" not in delegated and "detail" not in delegated  # null keys are left out
+    failed = decide(engine, Delegated.failed("timeout", "slow")).model_dump(mode="json")["invariants"]
+    assert next(i for i in failed if i["id"] == f"opa:{PATH}")["failure"] == "timeout"
 
 
 ANSWERS = [
