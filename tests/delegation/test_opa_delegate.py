@@ -199,3 +199,14 @@ def test_the_async_path_holds_the_same_budget(opa: FakeOpa, delegate: OpaDelegat
 def test_a_url_with_a_path_is_refused() -> None:
     with pytest.raises(ValueError, match="opa_url"):
         OpaDelegate("http://127.0.0.1:8181/v1/data")
+
+
+def test_the_setting_takes_only_a_server_address() -> None:
+    from gateway.config import Settings
+    from gateway.config.settings import ConfigError
+
+    assert Settings(opa_url="http://127.0.0.1:8181").opa_url == "http://127.0.0.1:8181"
+    assert Settings().opa_url == ""
+    for wrong in ("ftp://opa:8181", "http://opa:8181/v1/data", "opa:8181"):
+        with pytest.raises(ConfigError, match="opa_url"):
+            Settings(opa_url=wrong)
