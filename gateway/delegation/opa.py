@@ -13,7 +13,8 @@ the whole call, so the budget is enforced around the call: the caller waits at m
 its thread (which its own socket timeouts end) and counts as `timeout`.
 
 Fail closed: no URL, a refused connection, a timeout, an error status (OPA's `{"code",
-"message"}`), a body that is not a JSON object, or no `result` (an undefined rule) each give a
+"message"}`), a body that is not a JSON object, a `result` the audit log cannot keep as it came
+(beyond I-JSON, or over 16 KiB), or no `result` (an undefined rule) each give a
 `Delegated` failure that the engine reads as a denial. `on_answer(outcome, seconds)` hears every
 query: `allow`, `deny`, `wrong_shape` or the failure's kind.
 """
@@ -130,7 +131,7 @@ class OpaDelegate:
             return Delegated.failed("malformed", f"the body is {type(body).__name__}, not an object")
         if "result" not in body:
             return Delegated.failed("undefined", path)
-        return Delegated(body["result"])
+        return Delegated.of(body["result"])
 
     # ------------------------------------------------------------ health
 

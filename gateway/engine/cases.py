@@ -242,7 +242,7 @@ def _case(path: Path, index: int, entry: Any, file_now: datetime | None) -> Poli
     return PolicyCase(name=name, file=path, about=entry.get("about"), packet=packet,
                       agent=agent, now=now, kill_switch=kill_switch,
                       expect=_expectation(where, entry.get("expect")),
-                      opa={opa_path: Delegated(_jsonable(answer)) for opa_path, answer in opa.items()})
+                      opa={opa_path: Delegated.of(_jsonable(answer)) for opa_path, answer in opa.items()})
 
 
 def _packet_data(where: str, name: str, entry: dict[str, Any]) -> dict[str, Any]:

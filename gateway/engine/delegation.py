@@ -18,11 +18,13 @@ input) and every failure to get an answer at all (`FAILURES`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dsl.model import Delegation, Risk
+from gateway.engine.models import check_json_values
 
 if TYPE_CHECKING:
     from gateway.engine.agents import Agent
@@ -34,7 +36,7 @@ FAILURES: dict[str, str] = {
     "unreachable": "OPA was unreachable",
     "timeout": "OPA did not answer in time",
     "status": "OPA answered with an error",
-    "malformed": "OPA's answer was not a JSON object",
+    "malformed": "OPA's answer could not be read",
     "undefined": "OPA's rule is undefined for this input (no result)",
     "missing": "no answer from OPA",
 }
@@ -42,6 +44,8 @@ FAILURES: dict[str, str] = {
 UNDEFINED = "undefined"
 MAX_REASONS = 20
 MAX_REASON_CHARS = 500
+#: The largest answer recorded as it came (its JSON, in bytes): the audit log keeps it.
+MAX_ANSWER_BYTES = 16_384
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +60,19 @@ class Delegated:
     @classmethod
     def failed(cls, failure: str, detail: str | None = None) -> Delegated:
         return cls(None, failure if failure in FAILURES else "malformed", detail)
+
+    @classmethod
+    def of(cls, result: Any) -> Delegated:
+        """OPA's `result`, if the audit log can keep it as it came: I-JSON values (integers
+        within ±(2**53 - 1)) and at most MAX_ANSWER_BYTES of JSON; otherwise `malformed`."""
+        try:
+            check_json_values(result, "the answer")
+            size = len(json.dumps(result, ensure_ascii=False).encode())
+        except (ValueError, TypeError, RecursionError) as exc:
+            return cls.failed("malformed", str(exc)[:300])
+        if size > MAX_ANSWER_BYTES:
+            return cls.failed("malformed", f"the answer is {size} bytes of JSON; at most {MAX_ANSWER_BYTES} are kept")
+        return cls(result)
 
 
 @dataclass(frozen=True, slots=True)

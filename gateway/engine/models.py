@@ -95,7 +95,7 @@ ToolName = Annotated[str, Field(max_length=128, pattern=r"^[a-z][a-z0-9_]*\.[a-z
 JsonObject = dict[str, Any]
 
 
-def _check_json_values(value: Any, where: str) -> None:
+def check_json_values(value: Any, where: str) -> None:
     """Accept only JSON data: objects with string keys, arrays, strings, finite numbers with
     integers inside ±(2**53 - 1), booleans and null.
 
@@ -142,7 +142,7 @@ class Action(_Frozen):
     @field_validator("params")
     @classmethod
     def _json_only(cls, value: JsonObject) -> JsonObject:
-        _check_json_values(value, "params")
+        check_json_values(value, "params")
         return value
 
 
@@ -165,7 +165,7 @@ class Proof(_Frozen):
             if check.id in seen:
                 raise ValueError(f"invariant {check.id!r} is claimed more than once")
             seen.add(check.id)
-            _check_json_values(check.value, f"proof value of {check.id!r}")
+            check_json_values(check.value, f"proof value of {check.id!r}")
         return checks
 
 
@@ -182,7 +182,7 @@ class Packet(_Frozen):
     @field_validator("evidence", "context")
     @classmethod
     def _json_only(cls, value: JsonObject, info: ValidationInfo) -> JsonObject:
-        _check_json_values(value, info.field_name or "packet")
+        check_json_values(value, info.field_name or "packet")
         return value
 
     @property

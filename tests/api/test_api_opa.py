@@ -131,7 +131,8 @@ def test_opa_denying_at_the_last_approval_denies(server: Server, opa: FakeOpa) -
     ({"status": 500, "body": {"code": "internal_error", "message": "eval_conflict_error"}},
      "OPA answered with an error: 500 internal_error: eval_conflict_error"),
     ({"status": 200, "body": {"result": {"allowed": "sure"}}}, "OPA answered the wrong shape"),
-    ({"status": 200, "body": b"<html>proxy error</html>"}, "OPA's answer was not a JSON object"),
+    ({"status": 200, "body": b"<html>proxy error</html>"}, "OPA's answer could not be read"),
+    ({"status": 200, "body": {"result": {"allow": True, "n": 2**60}}}, "outside ±(2**53 - 1)"),
     ({"status": 200, "body": {}}, "undefined"),
     ({"kind": "drop_before"}, "OPA was unreachable"),
 ])

@@ -149,6 +149,14 @@ def test_an_answer_of_the_wrong_shape_is_recorded_as_it_came(opa: FakeOpa, deleg
     assert ENGINE.decide(refund(1000), AGENT, delegated=answers).status == "denied"
 
 
+@pytest.mark.parametrize("result", [{"allow": True, "n": 2**60}, {"allow": False, "reasons": ["x" * 100] * 200}])
+def test_an_answer_the_log_cannot_keep_as_it_came_is_malformed(opa: FakeOpa, delegate: OpaDelegate,
+                                                               result: Any) -> None:
+    opa.fail(f"POST /v1/data/{DECISION}", status=200, body={"result": result})
+    answer = ask(delegate, refund(1000))[DECISION]
+    assert answer.failure == "malformed" and answer.answer is None
+
+
 def test_a_dropped_connection_is_unreachable(opa: FakeOpa, delegate: OpaDelegate) -> None:
     opa.fail(f"POST /v1/data/{DECISION}", kind="drop_before")
     assert ask(delegate, refund(1000))[DECISION].failure == "unreachable"

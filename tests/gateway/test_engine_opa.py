@@ -131,7 +131,7 @@ def test_an_undefined_rule_denies_and_says_so(engine: Decider) -> None:
     ("unreachable", "OPA was unreachable"),
     ("timeout", "OPA did not answer in time"),
     ("status", "OPA answered with an error"),
-    ("malformed", "not a JSON object"),
+    ("malformed", "OPA's answer could not be read"),
 ])
 def test_no_answer_denies_with_a_reason_that_says_why(engine: Decider, failure: str, words: str) -> None:
     decision = decide(engine, Delegated.failed(failure, "detail"))
