@@ -82,15 +82,21 @@ def finance_reason(decision: dict[str, Any]) -> str:
     return "\n".join(r["message"] for r in decision["reasons"] if r["rule"] == "finance")
 
 
+def sent(opa: FakeOpa, amount: int) -> list[Any]:
+    """What OPA was sent for refunds of `amount` (each test its own amount: a query a previous
+    test gave up on may still reach the fake late)."""
+    return [i for i in opa.inputs(PATH) if i.get("params", {}).get("amount") == amount]
+
+
 def test_an_allow_executes_and_records_opas_answer(server: Server, opa: FakeOpa) -> None:
-    before = len(opa.inputs(PATH))
-    decision = submit(server, refund(1000))
+    before = len(sent(opa, 1001))
+    decision = submit(server, refund(1001))
     assert decision["status"] == "executed"
     entry = opa_entry(decision)
     assert (entry["id"], entry["verified"], entry["answer"]) == (f"opa:{PATH}", "PASS", {"allow": True})
     # OPA got the amount and the risk score: no charge id, no customer notes, no context
-    assert opa.inputs(PATH)[before:] == [
-        {"tool": "stripe.refund", "params": {"amount": 1000}, "evidence": {"risk_score": 10}}]
+    assert sent(opa, 1001)[before:] == [
+        {"tool": "stripe.refund", "params": {"amount": 1001}, "evidence": {"risk_score": 10}}]
 
 
 def test_a_deny_shows_opas_reasons_and_no_approval_lifts_it(server: Server) -> None:
@@ -104,12 +110,12 @@ def test_a_deny_shows_opas_reasons_and_no_approval_lifts_it(server: Server) -> N
 
 
 def test_a_risk_escalation_waits_for_an_approver_and_opa_is_asked_again(server: Server, opa: FakeOpa) -> None:
-    decision = submit(server, refund(40000))
+    decision = submit(server, refund(41000))
     assert decision["status"] == "pending_approval" and decision["risk"] == "L2"
-    asked = len(opa.inputs(PATH))
+    asked = len(sent(opa, 41000))
     approved = server.client("approver").post(f"/v1/approvals/{decision['decision_id']}/approve", json={})
     assert approved.status_code in (200, 202), approved.text
-    assert len(opa.inputs(PATH)) == asked + 1
+    assert len(sent(opa, 41000)) == asked + 1
     final = server.client("a2").get(f"/v1/actions/{decision['decision_id']}", params={"wait": 5}).json()
     assert final["status"] in ("executing", "executed")
 
@@ -153,10 +159,9 @@ def test_a_dry_run_asks_opa_too(server: Server) -> None:
 
 
 def test_other_tools_never_ask_opa(server: Server, opa: FakeOpa) -> None:
-    before = len(opa.received)
     body = packet("a2", "crm.log_note", {"record_id": "rec_1", "body": "called the customer"})
     assert submit(server, body)["status"] == "executed"
-    assert len(opa.received) == before
+    assert not [i for _path, i in opa.received if i.get("tool") == "crm.log_note"]
 
 
 def test_queries_are_counted_by_outcome(server: Server, opa: FakeOpa) -> None:

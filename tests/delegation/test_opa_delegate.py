@@ -94,12 +94,14 @@ def test_a_risk_escalation(delegate: OpaDelegate) -> None:
 
 
 def test_only_what_the_statement_reads_is_sent(opa: FakeOpa, delegate: OpaDelegate) -> None:
-    before = len(opa.inputs(DECISION)), len(opa.inputs(ALLOW))
-    ask(delegate, refund(1000))
-    assert opa.inputs(DECISION)[before[0]:] == [
-        {"tool": "stripe.refund", "params": {"amount": 1000}, "evidence": {"risk_score": 10}}]
-    assert opa.inputs(ALLOW)[before[1]:] == [
-        {"tool": "stripe.refund", "params": {"charge": "ch_1", "amount": 1000, "currency": "usd"},
+    ask(delegate, refund(1234))  # an amount of its own: a query another test gave up on may arrive late
+
+    def sent(path: str) -> list[Any]:
+        return [i for i in opa.inputs(path) if i["params"]["amount"] == 1234]
+
+    assert sent(DECISION) == [{"tool": "stripe.refund", "params": {"amount": 1234}, "evidence": {"risk_score": 10}}]
+    assert sent(ALLOW) == [
+        {"tool": "stripe.refund", "params": {"charge": "ch_1", "amount": 1234, "currency": "usd"},
          "agent": {"name": "bot", "autonomy": "A2", "owner": "owner@test.local"}}]
     sent = repr(opa.received)
     assert "customer_notes" not in sent and "someone@example.com" not in sent and "reconciled" not in sent
