@@ -15,7 +15,7 @@ from typing import Any
 
 from dsl.model import PolicySet
 
-RULE_GROUPS = ("invariants", "escalations", "denies", "approvals", "autonomy_rules")
+RULE_GROUPS = ("invariants", "escalations", "denies", "approvals", "autonomy_rules", "delegations")
 
 
 @dataclass(frozen=True)

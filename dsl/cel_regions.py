@@ -32,7 +32,7 @@ STOP_WORDS = frozenset({"because", "expires", "count"})
 STATEMENT_WORDS = frozenset(
     {
         "policy", "role", "applies", "risk", "mode", "invariant",
-        "escalate", "deny", "require", "min_autonomy",
+        "escalate", "deny", "require", "min_autonomy", "opa",
     }
 )
 

@@ -238,6 +238,18 @@ SYNTAX_MISTAKES: tuple[Mistake, ...] = (
         missing=True,
     ),
     Mistake(
+        "opa_missing_path",
+        'an opa statement names the OPA path it asks, quoted: '
+        'opa [NAME] "package/rule" [reads params, evidence.FIELD, ...]',
+        (_P + "  opa\n}\n", _P + "  opa finance\n}\n", _P + "  opa warden/refunds/allow\n}\n"),
+    ),
+    Mistake(
+        "opa_reads_syntax",
+        "after `reads` list the fields OPA may read, separated by commas: reads params, evidence.risk_score",
+        (_P + '  opa "a/b" reads\n}\n', _P + '  opa "a/b" reads params,\n}\n',
+         _P + '  opa "a/b" params\n}\n', _P + '  opa n "a/b" params\n}\n'),
+    ),
+    Mistake(
         "missing_risk",
         "expected the risk tier: L0, L1, L2 or L3",
         (_P + "  risk\n}\n",),

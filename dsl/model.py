@@ -10,7 +10,8 @@ Everything after the parser works on these classes, never on parse trees. The de
             ├── Escalation        raise the risk tier when a condition holds
             ├── DenyRule          deny when a condition holds
             ├── ApprovalRule      who must approve (role, count, expiry), optionally conditional
-            └── AutonomyRule      the lowest autonomy level allowed, optionally conditional
+            ├── AutonomyRule      the lowest autonomy level allowed, optionally conditional
+            └── Delegation        `opa "path"`: OPA's answer counts like an invariant
 """
 
 from __future__ import annotations
@@ -133,6 +134,33 @@ class AutonomyRule:
     span: Span
 
 
+#: What an `opa` statement may read: the roots of the input Warden sends OPA.
+DELEGATION_ROOTS = ("params", "evidence", "context", "agent")
+#: What an `opa` statement without `reads` sends (besides the tool, always sent).
+DEFAULT_DELEGATION_READS: tuple[tuple[str, ...], ...] = (("agent",), ("params",))
+
+
+@dataclass(frozen=True, slots=True)
+class Delegation:
+    """`opa [NAME] "path" [reads FIELD, ...]`: the decision of an OPA rule, asked over OPA's REST
+    data API (`POST /v1/data/{path}`), counts like an invariant: a deny is a violation no approval
+    lifts, an answer's `risk` raises the tier, and no answer denies.
+
+    `reads` are the packet's fields OPA receives, as paths (`("evidence", "risk_score")`); a
+    root alone (`("params",)`) sends the whole of it. Nothing else of the packet leaves Warden.
+    """
+
+    name: str  # given, or "opa_1", ...
+    path: str  # OPA's data path: segments of [A-Za-z0-9_] joined by "/"
+    reads: tuple[tuple[str, ...], ...]
+    span: Span
+
+    @property
+    def id(self) -> str:
+        """How the decision's `invariants` name this delegation's outcome."""
+        return f"opa:{self.path}"
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     name: str
@@ -146,6 +174,7 @@ class Policy:
     approvals: tuple[ApprovalRule, ...]
     autonomy_rules: tuple[AutonomyRule, ...]
     span: Span
+    delegations: tuple[Delegation, ...] = ()
 
     @property
     def enforced(self) -> bool:

@@ -10,6 +10,7 @@ carries `program=None` until the next stage.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import TypeVar
 
@@ -17,12 +18,14 @@ import dsl.syntax as ast
 from dsl.errors import DiagnosticBag
 from dsl.mistakes import value_message
 from dsl.model import (
-    BUILTIN_ROLES, ApprovalRule, Autonomy, AutonomyRule, DenyRule, Escalation, Expr, Invariant,
-    Mode, Policy, Risk, Span, ToolSelector,
+    BUILTIN_ROLES, DEFAULT_DELEGATION_READS, DELEGATION_ROOTS, ApprovalRule, Autonomy, AutonomyRule,
+    Delegation, DenyRule, Escalation, Expr, Invariant, Mode, Policy, Risk, Span, ToolSelector,
 )
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 MAX_APPROVAL_COUNT = 10
+#: An OPA data path: what follows `/v1/data/` (`warden/refunds/allow`).
+OPA_PATH = re.compile(r"[A-Za-z0-9_]+(?:/[A-Za-z0-9_]+)*")
 
 _Stmt = TypeVar("_Stmt", bound=ast.Statement)
 
@@ -62,7 +65,21 @@ def resolve_policies(files: list[ast.PolicyFile], roles: frozenset[str], bag: Di
             policy = _PolicyResolver(block, roles, bag).resolve()
             if policy is not None:
                 policies.append(policy)
+    _same_reads_per_path(policies, bag)
     return policies
+
+
+def _same_reads_per_path(policies: list[Policy], bag: DiagnosticBag) -> None:
+    """OPA is asked once per path and packet, so every `opa` statement naming one path must send
+    it the same input."""
+    first: dict[str, Delegation] = {}
+    for policy in policies:
+        for delegation in policy.delegations:
+            seen = first.setdefault(delegation.path, delegation)
+            if seen.reads != delegation.reads:
+                bag.error("opa_reads_differ",
+                          f"`opa \"{delegation.path}\"` reads other fields at {seen.span}; every "
+                          "statement asking one path must read the same fields", delegation.span)
 
 
 class _PolicyResolver:
@@ -98,6 +115,7 @@ class _PolicyResolver:
                       'applies to tool "name"', block.name.span)
         risk = self._risk(risk_stmt.tier) if risk_stmt else None
         invariants, escalations, denies, approvals, autonomy = [], [], [], [], []
+        delegations: list[Delegation] = []
         for stmt in block.statements:
             if isinstance(stmt, ast.InvariantStmt):
                 self._claim(stmt.name)
@@ -120,12 +138,14 @@ class _PolicyResolver:
                     self._rule_name(stmt.name, "min_autonomy", stmt.span),
                     Autonomy.A4 if level is None else level,
                     _expr(stmt.condition) if stmt.condition else None, stmt.because, stmt.span))
+            elif isinstance(stmt, ast.DelegateStmt):
+                delegations.append(self._delegation(stmt))
         if applies is None:
             return None
         return Policy(
             block.name.text, block.description, mode,
             self._selector(applies), risk, tuple(invariants), tuple(escalations), tuple(denies),
-            tuple(approvals), tuple(autonomy), block.span,
+            tuple(approvals), tuple(autonomy), block.span, tuple(delegations),
         )
 
     def _single(self, kind: type[_Stmt], label: str) -> _Stmt | None:
@@ -208,6 +228,27 @@ class _PolicyResolver:
             elif clause.kind == "expires" and isinstance(value, ast.Word):
                 expires = self._duration(value)
         return ApprovalRule(name, stmt.role.text, count, when, expires, stmt.span)
+
+    def _delegation(self, stmt: ast.DelegateStmt) -> Delegation:
+        name = self._rule_name(stmt.name, "opa", stmt.span)
+        path = stmt.path.text
+        if not OPA_PATH.fullmatch(path):
+            self.bag.error("bad_opa_path",
+                           f"`{path}` is not an OPA data path: segments of letters, digits and _ "
+                           'joined by / (like "warden/refunds/allow")', stmt.path.span)
+        if stmt.reads is None:
+            return Delegation(name, path, DEFAULT_DELEGATION_READS, stmt.span)
+        reads: set[tuple[str, ...]] = set()
+        for word in stmt.reads:
+            parts = tuple(word.text.split("."))
+            if parts[0] not in DELEGATION_ROOTS:
+                self.bag.error("unknown_opa_read",
+                               f"`{word.text}` is not part of a packet OPA can read: start it with "
+                               f"{', '.join(DELEGATION_ROOTS)}", word.span)
+            reads.add(parts)
+        # a whole root covers its fields: `reads params, params.amount` sends params once
+        kept = sorted(r for r in reads if not any(r[:n] in reads for n in range(1, len(r))))
+        return Delegation(name, path, tuple(kept), stmt.span)
 
     def _count(self, word: ast.Word) -> int:
         number = int(word.text) if len(word.text) <= 3 else 0

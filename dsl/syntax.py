@@ -112,9 +112,19 @@ class MinAutonomyStmt:
     span: Span
 
 
+@dataclass(frozen=True, slots=True)
+class DelegateStmt:
+    """`opa [NAME] "path" [reads FIELD, ...]`; each read is a dotted path as written."""
+
+    name: Word | None
+    path: Word
+    reads: tuple[Word, ...] | None  # None: no `reads` clause
+    span: Span
+
+
 Statement = (
     Applies | RiskStmt | ModeStmt | InvariantStmt | EscalateStmt | DenyStmt | ApprovalStmt
-    | MinAutonomyStmt
+    | MinAutonomyStmt | DelegateStmt
 )
 
 
@@ -276,6 +286,17 @@ class BuildSyntax(Transformer[Token, PolicyFile]):
                      because: str | None) -> MinAutonomyStmt:
         level_word = Word(str(level), self._span(level))
         return MinAutonomyStmt(name, level_word, when, because, self._at(meta))
+
+    @v_args(meta=True, inline=True)
+    def delegate(self, meta: Meta, name: Word | None, path: Token,
+                 reads: tuple[Word, ...] | None) -> DelegateStmt:
+        return DelegateStmt(name, self._string_word(path), reads, self._at(meta))
+
+    def delegate_reads(self, *fields: Word) -> tuple[Word, ...]:
+        return fields
+
+    def field_path(self, *names: Token) -> Word:
+        return Word(".".join(str(n) for n in names), self._span(names[0]))
 
     def autonomy_when(self, cel: Token) -> Condition:
         return self._condition(cel)

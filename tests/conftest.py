@@ -4,6 +4,7 @@
   pytest-xdist worker); see `tests/postgres.py`. Started only when a test asks for it.
 - `postgres_url`: a fresh, empty database on that server, per test.
 - `sqlite_url`: a fresh SQLite file in the test's tmp dir.
+- `opa` (module): a fake OPA server on loopback evaluating tests/fakes/rego (`tests/fakes/opa.py`).
 - `db_url`: parametrised over both, so a suite written once runs against SQLite and PostgreSQL
   (test ids end in `[sqlite]` / `[postgresql]`).
 """
@@ -18,6 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from fakes.opa import FakeOpa  # noqa: E402
 from postgres import PostgresServer  # noqa: E402
 
 
@@ -44,3 +46,12 @@ def sqlite_url(tmp_path: Path) -> str:
 def db_url(request: pytest.FixtureRequest) -> str:
     fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
     return str(request.getfixturevalue(fixture))
+
+
+@pytest.fixture(scope="module")
+def opa() -> Iterator[FakeOpa]:
+    fake = FakeOpa().start()
+    try:
+        yield fake
+    finally:
+        fake.stop()

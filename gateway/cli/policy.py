@@ -3,6 +3,7 @@
     check [DIR]                 compile every policy file; errors as file:line:col with a caret
     test [DIR] [-v] [-r RE]     run DIR/tests/*.toml like `opa test`: PASS: N/M, exit 1 on failure
     explain PACKET.json --autonomy A2 [--json] [--dir DIR] [--agent-owner WHO] [--now T]
+            [--opa URL [--opa-timeout S]]
                                 the decision a packet would get, and every reason why (dry run)
     show | diff | impact        the policy sets kept by digest, and what a candidate would have
                                 decided for recorded history (`gateway.cli.replay`)
@@ -64,6 +65,10 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     explain.add_argument("--now", default=None, help="evaluate at this ISO 8601 time")
     explain.add_argument("--kill-switch", action="store_true", help="as if the switch were engaged")
     explain.add_argument("--json", action="store_true", help="print the Decision as JSON")
+    explain.add_argument("--opa", metavar="URL", default="",
+                         help="ask this OPA server for the policies' `opa` statements (without it they deny)")
+    explain.add_argument("--opa-timeout", metavar="S", type=float, default=2.0,
+                         help="time budget of one OPA query (default 2 s)")
     add_config_option(explain)
     explain.set_defaults(handler=explain_command)
 
@@ -139,13 +144,31 @@ def explain_command(args: argparse.Namespace) -> int:
         raise CommandError(f"{args.packet}: not a valid packet: {first_error(exc)}") from None
     now = _parse_now(args.now)
     policy_set = compile_dir(policy_dir(args))
-    decision = Decider(policy_set).decide(packet, agent, now=now, kill_switch=args.kill_switch,
-                                         dry_run=True)
+    engine = Decider(policy_set)
+    decision = engine.decide(packet, agent, now=now, kill_switch=args.kill_switch, dry_run=True,
+                             delegated=_ask_opa(args, engine, packet, agent))
     if args.json:
         print(decision.model_dump_json(indent=2))
     else:
         print(render_decision(decision, packet, policy_set))
     return EXIT_OK
+
+
+def _ask_opa(args: argparse.Namespace, engine: Any, packet: Any, agent: Any) -> dict[str, Any]:
+    """OPA's answers for the packet's `opa` statements: from `--opa URL`, or none (they deny)."""
+    delegations = engine.delegations_for(packet.action.tool)
+    if not delegations:
+        return {}
+    from gateway.delegation.opa import OpaDelegate
+
+    try:
+        delegate = OpaDelegate(args.opa, timeout=args.opa_timeout)
+    except ValueError as exc:
+        raise CommandError(f"--opa: {exc}") from None
+    try:
+        return delegate.ask(delegations, packet, agent)
+    finally:
+        delegate.close()
 
 
 def _read_json(path: Path) -> Any:

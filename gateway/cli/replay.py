@@ -8,8 +8,8 @@
     warden policy impact CANDIDATE_DIR [--since 30d | --from SEQ] [--json] [--threshold N|P%]
 
 Each reads the database (`--db URL`, else the database_url setting) or, with `--export DIR`, an
-audit export, offline. `impact` exits 0 when no more decisions changed than the threshold (0 by
-default), 1 when more did, 3 when the candidate does not compile; `replay` exits 1 when a decision
+audit export, offline. `impact` exits 0 when no more decisions changed (or could not be decided
+under the candidate) than the threshold (0 by default), 1 when more did, 3 when the candidate does not compile; `replay` exits 1 when a decision
 is not identical (a determinism bug) and 0 otherwise.
 """
 
@@ -279,7 +279,8 @@ def impact_command(args: argparse.Namespace) -> int:
         result = impact_module.analyse(source, candidate, span, sets=Sets(source), examples=args.examples)
     report = result.report(window=span)
     exceeded = result.exceeds(threshold, percent=percent)
-    report["threshold"] = {"value": threshold, "unit": "percent" if percent else "decisions", "exceeded": exceeded}
+    report["threshold"] = {"value": threshold, "unit": "percent" if percent else "decisions",
+                           "counted": result.counted, "exceeded": exceeded}
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
@@ -322,6 +323,6 @@ def render_impact(report: dict[str, Any]) -> str:
         out.append(f"shadow policy {s['policy']} would enforce: it acts in {s['decisions']} decision(s)")
     threshold = report["threshold"]
     unit = "%" if threshold["unit"] == "percent" else " decision(s)"
-    out.append(f"\n{'OVER' if threshold['exceeded'] else 'within'} the threshold of "
-               f"{threshold['value']:g}{unit}")
+    out.append(f"\n{threshold['counted']} decision(s) changed or not replayable: "
+               f"{'OVER' if threshold['exceeded'] else 'within'} the threshold of {threshold['value']:g}{unit}")
     return "\n".join(out)

@@ -38,6 +38,8 @@ one-time console sign-in link per person (an invite: it sets their password).
 
 from __future__ import annotations
 
+import contextlib
+
 import argparse
 import gc
 import logging
@@ -181,10 +183,8 @@ def _run(app: Any, runtime: Any, listening: socket.socket, host: str, port: int,
     server = Server(config)
     _stop_on_sigterm()
     tune_gc()
-    try:
+    with contextlib.suppress(KeyboardInterrupt, _Stopped):  # the ways a gateway is asked to stop
         server.run(sockets=[listening])
-    except (KeyboardInterrupt, _Stopped):
-        pass
     if not server.started:
         raise CommandError("the gateway stopped before it had started; see the log above", prefix=SPEAKER)
     return EXIT_OK

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BeforeValidator,
+    StringConstraints,
     Field,
     ValidationError,
     ValidationInfo,
@@ -59,6 +60,8 @@ def _path(value: Any) -> Any:
 
 
 PathSetting = Annotated[Path, BeforeValidator(_path)]
+#: An OPA server's address: http(s)://HOST[:PORT], nothing after it; empty for none.
+OpaUrl = Annotated[str, StringConstraints(pattern=r"^(https?://[A-Za-z0-9.\[\]:_-]+/?)?$")]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
 
@@ -107,6 +110,11 @@ class Settings(BaseSettings):
     crm_api_base: str = _setting("https://api.hubapi.com", "the CRM's API address (HubSpot-compatible)")
     crm_requests_per_10s: int = _setting(
         100, "requests per 10 s to the CRM, per process (HubSpot allows 100 to 190 by plan)", ge=1, le=1000)
+    opa_url: OpaUrl = _setting(
+        "", "the OPA server `opa` policy statements ask (http://HOST:PORT); empty: every delegation denies")
+    opa_timeout_seconds: float = _setting(
+        0.5, "the time budget of one OPA query; past it the delegation denies", gt=0, le=30)
+    opa_token: str = _setting("", "a bearer token for the OPA server; env or _FILE only", secret=True)
     sandbox_faults: str = _setting("", "faults the sandbox connectors inject (for drills), empty for none")
     sandbox_latency_ms: int = _setting(0, "latency the sandbox connectors add to every call", ge=0)
     approval_ttl_default_seconds: int = _setting(86400, "how long an approval stays open unless a rule says", ge=1)
@@ -263,6 +271,8 @@ def _problem(error: ErrorDetails, spec: Spec, *, text: bool) -> str:
         return f"expected one of {', '.join(spec.choices)}, got {shown}"
     if kind == "finite_number":
         return f"expected a finite number, got {shown}"
+    if kind == "string_pattern_mismatch" and spec.name == "opa_url":
+        return f"expected http://HOST:PORT or https://HOST:PORT (nothing after the port), got {shown}"
     if text and isinstance(given, str) and spec.kind in _TEXT_EXPECTED:
         return f"expected {_TEXT_EXPECTED[spec.kind]}, got {shown}"
     if kind.endswith(("_type", "_parsing")) or kind in ("is_instance_of", "int_from_float"):

@@ -17,6 +17,12 @@ engine, as dry runs, so a case that would execute expects `allowed`.
     proof = [{ id = "refund_reconciled", status = "PASS" }]
     expect = { status = "pending_approval", risk = "L2", reasons = ["refunds.large_refund"] }
 
+A case for a tool whose policies delegate to OPA (`opa "path"`) gives OPA's answers itself, as
+OPA's `result` for each path; the tests never call a server, and a path without an answer
+denies, as it would in the gateway:
+
+    opa = { "warden/refunds/decision" = { allow = false, reasons = ["risk score too high"] } }
+
 `expect` keys: `status` (required), `risk`, `reasons` (enforced "policy.rule" that must fire),
 `shadow` (must be reported with "enforced": false), `absent` (must not be reported at all),
 `flags` (the exact set), `approval` ("none" or {role, count, expires_in}), `invariants`
@@ -37,6 +43,7 @@ from pydantic import ValidationError
 
 from dsl.model import Autonomy, Risk
 from gateway.engine.agents import Agent
+from gateway.engine.delegation import Delegated
 from gateway.engine.models import Decision, Packet
 
 if TYPE_CHECKING:
@@ -44,7 +51,7 @@ if TYPE_CHECKING:
 
 #: Keys a case may have; anything else is a typo the author should hear about.
 _CASE_KEYS = frozenset({"name", "about", "autonomy", "agent", "owner", "kill_switch", "now",
-                        "packet", "tool", "params", "evidence", "proof", "context", "expect"})
+                        "packet", "tool", "params", "evidence", "proof", "context", "expect", "opa"})
 _PACKET_SHORTHAND = ("tool", "params", "evidence", "proof", "context")
 _EXPECT_KEYS = frozenset({"status", "risk", "reasons", "shadow", "absent", "flags", "approval",
                           "invariants", "unknown_claims"})
@@ -88,6 +95,7 @@ class PolicyCase:
     now: datetime | None
     kill_switch: bool
     expect: Expectation
+    opa: dict[str, Delegated] = field(default_factory=dict)  # OPA's answers, by path
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +132,7 @@ def load_cases(directory: Path) -> list[PolicyCase]:
 def run_case(engine: Decider, case: PolicyCase) -> CaseResult:
     """Decide the case's packet (dry run) and compare the decision with the expectation."""
     decision = engine.decide(case.packet, case.agent, now=case.now,
-                                       kill_switch=case.kill_switch, dry_run=True)
+                             kill_switch=case.kill_switch, dry_run=True, delegated=case.opa)
     return CaseResult(case, decision, tuple(compare(case.expect, decision, case.now)))
 
 
@@ -228,9 +236,13 @@ def _case(path: Path, index: int, entry: Any, file_now: datetime | None) -> Poli
     if not isinstance(kill_switch, bool):
         raise CaseFileError(f"{where}: `kill_switch` must be true or false")
     now = _moment(entry.get("now"), f"{where}: now") or file_now
+    opa = entry.get("opa", {})
+    if not isinstance(opa, dict):
+        raise CaseFileError(f'{where}: `opa` must be a table of OPA answers by path ({{"a/b" = true}})')
     return PolicyCase(name=name, file=path, about=entry.get("about"), packet=packet,
                       agent=agent, now=now, kill_switch=kill_switch,
-                      expect=_expectation(where, entry.get("expect")))
+                      expect=_expectation(where, entry.get("expect")),
+                      opa={opa_path: Delegated.of(_jsonable(answer)) for opa_path, answer in opa.items()})
 
 
 def _packet_data(where: str, name: str, entry: dict[str, Any]) -> dict[str, Any]:

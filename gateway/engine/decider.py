@@ -17,13 +17,14 @@ nothing is ever allowed by accident.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from itertools import chain
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from dsl.model import DEFAULT_APPROVAL_EXPIRY, Autonomy, Policy, PolicySet, Risk
+from dsl.model import DEFAULT_APPROVAL_EXPIRY, Autonomy, Delegation, Policy, PolicySet, Risk
 from gateway.engine.agents import Agent
+from gateway.engine.delegation import Delegated, delegations
 from gateway.engine.evaluation import Evaluation
 from gateway.engine.matrix import WARDEN, approval_obligation, matrix_reason, needs_approval
 from gateway.engine.models import Approval, Decision, Packet, Reason, Status
@@ -57,6 +58,11 @@ class Decider:
         """What the policies applying to `tool` read (None: whole packets, `prune=False`)."""
         return self._plan(tool).needs
 
+    def delegations_for(self, tool: str) -> tuple[Delegation, ...]:
+        """The OPA paths to ask before deciding a packet for `tool`, one delegation per path
+        (shadow policies' too: they are recorded). Empty for most tools."""
+        return self._plan(tool).delegations
+
     def _plan(self, tool: str) -> _ToolPlan:
         """The applicable policies for `tool`, their base tier and needs, worked out once."""
         plan = self._plans.get(tool)
@@ -66,7 +72,7 @@ class Decider:
             compiled = [p for p in programs if isinstance(p, Program)]
             prunable = self.prune and len(compiled) == len(programs)
             needs = Needs.of(compiled) if prunable else None
-            plan = _ToolPlan(policies, _base_risk(policies), needs)
+            plan = _ToolPlan(policies, _base_risk(policies), needs, delegations(policies))
             if len(self._plans) < _MAX_PLANS:  # bounded: tool names come from packets
                 self._plans[tool] = plan
         return plan
@@ -79,27 +85,31 @@ class Decider:
         now: datetime | None = None,
         kill_switch: bool = False,
         dry_run: bool = False,
+        delegated: Mapping[str, Delegated] | None = None,
     ) -> Decision:
         """The decision for `packet` sent by `agent` at `now` (default: the current UTC time).
 
         `dry_run` reports `allowed` where a real run would be `executed`; nothing else differs.
-        Never raises for anything inside evaluation: an unexpected error denies.
+        `delegated`: OPA's answers by path for `delegations_for(tool)`, asked by the caller; a
+        delegation without one denies. Never raises for anything inside evaluation: an
+        unexpected error denies.
         """
         try:
-            return self._decide(packet, agent, _utc(now), kill_switch, dry_run)
+            return self._decide(packet, agent, _utc(now), kill_switch, dry_run, delegated or {})
         except Exception as exc:  # fail closed: whatever went wrong, this action is not allowed
             return _internal_error(packet, agent, self.policy_set.digest, exc)
 
     def _decide(
-        self, packet: Packet, agent: Agent, now: datetime, kill_switch: bool, dry_run: bool
+        self, packet: Packet, agent: Agent, now: datetime, kill_switch: bool, dry_run: bool,
+        delegated: Mapping[str, Delegated],
     ) -> Decision:
         # (1) the kill switch stops everything, whatever the policies say; the packet is still
         # assessed, so the denial reports the risk and the reasons it would have had.
         if kill_switch:
-            return _under_kill_switch(self._decide(packet, agent, now, False, dry_run))
+            return _under_kill_switch(self._decide(packet, agent, now, False, dry_run, delegated))
         digest = self.policy_set.digest
         tool = packet.action.tool
-        policies, base, needs = self._plan(tool)
+        policies, base, needs, _ = self._plan(tool)
         # (2) a tool that no enforced policy gives a base tier is one Warden knows nothing about.
         if base is None:
             return _gate(packet, agent, digest, None, "unknown_tool", "unknown_tool",
@@ -122,7 +132,7 @@ class Decider:
         claims = packet.proof.invariant_checks
         evaluation = Evaluation(agent.autonomy, base, {c.id: c for c in claims})
         for policy in policies:
-            evaluation.evaluate(policy, act)
+            evaluation.evaluate(policy, act, delegated)
         unknown_claims = [c.id for c in claims if c.id not in evaluation.claimed]
         # (6) risk = max(base tiers, fired escalations), kept up to date during evaluation.
         risk = evaluation.risk
@@ -165,10 +175,11 @@ def decide(
     now: datetime | None = None,
     kill_switch: bool = False,
     dry_run: bool = False,
+    delegated: Mapping[str, Delegated] | None = None,
 ) -> Decision:
     """One-off decision (the CLI's `explain`); long-lived callers keep a `Decider`."""
     return Decider(policy_set).decide(
-        packet, agent, now=now, kill_switch=kill_switch, dry_run=dry_run
+        packet, agent, now=now, kill_switch=kill_switch, dry_run=dry_run, delegated=delegated
     )
 
 
@@ -176,6 +187,7 @@ class _ToolPlan(NamedTuple):
     policies: tuple[Policy, ...]
     base: Risk | None
     needs: Needs | None
+    delegations: tuple[Delegation, ...]
 
 
 _MAX_PLANS = 10_000

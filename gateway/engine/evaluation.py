@@ -12,7 +12,10 @@ non-boolean result, or a program that raises) is a violation of its own, reporte
 
 from __future__ import annotations
 
-from dsl.model import ApprovalRule, Autonomy, Expr, Policy, Risk
+from collections.abc import Mapping
+
+from dsl.model import ApprovalRule, Autonomy, Delegation, Expr, Policy, Risk
+from gateway.engine.delegation import Delegated, read_answer
 from gateway.engine.models import InvariantCheck, Verdict
 
 PROOF_MISMATCH = "proof_mismatch"
@@ -53,12 +56,16 @@ class Evaluation:
         self._fire(policy, rule, "error", f"could not evaluate {kind} {rule}: {error}",
                    violation=True)
 
-    def evaluate(self, policy: Policy, act: object) -> None:
-        """Run every rule of `policy` against the activation `act` and record what fired."""
+    def evaluate(self, policy: Policy, act: object,
+                 delegated: Mapping[str, Delegated] | None = None) -> None:
+        """Run every rule of `policy` against the activation `act` and record what fired;
+        `delegated` holds OPA's answers by path (a delegation without one denies)."""
         enforced = policy.mode == "enforce"
         for invariant in policy.invariants:
             verdict, error = _verdict(invariant.expr, act)
             self._invariant(policy, invariant.name, invariant.description, verdict, error)
+        for delegation in policy.delegations:
+            self._delegation(policy, delegation, (delegated or {}).get(delegation.path))
         for deny in policy.denies:
             holds, error = _condition(deny.when, act)
             if error is not None:
@@ -95,6 +102,29 @@ class Evaluation:
                     f"{self.autonomy.name}"
                 )
                 self._fire(policy, floor.name, "min_autonomy", message, violation=True)
+
+    def _delegation(self, policy: Policy, delegation: Delegation, delegated: Delegated | None) -> None:
+        """OPA's answer, like an invariant's verdict: FAIL and ERROR deny, whatever approves;
+        an answer's `risk` raises the tier like an escalation."""
+        reading = read_answer(delegated)
+        given = delegated or Delegated.failed("missing")
+        self.invariants.append({
+            "id": delegation.id, "policy": policy.name, "verified": reading.verdict,
+            "error": reading.message if reading.verdict != "PASS" else None,
+            "enforced": policy.mode == "enforce", "path": delegation.path,
+            "answer": given.answer, "failure": given.failure, "detail": given.detail})
+        where = f"{delegation.name} ({delegation.path})"
+        if reading.verdict == "FAIL":
+            self._fire(policy, delegation.name, "invariant", f"{reading.message} [{where}]",
+                       violation=True)
+        elif reading.verdict == "ERROR":
+            self._fire(policy, delegation.name, "error", f"{reading.message} [{where}]",
+                       violation=True)
+        if reading.risk is not None and reading.verdict != "ERROR":
+            self._fire(policy, delegation.name, "escalate",
+                       f"OPA raised the risk to {reading.risk.name} [{where}]")
+            if policy.mode == "enforce" and reading.risk > self.risk:
+                self.risk = reading.risk
 
     def _invariant(self, policy: Policy, name: str, description: str | None,
                    verdict: Verdict, error: str | None) -> None:

@@ -95,7 +95,7 @@ ToolName = Annotated[str, Field(max_length=128, pattern=r"^[a-z][a-z0-9_]*\.[a-z
 JsonObject = dict[str, Any]
 
 
-def _check_json_values(value: Any, where: str) -> None:
+def check_json_values(value: Any, where: str) -> None:
     """Accept only JSON data: objects with string keys, arrays, strings, finite numbers with
     integers inside ±(2**53 - 1), booleans and null.
 
@@ -142,7 +142,7 @@ class Action(_Frozen):
     @field_validator("params")
     @classmethod
     def _json_only(cls, value: JsonObject) -> JsonObject:
-        _check_json_values(value, "params")
+        check_json_values(value, "params")
         return value
 
 
@@ -165,7 +165,7 @@ class Proof(_Frozen):
             if check.id in seen:
                 raise ValueError(f"invariant {check.id!r} is claimed more than once")
             seen.add(check.id)
-            _check_json_values(check.value, f"proof value of {check.id!r}")
+            check_json_values(check.value, f"proof value of {check.id!r}")
         return checks
 
 
@@ -182,7 +182,7 @@ class Packet(_Frozen):
     @field_validator("evidence", "context")
     @classmethod
     def _json_only(cls, value: JsonObject, info: ValidationInfo) -> JsonObject:
-        _check_json_values(value, info.field_name or "packet")
+        check_json_values(value, info.field_name or "packet")
         return value
 
     @property
@@ -210,8 +210,17 @@ class Reason(_Strict):
     enforced: bool = True
 
 
+def _absent(value: Any) -> bool:
+    return value is None
+
+
 class InvariantResult(_Strict):
-    """Warden's verdict on one applicable invariant, beside the agent's claim, if any."""
+    """Warden's verdict on one applicable invariant, beside the agent's claim, if any.
+
+    A delegation to OPA (`opa "path"`) is recorded here too, with id `opa:<path>`: `path`, OPA's
+    `result` as it came (`answer`), or why there was none (`failure`, `detail`). Each of those
+    keys is left out when it is null, so every other entry's JSON is as it always was.
+    """
 
     id: str
     policy: str
@@ -220,6 +229,10 @@ class InvariantResult(_Strict):
     error: str | None = None
     mismatch: MismatchDirection | None = None
     enforced: bool = True
+    path: Annotated[str | None, Field(exclude_if=_absent)] = None
+    answer: Annotated[Any, Field(exclude_if=_absent)] = None
+    failure: Annotated[str | None, Field(exclude_if=_absent)] = None
+    detail: Annotated[str | None, Field(exclude_if=_absent)] = None
 
 
 class ApprovalGrant(_Strict):

@@ -24,6 +24,7 @@ otherwise `PasskeyRequired`. The assertion is checked inside the locked transact
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +32,8 @@ from typing import Any
 from sqlalchemy import Connection, and_, insert, select
 
 from gateway.engine.agents import Agent
+from gateway.engine.decider import Decider
+from gateway.engine.delegation import Delegated, answers_json, delegated_answers
 from gateway.store.identities import IdentityError, get_agent
 from gateway.store.killswitch import KillSwitch, read_kill_switch, set_kill_switch
 from gateway.engine.matrix import FOUNDER
@@ -51,6 +54,9 @@ from ledger.passkeys import approval_challenge
 
 #: The people roles that approve and reject (a founder for any role); see `dsl.model.PEOPLE_ROLES`.
 APPROVER_ROLES: frozenset[str] = frozenset({FOUNDER, "approver"})
+
+#: The engine a decision is decided again with, and OPA's answers for it, asked beforehand.
+Asked = tuple[Decider, Mapping[str, Delegated]]
 
 
 @dataclass(frozen=True)
@@ -100,8 +106,26 @@ class Approvals:
 
     def approve(self, person: Person, decision_id: str, comment: str | None,
                 passkey: PasskeyAssertion | None = None) -> Decision:
-        result = self.gw.writer.run(lambda conn: self._approve(conn, person, decision_id, comment, passkey))
+        asked = self._ask([decision_id]).get(decision_id)
+        result = self.gw.writer.run(lambda conn: self._approve(conn, person, decision_id, comment, passkey, asked))
         return self._after(result)
+
+    def _ask(self, decision_ids: Iterable[str]) -> dict[str, Asked]:
+        """OPA's answers for each pending decision whose tool has delegations, asked before the
+        transaction that may decide it again (no network call inside the log's lock)."""
+        ids = list(decision_ids)
+        engine = self.gw.policies()
+        asked: dict[str, Asked] = {}
+        with read_only(self.gw.db.connect()) as conn:
+            rows = conn.execute(
+                select(decisions.c.decision_id, decisions.c.agent, decisions.c.packet, decisions.c.tool)
+                .where(and_(decisions.c.decision_id.in_(ids), decisions.c.status == "pending_approval"))
+            ).all() if ids else []
+            wanted = [(row, _current_agent(conn, row.agent)) for row in rows if engine.delegations_for(row.tool)]
+        for row, agent in wanted:
+            if agent is not None:
+                asked[row.decision_id] = (engine, self.gw.ask(engine, agent, Packet.model_validate_json(row.packet)))
+        return asked
 
     def approval_options(self, person: Person, decision_id: str, rp_id: str) -> str:
         """The `navigator.credentials.get()` options (JSON) with which `person` signs their
@@ -152,7 +176,7 @@ class Approvals:
 
     def _approve(
         self, conn: Connection, person: Person, decision_id: str, comment: str | None,
-        passkey: PasskeyAssertion | None = None,
+        passkey: PasskeyAssertion | None = None, asked: Asked | None = None,
     ) -> tuple[Decision, PipelineError | None, Claim | None]:
         decision, row = self._locked_pending(conn, person, decision_id)
         now = self.gw.clock()
@@ -178,7 +202,8 @@ class Approvals:
         })
         claim = None
         if covers(decision.approval.approvals, decision.approval.required_role, decision.approval.count):
-            claim = self._settle(conn, decision, row, now, lease_until=now + self.gw.outbox.lease_seconds)
+            claim = self._settle(conn, decision, row, now, lease_until=now + self.gw.outbox.lease_seconds,
+                                 asked=asked)
         store_decision_update(conn, decision, now=now)
         return decision, None, claim
 
@@ -222,12 +247,13 @@ class Approvals:
     # ------------------------------------------------------------ settle
 
     def _settle(self, conn: Connection, decision: Decision, row: Any, now: float, *,
-                lease_until: float | None = None) -> Claim | None:
+                lease_until: float | None = None, asked: Asked | None = None) -> Claim | None:
         """Decide again under the policies and kill switch active now; when still allowed, the
         decision is `executing` and its execution queued. With `lease_until` the row is queued
         already claimed by the caller, who runs it right after commit (no worker can take it
         first), and the claim is returned. Leaves the decision pending while the kill switch is
-        engaged."""
+        engaged. `asked`: the engine and OPA's answers asked beforehand (a delegation without an
+        answer denies)."""
         if read_kill_switch(conn).engaged:
             return None
         packet = Packet.model_validate_json(row.packet)
@@ -243,10 +269,13 @@ class Approvals:
                 policy="warden", rule="agent_revoked", effect="deny",
                 message=f"agent {row.agent!r} was revoked before the approval completed"))
             return None
-        engine = self.gw.policies()
-        again = engine.decide(packet, agent, now=datetime.fromtimestamp(now, UTC))
-        note = {"reevaluated_under": again.policy_digest, "status": again.status,
-                "risk": again.risk.name, "reasons": [r.model_dump() for r in again.reasons]}
+        engine, delegated = asked if asked is not None else (self.gw.policies(), {})
+        again = engine.decide(packet, agent, now=datetime.fromtimestamp(now, UTC), delegated=delegated)
+        note: dict[str, Any] = {"reevaluated_under": again.policy_digest, "status": again.status,
+                                "risk": again.risk.name, "reasons": [r.model_dump() for r in again.reasons]}
+        answered = delegated_answers(again)
+        if answered:  # what OPA answered this time, as the decision entry records the first answers
+            note["opa"] = answers_json(answered)
         if again.status == "denied" or again.status == "drafted":
             decision.reasons.extend(r for r in again.reasons if r not in decision.reasons)
             self._conclude(conn, decision, again.status, now, None, note)
@@ -315,19 +344,26 @@ class Approvals:
         if person.role != FOUNDER:
             raise NotPermitted("only a founder engages or releases the kill switch")
 
+        asked = {} if engaged else self._ask(self._pending_ids())
+
         def work(conn: Connection) -> tuple[KillSwitch, list[str]]:
             now = self.gw.clock()
             state = set_kill_switch(conn, self.gw.ledger, engaged=engaged, reason=reason,
                                     by=person.email, now=now)
             queued: list[str] = []
             if not engaged:
-                queued = self._settle_approved(conn, now)
+                queued = self._settle_approved(conn, now, asked)
             return state, queued
 
         state, _queued = self.gw.writer.run(work)  # the outbox worker picks up what was queued
         return state
 
-    def _settle_approved(self, conn: Connection, now: float) -> list[str]:
+    def _pending_ids(self) -> list[str]:
+        with read_only(self.gw.db.connect()) as conn:
+            return list(conn.execute(
+                select(decisions.c.decision_id).where(decisions.c.status == "pending_approval")).scalars())
+
+    def _settle_approved(self, conn: Connection, now: float, asked: Mapping[str, Asked]) -> list[str]:
         """On release: settle every pending decision whose approvals are complete."""
         queued: list[str] = []
         rows = conn.execute(
@@ -342,7 +378,7 @@ class Approvals:
                 continue
             if self._expire_if_due(conn, decision, now):
                 continue
-            self._settle(conn, decision, row, now)  # queued for the worker, not claimed
+            self._settle(conn, decision, row, now, asked=asked.get(row.decision_id))  # queued, not claimed
             if decision.status == "executing":
                 queued.append(row.decision_id)
             store_decision_update(conn, decision, now=now)

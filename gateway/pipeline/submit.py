@@ -30,8 +30,10 @@ from sqlalchemy import and_, select
 from sqlalchemy.exc import IntegrityError
 
 from connectors.registry import ParamsError, Registry
+from gateway.delegation.opa import OpaDelegate
 from gateway.engine.agents import Agent
 from gateway.engine.decider import Decider
+from gateway.engine.delegation import Delegated
 from gateway.engine.inputs import inputs_record
 from gateway.store.killswitch import read_kill_switch
 from gateway.engine.models import Decision, Packet, packet_hash
@@ -101,6 +103,7 @@ class _Prepared:
     row: tuple[Any, ...]  # the row's other columns, in INSERT_DECISION's order
     params_json: str | None  # to execute: the outbox row's params
     incidents: list[dict[str, Any]]
+    delegated: Mapping[str, Delegated]  # OPA's answers the decision was made with
 
     def work(self, batch: Batch) -> tuple[Decision, Claim | None]:
         return self.gateway._stage(self, batch)
@@ -123,6 +126,7 @@ class Gateway:
         clock: Callable[[], float] = time.time,
         limits: Limits = Limits(),
         on_decision: Callable[[Decision, str, float], None] | None = None,
+        delegate: OpaDelegate | None = None,
     ) -> None:
         self.writer = writer
         self.db = writer.engine
@@ -133,6 +137,7 @@ class Gateway:
         self.clock = clock
         self.limits = limits
         self.on_decision = on_decision
+        self.delegate = delegate if delegate is not None else OpaDelegate()
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
@@ -183,21 +188,38 @@ class Gateway:
         except ParamsError as exc:
             raise InvalidParams(f"the params do not match {tool}", exc.errors) from exc
 
+    # ---------------------------------------------------------------- delegation
+
+    def ask(self, engine: Decider, agent: Agent, packet: Packet) -> dict[str, Delegated]:
+        """OPA's answers for the delegations that apply to the packet's tool (most have none),
+        asked before deciding: the engine never touches the network."""
+        delegations = engine.delegations_for(packet.action.tool)
+        return self.delegate.ask(delegations, packet, agent) if delegations else {}
+
+    async def ask_async(self, engine: Decider, agent: Agent, packet: Packet) -> dict[str, Delegated]:
+        delegations = engine.delegations_for(packet.action.tool)
+        return await self.delegate.ask_async(delegations, packet, agent) if delegations else {}
+
     # ---------------------------------------------------------------- submit
 
     def evaluate(self, agent: Agent, packet: Packet) -> Decision:
-        """Dry run: the decision a real run would get; nothing recorded or executed."""
+        """Dry run: the decision a real run would get; nothing recorded or executed (OPA is
+        asked, as for a real run)."""
         self.check_packet(agent, packet, record=False)
         with read_only(self.db.connect()) as conn:
             kill = read_kill_switch(conn).engaged
-        return self.policies().decide(packet, agent, now=self.now(), kill_switch=kill, dry_run=True)
+        engine = self.policies()
+        return engine.decide(packet, agent, now=self.now(), kill_switch=kill, dry_run=True,
+                             delegated=self.ask(engine, agent, packet))
 
     def submit(self, agent: Agent, packet: Packet, *, compensation: bool = False) -> Decision:
         """The whole pipeline for one packet; returns the decision as stored (and executed).
         `compensation`: the packet is Warden's own compensation of an executed action."""
         self.check_packet(agent, packet, compensation=compensation)
         started = time.perf_counter()
-        prepared = self._prepare(agent, packet, self.policies(), self.writer.kill_switch.engaged)
+        engine = self.policies()
+        prepared = self._prepare(agent, packet, engine, self.writer.kill_switch.engaged,
+                                 delegated=self.ask(engine, agent, packet))
         try:
             decision, claim = self.writer.run_staged(prepared.work)
         except IntegrityError as exc:
@@ -213,7 +235,9 @@ class Gateway:
         thread waits for the database on the request's behalf."""
         await self._check_packet_async(agent, packet)
         started = time.perf_counter()
-        prepared = self._prepare(agent, packet, self.policies(), self.writer.kill_switch.engaged)
+        engine = self.policies()
+        delegated = await self.ask_async(engine, agent, packet)
+        prepared = self._prepare(agent, packet, engine, self.writer.kill_switch.engaged, delegated=delegated)
         try:
             decision, claim = await self.writer.stage_async(prepared.work)
         except IntegrityError as exc:
@@ -246,15 +270,16 @@ class Gateway:
         return Decision.model_validate_json(row.decision)
 
     def _prepare(self, agent: Agent, packet: Packet, engine: Decider, kill: bool,
-                 now: float | None = None) -> _Prepared:
+                 now: float | None = None, *, delegated: Mapping[str, Delegated]) -> _Prepared:
         """Decide and serialise, on the caller's thread; the log writer only places the result.
-        `kill` is the kill switch as last known: the batch decides again if it reads otherwise."""
+        `kill` is the kill switch as last known: the batch decides again if it reads otherwise
+        (with the same answers from OPA)."""
         now = self.clock() if now is None else now
         packet_json = packet.model_dump(mode="json")
         packet_bytes = Canonical.of(packet_json)
         digest = "sha256:" + hashlib.sha256(packet_bytes.raw).hexdigest()
         moment = datetime.fromtimestamp(now, UTC)
-        decision = engine.decide(packet, agent, now=moment, kill_switch=kill)
+        decision = engine.decide(packet, agent, now=moment, kill_switch=kill, delegated=delegated)
         decision.decision_id = new_decision_id()
         queued = decision.status == "executed"
         if queued:
@@ -269,6 +294,7 @@ class Gateway:
             self, agent, packet, engine, kill, now, digest, decision, entry,
             recorded.raw.decode()[:-1] + ',"execution":null,"audit":', row,
             dumps(dict(packet.action.params)) if queued else None, self._proof_incidents(decision, agent),
+            delegated,
         )
 
     def _proof_incidents(self, decision: Decision, agent: Agent) -> list[dict[str, Any]]:
@@ -293,7 +319,7 @@ class Gateway:
         row (claimed by this process, which runs it right after the commit), its incidents."""
         if batch.kill_switch.engaged != prepared.kill:  # it changed since: decide again
             prepared = self._prepare(prepared.agent, prepared.packet, prepared.engine,
-                                     batch.kill_switch.engaged, prepared.now)
+                                     batch.kill_switch.engaged, prepared.now, delegated=prepared.delegated)
         decision = prepared.decision
         assert decision.decision_id is not None
         entry = batch.append("decision", prepared.agent.name, decision.decision_id, prepared.entry)

@@ -22,7 +22,8 @@ The report (`Impact.report()`, the stable JSON of `warden policy impact --json`,
     rules          [{"policy", "rule", "before", "after", "delta"}]   fired (enforced) counts
     shadow_enforced [{"policy", "decisions"}]   shadow policies the candidate enforces, and the
                                                decisions in which they would now act
-    changed        decisions whose status or risk differ (what the exit code counts)
+    changed        decisions whose status or risk differ; the exit code counts these and the
+                   decisions not replayable under the candidate
 
 Statuses are the engine's: a recorded `executing` is `executed`. "Newly blocked" is a decision
 that was executed and would not be now; "newly allowed" the reverse. Lists are sorted (by count,
@@ -39,7 +40,7 @@ from typing import Any
 from dsl.model import PolicySet
 from gateway.engine.decider import Decider
 from gateway.replay.history import History, HistoryError, Recorded, Window
-from gateway.replay.replay import Sets, comparable, decide_under, inputs_of
+from gateway.replay.replay import Sets, UnansweredDelegation, comparable, decide_under, inputs_of
 
 FORMAT = "warden.policy-impact.v1"
 EXAMPLES_PER_TRANSITION = 3
@@ -177,11 +178,18 @@ class Impact:
                 if len(seen) < MAX_OBJECTS:
                     seen.add(name)
 
+    @property
+    def counted(self) -> int:
+        """What the threshold counts: the decisions that changed, and those whose outcome under
+        the candidate cannot be known (fail closed: an unknown is not a pass)."""
+        return self.changed + self.not_replayable
+
     def exceeds(self, threshold: float, *, percent: bool) -> bool:
-        """Whether the changed decisions are over `threshold` (a count, or a percentage)."""
+        """Whether `counted` is over `threshold` (a count, or a percentage of every decision read)."""
         if percent:
-            return self.replayed > 0 and 100.0 * self.changed / self.replayed > threshold
-        return self.changed > threshold
+            read = self.replayed + self.not_replayable
+            return read > 0 and 100.0 * self.counted / read > threshold
+        return self.counted > threshold
 
     def report(self, *, window: Window = Window()) -> dict[str, Any]:
         transitions = sorted(self.transitions.items(), key=lambda kv: (-kv[1].count, kv[0]))
@@ -247,6 +255,9 @@ def analyse(history: History, candidate: PolicySet, window: Window = Window(),
             decider = deciders[inputs.approval_expiry] = Decider(candidate, approval_expiry=inputs.approval_expiry)
         try:
             again = decide_under(recorded, decider, inputs)
+        except UnansweredDelegation as exc:
+            impact.skip(str(exc))
+            continue
         except ValueError:
             impact.skip("the recorded packet is not a valid packet today")
             continue

@@ -21,6 +21,7 @@ from typing import Any
 from dsl import PolicyCompileError, compile_sources
 from dsl.model import PolicySet
 from gateway.engine.decider import Decider
+from gateway.engine.delegation import Delegated, delegated_answers
 from gateway.engine.inputs import DecisionInputs, InputsError, recorded_inputs
 from gateway.engine.models import Decision, Packet
 from gateway.replay.history import History, HistoryError, Recorded
@@ -134,10 +135,30 @@ class Sets:
         return found
 
 
+class UnansweredDelegation(ValueError):
+    """The set delegates to an OPA path the recorded decision never asked: deciding offline
+    would deny for want of an answer, which says nothing about the set."""
+
+
+def recorded_answers(recorded: Recorded) -> dict[str, Delegated]:
+    """What OPA answered when the decision was made (its `invariants` record each answer)."""
+    invariants = recorded.decision.get("invariants") or ()
+    if not any(isinstance(i, dict) and i.get("path") is not None for i in invariants):
+        return {}
+    return delegated_answers(Decision.model_validate(recorded.decision))
+
+
 def decide_under(recorded: Recorded, decider: Decider, inputs: DecisionInputs) -> Decision:
-    """The decision `decider` makes for the recorded packet with the recorded inputs."""
+    """The decision `decider` makes for the recorded packet with the recorded inputs, and the
+    OPA answers it recorded; `UnansweredDelegation` if `decider`'s set asks OPA what it did not."""
     packet = Packet.model_validate(recorded.packet)
-    return decider.decide(packet, inputs.agent, now=inputs.now, kill_switch=inputs.kill_switch)
+    answers = recorded_answers(recorded)
+    missing = [d.path for d in decider.delegations_for(packet.action.tool) if d.path not in answers]
+    if missing:
+        raise UnansweredDelegation(f"the set delegates to OPA at {', '.join(sorted(missing))}, which the "
+                                   "recorded decision never asked")
+    return decider.decide(packet, inputs.agent, now=inputs.now, kill_switch=inputs.kill_switch,
+                          delegated=answers)
 
 
 def inputs_of(recorded: Recorded) -> DecisionInputs:
@@ -167,6 +188,8 @@ class Replayer:
             return Replayed(recorded, digest, reconstructed=inputs.reconstructed, problem=decider)
         try:
             again = decide_under(recorded, decider, inputs)
+        except UnansweredDelegation as exc:
+            return Replayed(recorded, digest, reconstructed=inputs.reconstructed, problem=str(exc))
         except ValueError as exc:  # the recorded packet no longer validates as a packet
             return Replayed(recorded, digest, reconstructed=inputs.reconstructed,
                             problem=f"the recorded packet is not a valid packet today: {exc}")
@@ -179,5 +202,5 @@ class Replayer:
                         inputs.reconstructed, notes=notes)
 
 
-__all__ = ["Difference", "Replayed", "Replayer", "Sets", "comparable", "decide_under", "differences",
-           "inputs_of"]
+__all__ = ["Difference", "Replayed", "Replayer", "Sets", "UnansweredDelegation", "comparable", "decide_under",
+           "differences", "inputs_of", "recorded_answers"]

@@ -69,6 +69,11 @@ NO_CALL = frozenset({"breaker_open", "kill_switch", "lease_lost"})
 #: What a reconciliation found (`on_reconcile`'s `result`).
 RECONCILIATION_RESULTS = ("found", "not_found", "error")
 
+#: How a query to OPA ended (`observe_opa`'s `outcome`): an answer read, or why there was none.
+OPA_OUTCOMES = ("allow", "deny", "wrong_shape", "undefined", "timeout", "unreachable", "status",
+                "malformed", "not_configured")
+#: A query to OPA has a budget of half a second by default (opa_timeout_seconds).
+OPA_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 #: A decision takes well under a millisecond to a few; anything near a second is a problem.
 DECISION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 #: HTTP requests include the database commit and long polls are excluded by the caller.
@@ -176,6 +181,11 @@ class Metrics:
                                      "Batches written again one job at a time, under savepoints, because a "
                                      "job failed (a duplicate packet_id, a lost lease, a refused value).",
                                      registry=r)
+        self.opa_requests = Counter("warden_opa_requests",
+                                    "Queries to OPA for `opa` policy statements, by outcome (allow, deny; "
+                                    "anything else denied the action too).", ["outcome"], registry=r)
+        self.opa_seconds = Histogram("warden_opa_seconds", "Time a query to OPA took, up to its budget.",
+                                     buckets=OPA_BUCKETS, registry=r)
         self.policy_reload_failures = Counter("warden_policy_reload_failures",
                                               "Policy reloads that did not compile (the last good set stayed active).",
                                               registry=r)
@@ -239,6 +249,11 @@ class Metrics:
     def observe_webhook(self, outcome: str, seconds: float) -> None:
         self.webhook_deliveries.labels(outcome).inc()
         self.webhook_seconds.observe(seconds)
+
+    def observe_opa(self, outcome: str, seconds: float) -> None:
+        """The OPA delegate's `on_answer` hook: one query and how it ended."""
+        self.opa_requests.labels(outcome if outcome in OPA_OUTCOMES else OTHER).inc()
+        self.opa_seconds.observe(seconds)
 
     def count_statements(self, engine: Engine) -> None:
         """Count every statement `engine` sends from now on in `warden_db_statements_total`."""

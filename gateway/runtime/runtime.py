@@ -15,6 +15,7 @@ checkpoint signing key, compiles the policies and builds the pipeline. Threads s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -35,6 +36,7 @@ from gateway.pipeline.approvals import Approvals
 from gateway.pipeline.compensate import Compensations
 from gateway.pipeline.audit import AuditReader
 from gateway.config import Settings
+from gateway.delegation.opa import OpaDelegate
 from gateway.logs import log_event
 from gateway.runtime.connectors import ConnectorHealth, connectors_for
 from gateway.runtime.metrics import Metrics
@@ -90,9 +92,8 @@ class Changes:
         with self._lock:
             self._waiters.setdefault(decision_id, set()).add(entry)
         try:
-            await asyncio.wait_for(event.wait(), timeout)
-        except TimeoutError:
-            pass
+            with contextlib.suppress(TimeoutError):  # a timeout is the ordinary end of a long-poll
+                await asyncio.wait_for(event.wait(), timeout)
         finally:
             with self._lock:
                 waiting = self._waiters.get(decision_id)
@@ -177,10 +178,13 @@ class Runtime:
             name: state != "closed" for name, state in self.outbox.breaker.states().items()
         }
         self.metrics.policy_digest = lambda: self.policies.current()[0].digest
+        self.opa = OpaDelegate(settings.opa_url, timeout=settings.opa_timeout_seconds, token=settings.opa_token,
+                               on_answer=self.metrics.observe_opa)
         self.gateway = Gateway(
             self.writer, policies=lambda: self.policies.current()[1],
             registry=self.registry, outbox=self.outbox, clock=clock, on_decision=self._observe_decision,
             limits=Limits(settings.repeated_denials_threshold, settings.repeated_denials_window_seconds),
+            delegate=self.opa,
         )
         self.compensations = Compensations(self.gateway, self.registry, on_compensation=self.metrics.observe_compensation)
         self.approvals = Approvals(self.gateway, passkeys_required_for_l3=settings.passkeys_required_for_l3)
@@ -237,6 +241,7 @@ class Runtime:
             self._housekeeper.join(timeout=5)
         self.tamper_lock.release()
         self.connector_health.stop()
+        self.opa.close()
         self.writer.close()
         self.db.dispose()
         if self._own_registry and self.registry.runner is not None:
@@ -375,7 +380,8 @@ class Runtime:
             found = self.ledger.latest_checkpoint(conn)
         return None if found is None else found[1]
 
-    def readiness(self) -> dict[str, bool]:
+    def readiness(self, opa: dict[str, Any] | None = None) -> dict[str, bool]:
+        """What `/readyz` checks; `opa`: `opa_report()` already made for the same probe."""
         checks = {"database": False, "policies": self.policies.current()[0] is not None, "signing_key": self.signer is not None}
         try:
             with self.db.connect() as conn:
@@ -385,7 +391,21 @@ class Runtime:
             log.warning("readiness: database unreachable")
         if self.connector_health.enabled:
             checks["connectors"] = self.connector_health.ready()
+        opa = self.opa_report() if opa is None else opa
+        if opa["delegations"]:
+            checks["opa"] = bool(opa["reachable"])
         return checks
+
+    def opa_report(self) -> dict[str, Any]:
+        """For `/readyz`: whether an OPA server is configured, whether it answers `GET /health`
+        within the budget, and how many `opa` statements the active policies have. OPA counts
+        for readiness only while a policy delegates to it."""
+        delegations = sum(len(p.delegations) for p in self.policies.current()[0].policies)
+        report: dict[str, Any] = {"configured": self.opa.configured, "delegations": delegations,
+                                  "reachable": None}
+        if self.opa.configured:
+            report["reachable"] = self.opa.healthy()
+        return report
 
 
 def _load_or_create_signer(settings: Settings) -> Any:

@@ -22,3 +22,12 @@ def test_a_reason_is_shown_with_its_file_line_and_text() -> None:
     assert rule_source(policy_set, policy_dir, "no_such_policy", "x") is None
     whole = rule_source(policy_set, policy_dir, "refunds", "no_such_rule")  # the policy itself
     assert whole is not None and whole.text.startswith("policy refunds")
+
+
+def test_a_reason_of_an_opa_statement_is_shown_with_the_statement(tmp_path: Path) -> None:
+    (tmp_path / "refunds.policy").write_text(
+        'policy refunds {\n  applies to tool "stripe.refund"\n  risk L1\n'
+        '  opa finance "warden/refunds/decision"\n    reads params.amount, evidence.risk_score\n}\n')
+    found = rule_source(compile_policy_dir(tmp_path), tmp_path, "refunds", "finance")
+    assert found is not None and found.line == 4
+    assert found.text.startswith('opa finance "warden/refunds/decision"')

@@ -130,3 +130,18 @@ def test_bad_candidates_and_options_are_refused(recorded: History, tmp_path: Pat
         assert done.returncode == EXIT_USAGE and said in done.stderr, done.stderr
     missing = warden("policy", "impact", tmp_path / "nowhere", "--db", _db(recorded), cwd=tmp_path)
     assert missing.returncode == EXIT_USAGE and "no such policy directory" in missing.stderr
+
+
+def test_a_candidate_asking_opa_what_history_never_asked_says_so(recorded: History, tmp_path: Path) -> None:
+    candidate = _candidate(recorded, tmp_path, {"payments.policy": (
+        "deny refund_hard_cap when params.amount > 500000",
+        'opa "finance/refunds/allow"\n  deny refund_hard_cap when params.amount > 500000')})
+    code, report = _impact(recorded, tmp_path, candidate)
+    assert code == EXIT_CHECK_FAILED  # an outcome that cannot be known is not a pass
+    refunds = sum(1 for d in recorded.decisions
+                  if recorded.packets[d["decision_id"]]["action"]["tool"] == "stripe.refund")
+    assert report["decisions"]["not_replayable"] == refunds
+    assert report["not_replayable"] == [{
+        "reason": "the set delegates to OPA at finance/refunds/allow, which the recorded decision never asked",
+        "decisions": refunds}]
+    assert report["decisions"]["replayed"] == len(recorded.decisions) - refunds

@@ -21,14 +21,15 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses=problem_responses("not_ready"))
 def readyz(runtime: RuntimeDep) -> Response:
-    checks = runtime.readiness()
+    opa = runtime.opa_report()
+    checks = runtime.readiness(opa)
     health = runtime.connector_health
     connectors = {"connectors": health.report()} if health.enabled else {}
     if not all(checks.values()):
         failing = ", ".join(k for k, ok in checks.items() if not ok)
-        return problem_response(Problem("not_ready", f"not ready: {failing}", checks=checks, **connectors))
+        return problem_response(Problem("not_ready", f"not ready: {failing}", checks=checks, opa=opa, **connectors))
     return JSONResponse({"status": "ready", "checks": checks, "tamper_alarm": runtime.tamper_alarm(),
-                         "process": identity(), **connectors})
+                         "process": identity(), "opa": opa, **connectors})
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
