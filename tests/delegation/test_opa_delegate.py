@@ -19,7 +19,7 @@ from gateway.engine.agents import Agent
 from gateway.engine.decider import Decider
 from gateway.engine.delegation import Delegated, read_answer
 from gateway.engine.models import Packet
-from loops import on_own_thread
+from own_thread import on_own_thread
 
 BUDGET = 0.3
 POLICIES = """
