@@ -222,7 +222,7 @@ class DecisionModel:
                  "params": packet["action"]["params"]}
         for key in sorted(env.present, key=lambda k: k.count(".")):
             path = Path(key.split(".")[0], tuple(key.split(".")[1:]))
-            if path.root not in roots or not env.untyped(path) or not read.bool(env.present[key]):
+            if path.root not in roots or not env.untyped(path) or not read.truth(env.present[key]):
                 continue
             parent = roots[path.root]
             for name in path.fields[:-1]:
@@ -232,7 +232,7 @@ class DecisionModel:
                 parent = inner
             else:
                 parent[path.fields[-1]] = _json_value(read, env.paths.get(key))
-        autonomy = Autonomy(read.int(env.autonomy))
+        autonomy = Autonomy(read.whole(env.autonomy))
         return Example(self.tool, autonomy, packet)
 
     def _param_value(self, read: _Reader, field: Field) -> Any:
@@ -240,21 +240,21 @@ class DecisionModel:
         name = f"params.{field.name}"
         if name not in env.present and name not in env.variables:
             return _sample(field) if field.required else _ABSENT
-        if not field.required and not read.bool(env.present[name]):
+        if not field.required and not read.truth(env.present[name]):
             return _ABSENT
         var = env.variables.get(name)
         if field.kind in ("int", "number"):
             if var is None:
                 return _sample(field)
-            double = read.bool(env.variables[f"{name}:double"])
+            double = read.truth(env.variables[f"{name}:double"])
             return read.number(var, double)
         if field.kind == "string":
-            return read.string(var) if var is not None else sample_string(field)
+            return read.text(var) if var is not None else sample_string(field)
         if field.kind == "bool":
-            return read.bool(var) if var is not None else False
+            return read.truth(var) if var is not None else False
         if field.kind == "list":
             size = env.variables.get(f"size({name})")
-            count = read.int(size) if size is not None else max(1, field.min_length or 0)
+            count = read.whole(size) if size is not None else max(1, field.min_length or 0)
             return [sample_string(field, i) for i in range(count)]
         return {}
 
@@ -285,13 +285,13 @@ def _json_value(read: _Reader, term: Any) -> Any:
     """An untyped path's value: of its kind when `typed`, else of another kind."""
     if term is None:
         return True  # read only by has(): any value will do
-    typed = read.bool(term.typed)
+    typed = read.truth(term.typed)
     if term.kind == "num":
-        return read.number(term.val, read.bool(term.dbl)) if typed else True
+        return read.number(term.val, read.truth(term.dbl)) if typed else True
     if term.kind == "string":
-        return read.string(term.val) if typed else 0
+        return read.text(term.val) if typed else 0
     if term.kind == "bool":
-        return read.bool(term.val) if typed else "x"
+        return read.truth(term.val) if typed else "x"
     return {} if typed else "x"
 
 
@@ -304,13 +304,13 @@ class _Reader:
     def _eval(self, expr: Any) -> Any:
         return self.model.eval(expr, model_completion=True)
 
-    def bool(self, expr: Any) -> bool:
+    def truth(self, expr: Any) -> bool:
         return bool(z3.is_true(self._eval(expr)))
 
-    def int(self, expr: Any) -> int:
+    def whole(self, expr: Any) -> int:
         return int(self._eval(expr).as_long())
 
-    def string(self, expr: Any) -> str:
+    def text(self, expr: Any) -> str:
         return str(self._eval(expr).as_string())
 
     def number(self, expr: Any, double: bool) -> int | float:
