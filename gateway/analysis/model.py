@@ -324,3 +324,61 @@ class _Reader:
         if double:
             return float(exact)
         return int(exact)
+
+
+def bind(model: DecisionModel, example: Example) -> list[Any]:
+    """Constraints pinning `model`'s packet to the concrete `example` (its autonomy too): the
+    model's reading of a real packet, to compare with the engine's (the test suite does)."""
+    env = model.env
+    out: list[Any] = [env.autonomy == int(example.autonomy)]
+    packet = example.packet
+    roots = {"params": packet["action"]["params"], "evidence": packet.get("evidence") or {},
+             "context": packet.get("context") or {}}
+    for key, var in env.variables.items():
+        name, _, suffix = key.partition(":")
+        present = name.endswith("?")
+        found, value = _lookup(roots, name.removeprefix("size(").rstrip(")?"))
+        if present:
+            out.append(var == z3.BoolVal(found))
+        elif key.startswith("size("):
+            if isinstance(value, list):
+                out.append(var == len(value))
+        elif suffix == "double":
+            out.append(var == z3.BoolVal(isinstance(value, float)))
+        elif suffix:
+            out.append(var == z3.BoolVal(found and _is_kind(value, suffix)))
+        elif found:
+            out += _equals(var, value)
+    return out
+
+
+def _lookup(roots: Mapping[str, Any], dotted: str) -> tuple[bool, Any]:
+    root, *fields = dotted.split(".")
+    value: Any = roots.get(root)
+    for name in fields:
+        if not isinstance(value, dict) or name not in value:
+            return False, None
+        value = value[name]
+    return True, value
+
+
+def _is_kind(value: Any, kind: str) -> bool:
+    if kind == "num":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, {"string": str, "bool": bool, "map": dict}[kind])
+
+
+def _equals(var: Any, value: Any) -> list[Any]:
+    """`var == value` when the value fits the variable's sort (another kind: no constraint)."""
+    sort = var.sort()
+    if sort == z3.BoolSort() and isinstance(value, bool):
+        return [var == z3.BoolVal(value)]
+    if sort == z3.StringSort() and isinstance(value, str):
+        return [var == z3.StringVal(value)]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        exact = Fraction(value)
+        if sort == z3.IntSort():
+            return [var == int(exact)] if exact.denominator == 1 else [FALSE]
+        if sort == z3.RealSort():
+            return [var == z3.RealVal(f"{exact.numerator}/{exact.denominator}")]
+    return []

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,13 +75,15 @@ def load_assertions(directory: Path) -> list[Assertion]:
         raise CommandError(str(exc)) from None
 
 
-def test_assertions(directory: Path, policy_set: PolicySet, verbose: bool) -> tuple[int, int]:
-    """For `warden policy test`: check DIR/assertions.toml, print each failure (each result
-    with `verbose`), and return (proved, total)."""
+def test_assertions(directory: Path, policy_set: PolicySet, verbose: bool,
+                    pattern: re.Pattern[str] | None) -> tuple[int, int]:
+    """For `warden policy test`: check the assertions of DIR/assertions.toml whose name matches
+    `pattern`, print each failure (each result with `verbose`), return (proved, total)."""
     from gateway.analysis.assertions import analysis_for, check
     from gateway.analysis.report import explain_status
 
-    assertions = load_assertions(directory)
+    assertions = [a for a in load_assertions(directory)
+                  if pattern is None or pattern.search(a.name)]
     if not assertions:
         return 0, 0
     results = check(analysis_for(policy_set, assertions), assertions)
@@ -88,7 +91,7 @@ def test_assertions(directory: Path, policy_set: PolicySet, verbose: bool) -> tu
         where = f"assertions.toml: {result.assertion.name}"
         if result.passed:
             if verbose:
-                print(f"{where}: PROVED")
+                print(f"{where}: PASS (proved)")
             continue
         print(f"{where}: {'FAIL' if result.outcome == 'failed' else 'NOT PROVED'}")
         details: list[Any] = [result.broken, result.note]

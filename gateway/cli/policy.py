@@ -134,7 +134,7 @@ def test_command(args: argparse.Namespace) -> int:
             print(f"    ({result.case.about})")
         for failure in result.failures:
             print(f"    {failure}")
-    proved, asserted = analyze.test_assertions(directory, policy_set, args.verbose)
+    proved, asserted = analyze.test_assertions(directory, policy_set, args.verbose, pattern)
     passed = sum(1 for r in results if r.passed) + proved
     total = len(results) + asserted
     print("-" * 80)
