@@ -81,9 +81,11 @@ class Answer:
 
 @dataclass(frozen=True)
 class UnsupportedRule:
+    """A rule outside the analysed subset: why, and for which tools (schemas differ)."""
+
+    tools: tuple[str, ...]
     label: str
     reason: str
-    tools: tuple[str, ...]
 
 
 class Analysis:
@@ -140,7 +142,7 @@ class Analysis:
             for fact in self.model(tool).rules:
                 if fact.unsupported is not None:
                     seen.setdefault((fact.label, fact.unsupported), []).append(tool)
-        return [UnsupportedRule(label, reason, tuple(tools))
+        return [UnsupportedRule(tuple(tools), label, reason)
                 for (label, reason), tools in seen.items()]
 
     # -- the questions

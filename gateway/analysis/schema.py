@@ -30,9 +30,11 @@ KINDS = ("int", "number", "string", "bool", "list", "object")
 
 @dataclass(frozen=True)
 class Field:
+    """One params field: its kind, whether it must be sent, and the bounds of its schema."""
+
+    required: bool
     name: str
     kind: str
-    required: bool
     minimum: float | None = None
     maximum: float | None = None
     min_length: int | None = None
@@ -86,13 +88,13 @@ def fields_of(model: type[BaseModel]) -> dict[str, Field]:
 def _field(name: str, prop: Mapping[str, Any], required: bool) -> Field:
     options = [o for o in prop.get("anyOf", [prop]) if o.get("type") != "null"]
     if len(options) != 1:
-        return Field(name, "object", required)  # a union the analysis does not model
+        return Field(required, name, "object")  # a union the analysis does not model
     option = options[0]
     kind = {"integer": "int", "number": "number", "string": "string", "boolean": "bool",
             "array": "list", "object": "object"}.get(option.get("type", ""), "object")
     items = option.get("items", {})
     return Field(
-        name, kind, required,
+        required, name, kind,
         minimum=option.get("minimum"), maximum=option.get("maximum"),
         min_length=option.get("minLength", option.get("minItems")),
         max_length=option.get("maxLength", option.get("maxItems")),

@@ -233,9 +233,10 @@ def test_an_assertion_outside_the_subset_is_not_proved(tmp_path: Path) -> None:
     path = _assertions(tmp_path, '''
 [[assert]]
 name = "charges by pattern"
-tool = "stripe.refund"
 when = "params.charge.matches('^ch_')"
-never = "drafted"
+tool = ["stripe.refund"]
+autonomy = ["A1", "A2"]
+never = ["drafted"]
 ''')
     analysis = Analysis(policies(REFUNDS))
     (result,) = check(analysis, load(path))
