@@ -109,18 +109,24 @@ _SAMPLES = ("usd", "ch_1", "acct_1", "tr_1", "ba_1", "py_1", "x1", "c_1",
             "ada@example.com", "2030-01-01T00:00:00Z", "sample text")
 
 
-def sample_string(field: Field, index: int = 0) -> str:
-    """A string that fits `field` (pattern and length); `index` varies it (list items)."""
+def sample_strings(field: Field, index: int = 0) -> list[str]:
+    """Strings that fit `field` (pattern and length); `index` varies them (list items)."""
     pattern = field.pattern if field.kind == "string" else field.item_pattern
+    low = field.min_length if field.kind == "string" else None
+    high = field.max_length if field.kind == "string" else None
+    fitting = []
     for sample in (f"{field.name}_1", *_SAMPLES):
         candidate = f"{sample}{index}" if index and not sample.endswith("Z") else sample
         if pattern is not None and re.search(pattern, candidate) is None:
             continue
-        low = field.min_length if field.kind == "string" else None
-        high = field.max_length if field.kind == "string" else None
         if (low is None or len(candidate) >= low) and (high is None or len(candidate) <= high):
-            return candidate
-    return "x" * max(1, field.min_length or 1)
+            fitting.append(candidate)
+    return fitting or ["x" * max(1, field.min_length or 1)]
+
+
+def sample_string(field: Field, index: int = 0) -> str:
+    """The first string that fits `field`; `index` varies it (list items)."""
+    return sample_strings(field, index)[0]
 
 
 def valid_params(schema: ToolSchema, params: Mapping[str, Any]) -> str | None:

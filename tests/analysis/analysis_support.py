@@ -21,7 +21,7 @@ from gateway.analysis.cel_ast import Lit, Node, parse
 from gateway.analysis.model import Example, rule_nodes
 from gateway.analysis.questions import Analysis, Witness
 from gateway.analysis.report import Report, run
-from gateway.analysis.schema import Field, sample_string, valid_params
+from gateway.analysis.schema import Field, sample_string, sample_strings, valid_params
 from gateway.config import SHIPPED_POLICY_DIR
 from gateway.engine.agents import Agent
 from gateway.engine.decider import Decider
@@ -119,7 +119,7 @@ def _params(rng: random.Random, fields: Mapping[str, Field], numbers: list[float
         if field.kind in ("int", "number"):
             out[name] = _number(rng, field, numbers, field.kind == "int")
         elif field.kind == "string":
-            out[name] = rng.choice(field.enum) if field.enum else sample_string(field)
+            out[name] = rng.choice(field.enum or [*sample_strings(field), *strings])
         elif field.kind == "bool":
             out[name] = rng.random() < 0.5
         elif field.kind == "list":
@@ -137,7 +137,8 @@ def _json(rng: random.Random, kind: str | None, numbers: list[float], strings: l
         return rng.choice(["x", True, 0, None, [], 1.5])  # another kind, often
     if kind == "num":
         value = rng.choice([*numbers, 0, 1, -1, 1e6]) + rng.choice([0, 0, -1, 1, -0.01, 0.01])
-        return int(value) if float(value).is_integer() and rng.random() < 0.5 else float(value)
+        whole = float(value).is_integer() and abs(value) < 2**63 and rng.random() < 0.5
+        return int(value) if whole else float(value)
     if kind == "string":
         return rng.choice([*strings, "other", ""])
     if kind == "bool":
