@@ -237,29 +237,29 @@ class Env:
             number = self._var(name, z3.Int if whole else z3.Real)
             value = z3.ToReal(number) if whole else number
             dbl = self._var(f"{name}:double", z3.Bool)
-            if field.minimum is not None:
-                c.append(value >= real(field.minimum))
-            if field.maximum is not None:
-                c.append(value <= real(field.maximum))
+            if field.bounds[0] is not None:
+                c.append(value >= real(field.bounds[0]))
+            if field.bounds[1] is not None:
+                c.append(value <= real(field.bounds[1]))
             if not whole:
                 c.append(z3.Or(dbl, z3.IsInt(value)))
             self.nice += [z3.Not(dbl) if whole else dbl, value <= _READABLE, value >= -_READABLE]
             return Term("num", value, FALSE, dbl=dbl)
         if field.kind == "string":
             text = self._var(name, z3.String)
-            if field.min_length is not None:
-                c.append(z3.Length(text) >= field.min_length)
-            if field.max_length is not None:
-                c.append(z3.Length(text) <= field.max_length)
+            if field.lengths[0] is not None:
+                c.append(z3.Length(text) >= field.lengths[0])
+            if field.lengths[1] is not None:
+                c.append(z3.Length(text) <= field.lengths[1])
             if field.enum:
                 c.append(z3.Or([text == z3.StringVal(e) for e in field.enum]))
             return Term("string", text, FALSE)
         if field.kind == "bool":
             return Term("bool", self._var(name, z3.Bool), FALSE)
         size = self._var(f"size({name})", z3.Int)
-        c.append(size >= (field.min_length or 0))
-        if field.max_length is not None:
-            c.append(size <= field.max_length)
+        c.append(size >= (field.lengths[0] or 0))
+        if field.lengths[1] is not None:
+            c.append(size <= field.lengths[1])
         return Term("list", size, FALSE)
 
     # -- untyped JSON: evidence, context, params of a tool without a schema

@@ -254,7 +254,7 @@ class DecisionModel:
             return read.truth(var) if var is not None else False
         if field.kind == "list":
             size = env.variables.get(f"size({name})")
-            count = read.whole(size) if size is not None else max(1, field.min_length or 0)
+            count = read.whole(size) if size is not None else max(1, field.lengths[0] or 0)
             return [sample_string(field, i) for i in range(count)]
         return {}
 
@@ -269,15 +269,15 @@ _ABSENT = object()
 
 def _sample(field: Field) -> Any:
     if field.kind in ("int", "number"):
-        low = field.minimum if field.minimum is not None else 1
-        value = max(low, min(1, field.maximum if field.maximum is not None else 1))
+        low = field.bounds[0] if field.bounds[0] is not None else 1
+        value = max(low, min(1, field.bounds[1] if field.bounds[1] is not None else 1))
         return int(value) if field.kind == "int" else float(value)
     if field.kind == "string":
         return field.enum[0] if field.enum else sample_string(field)
     if field.kind == "bool":
         return False
     if field.kind == "list":
-        return [sample_string(field, i) for i in range(max(1, field.min_length or 0))]
+        return [sample_string(field, i) for i in range(max(1, field.lengths[0] or 0))]
     return {}
 
 

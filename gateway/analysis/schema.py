@@ -30,15 +30,15 @@ KINDS = ("int", "number", "string", "bool", "list", "object")
 
 @dataclass(frozen=True)
 class Field:
-    """One params field: its kind, whether it must be sent, and the bounds of its schema."""
+    """One params field: its kind, whether it must be sent, and the bounds of its schema:
+    `bounds` (minimum, maximum), `lengths` (of a string, or a list's items), the field's own
+    `pattern` and its items' (`item_pattern`), an `enum` of strings."""
 
     required: bool
     name: str
     kind: str
-    minimum: float | None = None
-    maximum: float | None = None
-    min_length: int | None = None
-    max_length: int | None = None
+    bounds: tuple[float | None, float | None] = (None, None)
+    lengths: tuple[int | None, int | None] = (None, None)
     enum: tuple[str, ...] = ()
     pattern: str | None = None
     item_pattern: str | None = None
@@ -95,9 +95,9 @@ def _field(name: str, prop: Mapping[str, Any], required: bool) -> Field:
     items = option.get("items", {})
     return Field(
         required, name, kind,
-        minimum=option.get("minimum"), maximum=option.get("maximum"),
-        min_length=option.get("minLength", option.get("minItems")),
-        max_length=option.get("maxLength", option.get("maxItems")),
+        bounds=(option.get("minimum"), option.get("maximum")),
+        lengths=(option.get("minLength", option.get("minItems")),
+                 option.get("maxLength", option.get("maxItems"))),
         enum=tuple(option.get("enum", ())),
         pattern=option.get("pattern"),
         item_pattern=items.get("pattern") if isinstance(items, dict) else None,
@@ -112,8 +112,8 @@ _SAMPLES = ("usd", "ch_1", "acct_1", "tr_1", "ba_1", "py_1", "x1", "c_1",
 def sample_strings(field: Field, index: int = 0) -> list[str]:
     """Strings that fit `field` (pattern and length); `index` varies them (list items)."""
     pattern = field.pattern if field.kind == "string" else field.item_pattern
-    low = field.min_length if field.kind == "string" else None
-    high = field.max_length if field.kind == "string" else None
+    low = field.lengths[0] if field.kind == "string" else None
+    high = field.lengths[1] if field.kind == "string" else None
     fitting = []
     for sample in (f"{field.name}_1", *_SAMPLES):
         candidate = f"{sample}{index}" if index and not sample.endswith("Z") else sample
@@ -121,7 +121,7 @@ def sample_strings(field: Field, index: int = 0) -> list[str]:
             continue
         if (low is None or len(candidate) >= low) and (high is None or len(candidate) <= high):
             fitting.append(candidate)
-    return fitting or ["x" * max(1, field.min_length or 1)]
+    return fitting or ["x" * max(1, field.lengths[0] or 1)]
 
 
 def sample_string(field: Field, index: int = 0) -> str:

@@ -98,8 +98,8 @@ def _literals(nodes: list[Node]) -> tuple[list[float], list[str]]:
 
 
 def _number(rng: random.Random, field: Field, near: list[float], whole: bool) -> int | float:
-    low = field.minimum if field.minimum is not None else -10**9
-    high = field.maximum if field.maximum is not None else 10**9
+    low = field.bounds[0] if field.bounds[0] is not None else -10**9
+    high = field.bounds[1] if field.bounds[1] is not None else 10**9
     picks = [low, high, rng.uniform(low, min(high, low + 10**6))]
     picks += [n + d for n in near for d in (-1, 0, 1, -0.5, 0.5)]
     value = rng.choice(picks)
@@ -123,8 +123,8 @@ def _params(rng: random.Random, fields: Mapping[str, Field], numbers: list[float
         elif field.kind == "bool":
             out[name] = rng.random() < 0.5
         elif field.kind == "list":
-            high = field.max_length or 200
-            size = rng.choice([max(1, field.min_length or 0), 1, 100, 101, rng.randint(1, high)])
+            high = field.lengths[1] or 200
+            size = rng.choice([max(1, field.lengths[0] or 0), 1, 100, 101, rng.randint(1, high)])
             out[name] = [sample_string(field, i) for i in range(min(size, high))]
         else:
             out[name] = {}
