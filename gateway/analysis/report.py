@@ -57,7 +57,13 @@ def explain_status(status: str) -> str:
     return "allowed" if status == "executed" else status
 
 
-def _witness_lines(witness: Witness, indent: str = "      ") -> list[str]:
+def explain_command(witness: Witness, directory: Path, packet: str = "packet.json") -> str:
+    """The `warden policy explain` command that shows the witness's decision."""
+    return (f"warden policy explain {packet} --autonomy {witness.example.autonomy.name} "
+            f"--dir {directory}")
+
+
+def _witness_lines(witness: Witness, directory: Path, indent: str = "      ") -> list[str]:
     example, decision = witness.example, witness.decision
     what = f" ({witness.role})" if witness.role else ""
     packet = json.dumps(example.packet, separators=(", ", ": "))
@@ -66,8 +72,7 @@ def _witness_lines(witness: Witness, indent: str = "      ") -> list[str]:
         f"{indent}  engine: {explain_status(decision.status)}, risk {decision.risk.name}"
         + (f", reasons {', '.join(f'{r.policy}.{r.rule}' for r in decision.reasons if r.enforced)}"
            if decision.reasons else ""),
-        f"{indent}  reproduce: save the packet as packet.json; warden policy explain packet.json "
-        f"--autonomy {example.autonomy.name}",
+        f"{indent}  reproduce: save the packet as packet.json; {explain_command(witness, directory)}",
     ]
 
 
@@ -87,7 +92,7 @@ def render_text(report: Report) -> str:
             lines.append(f"  {'finding' if finding.fails else 'note':<8}{finding.subject}: "
                          f"{finding.message}")
             for witness in finding.witnesses:
-                lines += _witness_lines(witness)
+                lines += _witness_lines(witness, report.directory)
         lines += [f"  ?       {note}" for note in answer.inconclusive]
         lines.append("")
     if report.assertions is not None:
@@ -102,7 +107,7 @@ def render_text(report: Report) -> str:
             if result.note:
                 lines.append(f"      {result.note}")
             for witness in result.witnesses:
-                lines += _witness_lines(witness)
+                lines += _witness_lines(witness, report.directory)
         lines.append("")
     if report.unsupported:
         lines.append("unsupported (left free: any outcome, so proofs still hold; not fatal)")
@@ -117,7 +122,7 @@ def render_text(report: Report) -> str:
 # ------------------------------------------------------------------------------ JSON
 
 
-def _witness_json(witness: Witness) -> dict[str, Any]:
+def _witness_json(witness: Witness, directory: Path) -> dict[str, Any]:
     decision = witness.decision
     return {
         "role": witness.role or None,
@@ -126,7 +131,7 @@ def _witness_json(witness: Witness) -> dict[str, Any]:
         "status": explain_status(decision.status),
         "risk": decision.risk.name,
         "reasons": [f"{r.policy}.{r.rule}" for r in decision.reasons if r.enforced],
-        "explain": f"warden policy explain PACKET.json --autonomy {witness.example.autonomy.name}",
+        "explain": explain_command(witness, directory, "PACKET.json"),
     }
 
 
@@ -142,13 +147,14 @@ def as_json(report: Report) -> dict[str, Any]:
             "name": a.question, "title": TITLES[a.question], "holds": a.holds,
             "proved": a.proved, "inconclusive": a.inconclusive,
             "findings": [{"subject": f.subject, "message": f.message, "fails": f.fails,
-                          "witnesses": [_witness_json(w) for w in f.witnesses]}
+                          "witnesses": [_witness_json(w, report.directory)
+                                        for w in f.witnesses]}
                          for f in a.findings],
         } for a in report.answers],
         "assertions": None if report.assertions is None else [{
             "name": r.assertion.name, "tool": list(r.assertion.tool), "where": r.assertion.where,
             "outcome": r.outcome, "tools": list(r.tools), "note": r.note, "broken": r.broken,
-            "witnesses": [_witness_json(w) for w in r.witnesses],
+            "witnesses": [_witness_json(w, report.directory) for w in r.witnesses],
         } for r in report.assertions],
         "unsupported": [{"rule": u.label, "reason": u.reason, "tools": list(u.tools)}
                         for u in report.unsupported],

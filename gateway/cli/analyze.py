@@ -38,7 +38,9 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]", di
     """Add `warden policy analyze`; `compile_dir`/`policy_dir` are `warden policy`'s own."""
     analyze = commands.add_parser(
         "analyze", help="prove properties of the policies with an SMT solver",
-        description=__doc__.split("\n\n")[0])
+        description="Prove properties of the policies with Z3, for every packet the catalog "
+                    "allows; each counter-example is a packet `warden policy explain` decides "
+                    "as shown.")
     analyze.add_argument("dir", nargs="?", type=Path, metavar="DIR", help=dir_help)
     analyze.add_argument("--json", action="store_true", help="print the report as JSON")
     analyze.add_argument("--question", action="append", choices=QUESTION_NAMES, metavar="NAME",
