@@ -317,6 +317,8 @@ class Analysis:
                 Witness(e, d) for e, d in zip(verdict.examples, verdict.decisions))))
         for policy in self.policy_set.policies:
             unknown = [t for t in policy.applies_to.exact_tools if t not in self.catalog_tools]
+            unknown += [g for g in policy.applies_to.globs
+                        if not any(fnmatch.fnmatchcase(t, g) for t in self.tools)]
             if unknown:
                 answer.findings.append(Finding("gaps", policy.name, (
                     f"names tools the catalog does not have: {', '.join(unknown)}"), fails=False))

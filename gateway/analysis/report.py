@@ -76,6 +76,15 @@ def _witness_lines(witness: Witness, directory: Path, indent: str = "      ") ->
     ]
 
 
+_PROVED = {
+    "l3-founder": "proved for {n} tool(s)",
+    "a1-approval": "proved for {n} tool(s)",
+    "dead-rules": "{n} rule(s) proved live",
+    "gaps": "{n} tool(s) proved without a hole",
+    "conflicts": "{n} pair(s) of policies proved never to disagree",
+}
+
+
 def render_text(report: Report) -> str:
     ps = report.policy_set
     lines = [f"{report.directory}: {len(ps.files)} file(s), {len(ps.policies)} policies, "
@@ -84,7 +93,8 @@ def render_text(report: Report) -> str:
         failing = [f for f in answer.findings if f.fails]
         mark = "FAILS" if failing else ("notes" if answer.findings else "holds")
         lines.append(f"[{mark}] {answer.question}: {answer.title}")
-        lines.append(f"        proved for {len(answer.proved)}; {len(failing)} finding(s)"
+        proved = _PROVED[answer.question].format(n=len(answer.proved))
+        lines.append(f"        {proved}; {len(failing)} finding(s)"
                      + (f", {len(answer.findings) - len(failing)} note(s)"
                         if len(answer.findings) > len(failing) else "")
                      + (f", {len(answer.inconclusive)} inconclusive" if answer.inconclusive else ""))

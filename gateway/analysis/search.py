@@ -56,7 +56,7 @@ class Verdict:
 class Searcher:
     """Solver calls with a time limit, and the engine that confirms what they find."""
 
-    def __init__(self, policy_set: PolicySet, *, timeout_ms: int = 20_000, tries: int = 6) -> None:
+    def __init__(self, policy_set: PolicySet, *, timeout_ms: int = 10_000, tries: int = 6) -> None:
         self.engine = Decider(policy_set)
         self.timeout_ms = timeout_ms
         self.tries = tries
