@@ -46,8 +46,10 @@ FALSE = z3.BoolVal(False)
 #: Kinds of a term: bool, num (int or double), string, list, map; "missing" never has a value.
 _PARAM_KINDS = {"int": "num", "number": "num", "string": "string", "bool": "bool",
                 "list": "list"}
-#: Examples prefer numbers below this (a preference: a query that needs more gets more).
+#: Examples prefer numbers below these (params, then evidence and context: days, scores,
+#: ratios); a preference only: a query that needs more gets more.
 _READABLE = 10_000_000
+_SMALL = 1_000
 _COMPARE = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
             ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
 
@@ -189,6 +191,7 @@ class Env:
         self.present: dict[str, Any] = {}  # path or params field → present
         self.paths: dict[str, Term] = {}  # untyped path → term
         self.nice: list[Any] = []  # what a readable example prefers (ints as ints, ...)
+        self.small: list[Any] = []  # and better still (small evidence numbers)
 
     def _var(self, name: str, make: Callable[[str], Any]) -> Any:
         var = self.variables.get(name)
@@ -298,6 +301,7 @@ class Env:
             value = self._var(key, z3.Real)
             dbl = self._var(f"{key}:double", z3.Bool)
             self.nice += [value <= _READABLE, value >= -_READABLE]
+            self.small += [value <= _SMALL, value >= -_SMALL]
             self.constraints += [z3.Or(dbl, z3.IsInt(value)),
                                  z3.Implies(z3.Not(dbl), z3.And(value >= INT64_MIN,
                                                                 value <= INT64_MAX))]

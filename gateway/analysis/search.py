@@ -10,8 +10,8 @@ that differ in one field are several models) satisfying `query`. Z3 says:
   reals did not), that packet is ruled out and Z3 is asked again, a few times at most;
 - unknown (a timeout, non-linear arithmetic it gives up on): **inconclusive**, said as such.
 
-Readable packets first: Z3 is asked once with the model's preferences (ints sent as ints,
-evidence of the kind policies expect) and once without.
+Readable packets first: Z3 is asked with the model's preferences (ints sent as ints, evidence
+of the kind policies expect, small numbers), then with fewer, then without.
 """
 
 from __future__ import annotations
@@ -74,11 +74,12 @@ class Searcher:
         for model in models:
             solver.add(*model.constraints)
         solver.add(query)
-        prefer = z3.Bool("~prefer")
-        solver.add(z3.Implies(prefer, z3.And(True, *(n for m in models for n in m.env.nice))))
+        prefer, small = z3.Bool("~prefer"), z3.Bool("~small")
+        solver.add(z3.Implies(prefer, z3.And(True, *(n for m in models for n in m.env.nice))),
+                   z3.Implies(small, z3.And(True, *(n for m in models for n in m.env.small))))
         refuted: list[str] = []
         for _ in range(self.tries):
-            answer = self._check(solver, prefer)
+            answer = self._check(solver, prefer, small)
             if answer == z3.unsat:
                 note = (f"{len(refuted)} candidate(s) refuted by the engine on the way"
                         if refuted else None)
@@ -99,10 +100,13 @@ class Searcher:
         return Verdict("inconclusive", note="the candidates found were not confirmed by the "
                        f"engine (first: {refuted[0]})")
 
-    def _check(self, solver: z3.Solver, prefer: Any) -> Any:
-        self.solver_calls += 1
-        answer = solver.check(prefer)
-        if answer == z3.sat:
-            return answer
-        self.solver_calls += 1
-        return solver.check()
+    def _check(self, solver: z3.Solver, prefer: Any, small: Any) -> Any:
+        """The most readable packet first: small numbers, then readable ones, then any."""
+        for assumptions in ((prefer, small), (prefer,), ()):
+            self.solver_calls += 1
+            answer = solver.check(*assumptions)
+            if answer == z3.sat:
+                return answer
+            if answer == z3.unsat and not (assumptions and len(solver.unsat_core())):
+                return answer  # unsat whatever the preferences: a proof
+        return answer
