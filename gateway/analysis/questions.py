@@ -189,7 +189,7 @@ class Analysis:
 
         return self._per_tool("l3-founder", query, confirm, lambda d: (
             f"an L3 action is {d.status} at autonomy {d.autonomy.name}"
-            + (f", approved by {d.approval.required_role}" if d.approval else "")))
+            + (f", waiting for {d.approval.required_role}" if d.approval else "")))
 
     def a1_approval(self) -> Answer:
         def query(m: DecisionModel) -> Any:
