@@ -2,6 +2,7 @@
 
     cel_ast     CEL source → a small tree, through cel-python's parser
     schema      the catalog's params: kinds, ranges, sample values
+    patterns    a params string's schema pattern as a Z3 regex (the simple ones)
     cel_smt     the CEL subset → Z3 terms, ERRORs included
     model       the engine's decision for one tool, over a symbolic packet
     search      Z3's answer, confirmed by the engine before it is called a counter-example

@@ -124,6 +124,8 @@ def _convert(tree: Any) -> Node:  # noqa: C901 - one case per grammar rule
             return Path(target.root, (*target.fields, name))
         raise Unsupported(f"field .{name} of a computed value")
     if data == "member_dot_arg":
+        if str(kids[1]) in _COMPREHENSIONS:
+            raise Unsupported(f"the comprehension {kids[1]}()")
         args = _exprlist(kids[2]) if len(kids) > 2 else ()
         return Call(str(kids[1]), args, _convert(kids[0]))
     if data == "ident_arg":
@@ -145,6 +147,7 @@ def _convert(tree: Any) -> Node:  # noqa: C901 - one case per grammar rule
     raise Unsupported(_WORDS.get(data, data.replace("_", " ")))
 
 
+_COMPREHENSIONS = frozenset({"all", "exists", "exists_one", "map", "filter"})
 _WORDS = {"member_index": "indexing with []", "map_lit": "map literals",
           "member_object": "message construction", "dot_ident": "qualified names",
           "dot_ident_arg": "qualified function names"}

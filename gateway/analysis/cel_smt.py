@@ -19,7 +19,8 @@ What is modelled, and how (see ARCHITECTURE.md, "Policy analysis", for the limit
   kinds, is unsupported. Nested paths need their parent to be an object.
 - numbers are reals: double literals keep their exact binary value, int overflow is an ERROR,
   and a double division by zero is left unconstrained (the engine gives an infinity).
-- strings: equality, `in` a list, `+`, `startsWith`, `endsWith`, `contains`.
+- strings: equality, `in` a list, `+`, `startsWith`, `endsWith`, `contains`; a params string
+  fits its schema's length and, when it is a simple one, its pattern (`patterns`).
 - lists: `size()` of a list param and list literals on the right of `in`.
 
 Anything else raises `Unsupported` (`matches`, comprehensions, `now`, maps, int division, ...):
@@ -37,6 +38,7 @@ from typing import Any
 import z3
 
 from gateway.analysis.cel_ast import Call, Cond, ListLit, Lit, Node, Op, Path, Unsupported
+from gateway.analysis.patterns import regex
 from gateway.analysis.schema import Field
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -50,6 +52,9 @@ _PARAM_KINDS = {"int": "num", "number": "num", "string": "string", "bool": "bool
 #: ratios); a preference only: a query that needs more gets more.
 _READABLE = 10_000_000
 _SMALL = 1_000
+#: The functions translated, by the kind they return.
+_KNOWN_CALLS = {"size": "num", "double": "num", "startsWith": "bool", "endsWith": "bool",
+                "contains": "bool"}
 _COMPARE = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
             ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
 
@@ -256,6 +261,9 @@ class Env:
                 c.append(z3.Length(text) <= field.lengths[1])
             if field.enum:
                 c.append(z3.Or([text == z3.StringVal(e) for e in field.enum]))
+            shape = regex(field.pattern) if field.pattern else None
+            if shape is not None:
+                c.append(z3.InRe(text, shape))
             return Term("string", text, FALSE)
         if field.kind == "bool":
             return Term("bool", self._var(name, z3.Bool), FALSE)
@@ -393,6 +401,9 @@ class Translator:
             path = node.args[0]
             assert isinstance(path, Path)
             return self._has(path)
+        operands = [*node.args, *((node.target,) if node.target is not None else ())]
+        if name in _KNOWN_CALLS and any(self.term(o).kind == "missing" for o in operands):
+            return Term(_KNOWN_CALLS[name], FALSE, TRUE)  # a field the tool does not have
         if name == "size" and len(node.args) + (node.target is not None) == 1:
             arg = self.term(node.target if node.target is not None else node.args[0])
             if arg.kind != "list" or arg.inferred:

@@ -24,6 +24,7 @@ counter-example is confirmed by the engine before it is reported.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -311,7 +312,9 @@ class _Reader:
         return int(self._eval(expr).as_long())
 
     def text(self, expr: Any) -> str:
-        return str(self._eval(expr).as_string())
+        """The string, with Z3's `\\u{XX}` escapes turned back into characters."""
+        raw = str(self._eval(expr).as_string())
+        return re.sub(r"\\u\{([0-9a-fA-F]+)\}", lambda m: chr(int(m.group(1), 16)), raw)
 
     def number(self, expr: Any, double: bool) -> int | float:
         value = self._eval(expr)

@@ -273,3 +273,42 @@ autonomy = "A2"
     # a card number denies, but the solver does not know which strings match: the packets it
     # tries the engine executes, so the assertion is neither proved nor broken
     assert second.outcome == "inconclusive" and "not confirmed" in (second.note or "")
+
+
+# ------------------------------------------------------------------------------ the subset
+
+
+def test_string_params_fit_their_schema_patterns() -> None:
+    _, result = answer('''
+policy refunds {
+  applies to tool "stripe.refund"
+  risk L1
+  deny upper when params.currency == "USD" because "currencies are lower case: never"
+  deny euros when params.currency == "eur" because "fires"
+  deny charges when params.charge.startsWith("tr_") because "charges are ch_ or py_: never"
+}
+''', "dead-rules")
+    assert sorted(subjects(result)) == ["refunds.charges", "refunds.upper"]
+
+
+def test_rules_outside_the_subset_are_named_with_the_reason() -> None:
+    analysis = Analysis(policies('''
+policy odd {
+  applies to tool "stripe.refund"
+  risk L1
+  deny clock when now > timestamp("2020-01-01T00:00:00Z") because "time"
+  deny any when evidence.items.exists(i, i == "x") because "comprehension"
+  deny pair when evidence.a == evidence.b because "no kind"
+  deny halves when params.amount / 2 > 3 because "int division"
+  deny twice when evidence.k > 1 || evidence.k == "yes" because "two kinds"
+  deny typo when params.nope.startsWith("x") because "an ERROR, not unsupported"
+}
+'''), catalog_tools=["stripe.refund"])
+    reasons = {u.label: u.reason for u in analysis.unsupported()}
+    assert reasons == {
+        "odd.clock": "reading now",
+        "odd.any": "the comprehension exists()",
+        "odd.pair": "the kind of evidence.a cannot be inferred from its use",
+        "odd.halves": "division of values that may be ints (wrap them in double())",
+        "odd.twice": "evidence.k is used as num and as string",
+    }
