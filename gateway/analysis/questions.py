@@ -5,9 +5,10 @@
     dead-rules    rules that never fire (their condition is unsatisfiable or always an ERROR,
                   an invariant that can never fail, an escalation to a tier the tool already has)
                   or that another rule of the same policy makes redundant
-    gaps          catalog tools no enforced policy covers (always denied as unknown), and int
+    gaps          catalog tools no enforced policy covers (always denied as unknown), and numeric
                   params with a one-value hole: a value decided more leniently than both of its
-                  neighbours (a cap written `> 500000` beside one written `< 500000`)
+                  neighbours, 1 (an int) or 1/1024 (a number) away, each caught by another rule
+                  (a cap written `> 500000` beside one written `< 500000`)
     conflicts     two policies that disagree on one packet: one denies it, the other asks for an
                   approval (notes for authors, not failures)
 
@@ -37,7 +38,7 @@ TITLES = {
     "l3-founder": "Can any L3 action execute without a founder's approval, at any autonomy?",
     "a1-approval": "Can any action above L0 execute without approval at autonomy A1?",
     "dead-rules": "Rules that can never fire, or that a stricter rule of their policy covers",
-    "gaps": "Catalog tools no enforced policy covers; one-value holes in int params",
+    "gaps": "Catalog tools no enforced policy covers; one-value holes in numeric params",
     "conflicts": "Policies that disagree on one packet (one denies, another asks for approval)",
     "assertions": "The policy authors' assertions",
 }
@@ -328,9 +329,10 @@ class Analysis:
             holes_found = False
             fields = self.schemas[tool].fields or {}
             for name, spec in fields.items():
-                if spec.kind != "int" or f"params.{name}" not in self.model(tool).env.variables:
+                if spec.kind not in ("int", "number") \
+                        or f"params.{name}" not in self.model(tool).env.variables:
                     continue
-                verdict = self._hole(tool, name)
+                verdict = self._hole(tool, name, spec.kind == "int")
                 if verdict.found:
                     holes_found = True
                     answer.findings.append(self._hole_finding(tool, name, verdict))
@@ -340,13 +342,17 @@ class Analysis:
                 answer.proved.append(tool)
         return answer
 
-    def _hole(self, tool: str, name: str) -> Verdict:
+    def _hole(self, tool: str, name: str, whole: bool) -> Verdict:
+        """Three packets equal but for params.NAME, one step apart (1 for an int, 1/1024 for a
+        number: a single point between two rules), the middle one decided more leniently."""
         copies = [self.model(tool, prefix) for prefix in ("below:", "at:", "above:")]
         key = f"params.{name}"
         below, at, above = copies
         same = [at.env.variables[k] == c.env.variables[k] for c in (below, above)
                 for k in at.env.variables if k != key and k in c.env.variables]
-        value = [z3.ToReal(c.env.variables[key]) for c in copies]
+        value = [z3.ToReal(c.env.variables[key]) if whole else c.env.variables[key]
+                 for c in copies]
+        step = z3.RealVal(1) if whole else z3.RealVal("1/1024")
 
         def rank(m: DecisionModel) -> Any:
             return z3.If(m.status == DENIED, 2, m.status)
@@ -357,7 +363,7 @@ class Analysis:
                  for b, a in zip(below.rules, above.rules)]
         query = z3.And(*same, *apart, at.autonomy == below.autonomy,
                        at.autonomy == above.autonomy, at.autonomy >= 1,
-                       value[1] == value[0] + 1, value[2] == value[1] + 1,
+                       value[1] == value[0] + step, value[2] == value[1] + step,
                        rank(at) < rank(below), rank(at) < rank(above))
 
         def confirm(_e: Sequence[Example], d: Sequence[Decision]) -> str | None:

@@ -312,3 +312,18 @@ policy odd {
         "odd.halves": "division of values that may be ints (wrap them in double())",
         "odd.twice": "evidence.k is used as num and as string",
     }
+
+
+def test_a_hole_at_one_point_of_a_number_param() -> None:
+    _, result = answer('''
+policy discounts {
+  applies to tool "shopify.create_discount"
+  risk L1
+  escalate deep L2 when params.percent_off > 20 && params.percent_off < 40 because "deep"
+  deny deeper when params.percent_off > 40 because "deeper"
+}
+policy others { applies to tool "*" risk L0 }
+''', "gaps")
+    (hole,) = [f for f in result.findings if f.subject == "shopify.create_discount params.percent_off"]
+    values = [w.example.packet["action"]["params"]["percent_off"] for w in hole.witnesses]
+    assert values == [40 - 1 / 1024, 40, 40 + 1 / 1024]
