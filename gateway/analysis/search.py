@@ -7,7 +7,9 @@ that differ in one field are several models) satisfying `query`. Z3 says:
 - sat: the packets are built, checked against the tools' params models, and decided by
   `gateway.engine.Decider`; `confirm` says whether the engine shows what was claimed. Only then
   is it a **counter-example**. When it does not (an unsupported rule, a double rounding the
-  reals did not), that packet is ruled out and Z3 is asked again, a few times at most;
+  reals did not), those values are ruled out and Z3 is asked again, a few times at most. An
+  unsat after that is still a proof when every rule is in the subset (the values ruled out
+  decide the packet); with a rule outside it, it is inconclusive;
 - unknown (a timeout, non-linear arithmetic it gives up on): **inconclusive**, said as such.
 
 Readable packets first: Z3 is asked with the model's preferences (ints sent as ints, evidence
@@ -78,27 +80,47 @@ class Searcher:
         solver.add(z3.Implies(prefer, z3.And(True, *(n for m in models for n in m.env.nice))),
                    z3.Implies(small, z3.And(True, *(n for m in models for n in m.env.small))))
         refuted: list[str] = []
+        loose = any(f.unsupported for m in models for f in m.rules)
         for _ in range(self.tries):
             answer = self._check(solver, prefer, small)
             if answer == z3.unsat:
+                if refuted and loose:
+                    # a refuted candidate stands for every packet with its values; a rule outside
+                    # the subset may read what they leave open, so no proof follows
+                    return Verdict("inconclusive", note=(
+                        f"the engine refuted {len(refuted)} candidate(s) (first: {refuted[0]}), "
+                        "and rules outside the analysed subset may decide others"))
                 note = (f"{len(refuted)} candidate(s) refuted by the engine on the way"
                         if refuted else None)
                 return Verdict("proved", note=note)
             if answer != z3.sat:
                 return Verdict("inconclusive", note=f"the solver gave up ({solver.reason_unknown()})")
             found = solver.model()
-            examples = tuple(m.example(found) for m in models)
-            problem = next((f"{e.tool} params {p}" for m, e in zip(models, examples)
-                            if (p := valid_params(m.schema, e.packet["action"]["params"]))), None)
-            if problem is None:
-                decisions = tuple(self.decide(e) for e in examples)
-                problem = confirm(examples, decisions)
-                if problem is None:
-                    return Verdict("counterexample", examples, decisions)
+            problem = self._try(models, found, confirm)
+            if isinstance(problem, Verdict):
+                return problem
             refuted.append(problem)
             solver.add(z3.Or(*(m.block(found) for m in models)))
         return Verdict("inconclusive", note="the candidates found were not confirmed by the "
                        f"engine (first: {refuted[0]})")
+
+    def _try(self, models: Sequence[DecisionModel], found: Any,
+             confirm: Confirm) -> Verdict | str:
+        """The counter-example `found` describes, confirmed; or why it is not one."""
+        try:
+            examples = tuple(m.example(found) for m in models)
+        except (ValueError, OverflowError) as exc:  # a number no JSON packet holds
+            return f"no packet holds the solver's values ({exc})"
+        problem = next((f"{e.tool} params {p}" for m, e in zip(models, examples)
+                        if (p := valid_params(m.schema, e.packet["action"]["params"]))), None)
+        if problem is not None:
+            return problem
+        try:
+            decisions = tuple(self.decide(e) for e in examples)
+        except ValueError as exc:  # pydantic's ValidationError: not a valid packet
+            return f"not a valid packet: {str(exc).splitlines()[0]}"
+        problem = confirm(examples, decisions)
+        return Verdict("counterexample", examples, decisions) if problem is None else problem
 
     def _check(self, solver: z3.Solver, prefer: Any, small: Any) -> Any:
         """The most readable packet first: small numbers, then readable ones, then any."""
