@@ -328,7 +328,7 @@ class Env:
 
 
 class Translator:
-    """CEL trees → Terms over one `Env`. `fresh` names the unconstrained helpers it needs."""
+    """CEL trees → Terms over one `Env`. `fresh` names the unconstrained variables it needs."""
 
     def __init__(self, env: Env) -> None:
         self.env = env

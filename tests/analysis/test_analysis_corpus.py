@@ -12,7 +12,7 @@ import pytest
 from analysis_support import check_witness, policies, witnesses
 
 from gateway.analysis.assertions import check, load
-from gateway.analysis.questions import Analysis, Answer
+from gateway.analysis.questions import Analysis, Answer, Witness
 from gateway.analysis.report import Report, run
 
 
@@ -123,23 +123,35 @@ def test_catalog_tools_no_policy_covers_are_gaps_with_a_denied_packet() -> None:
         assert [w.decision.reasons[0].rule for w in finding.witnesses] == ["unknown_tool"]
 
 
-def test_a_hole_at_the_boundary_between_two_rules() -> None:
-    _, result = answer('''
-policy refunds {
-  applies to tool "stripe.refund"
+def _hole(tool: str, field: str, band: str, cap: str) -> list[Witness]:
+    """The one hole the gaps question finds in `field` between an escalation and a cap."""
+    _, result = answer(f'''
+policy one {{
+  applies to tool "{tool}"
   risk L1
-  escalate big L2 when params.amount > 50000 && params.amount < 500000 because "big"
-  deny cap when params.amount > 500000 because "cap"
-}
-policy others { applies to tool "*" risk L0 }
+  escalate band L2 when {band} because "band"
+  deny cap when {cap} because "cap"
+}}
+policy others {{ applies to tool "*" risk L0 }}
 ''', "gaps")
-    holes = [f for f in result.findings if f.subject == "stripe.refund params.amount"]
-    assert len(holes) == 1
-    below, at, above = holes[0].witnesses
-    amounts = [w.example.packet["action"]["params"]["amount"] for w in (below, at, above)]
+    (hole,) = [f for f in result.findings if f.subject == f"{tool} params.{field}"]
+    return list(hole.witnesses)
+
+
+def test_a_hole_at_the_boundary_between_two_rules() -> None:
+    witnesses = _hole("stripe.refund", "amount",
+                      "params.amount > 50000 && params.amount < 500000", "params.amount > 500000")
+    amounts = [w.example.packet["action"]["params"]["amount"] for w in witnesses]
     assert amounts == [499999, 500000, 500001]
-    assert (below.decision.status, at.decision.status, above.decision.status) == (
-        "pending_approval", "executed", "denied")
+    assert [w.decision.status for w in witnesses] == ["pending_approval", "executed", "denied"]
+
+
+def test_a_hole_at_one_point_of_a_number_param() -> None:
+    witnesses = _hole("shopify.create_discount", "percent_off",
+                      "params.percent_off > 20 && params.percent_off < 40",
+                      "params.percent_off > 40")
+    values = [w.example.packet["action"]["params"]["percent_off"] for w in witnesses]
+    assert values == [40 - 1 / 1024, 40, 40 + 1 / 1024]
 
 
 def test_one_rule_on_both_sides_of_a_band_is_no_hole() -> None:
@@ -312,18 +324,3 @@ policy odd {
         "odd.halves": "division of values that may be ints (wrap them in double())",
         "odd.twice": "evidence.k is used as num and as string",
     }
-
-
-def test_a_hole_at_one_point_of_a_number_param() -> None:
-    _, result = answer('''
-policy discounts {
-  applies to tool "shopify.create_discount"
-  risk L1
-  escalate deep L2 when params.percent_off > 20 && params.percent_off < 40 because "deep"
-  deny deeper when params.percent_off > 40 because "deeper"
-}
-policy others { applies to tool "*" risk L0 }
-''', "gaps")
-    (hole,) = [f for f in result.findings if f.subject == "shopify.create_discount params.percent_off"]
-    values = [w.example.packet["action"]["params"]["percent_off"] for w in hole.witnesses]
-    assert values == [40 - 1 / 1024, 40, 40 + 1 / 1024]
