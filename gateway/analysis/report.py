@@ -105,7 +105,9 @@ def render_text(report: Report) -> str:
                 lines += _witness_lines(witness, report.directory)
         lines += [f"  ?       {note}" for note in answer.inconclusive]
         lines.append("")
-    if report.assertions is not None:
+    if report.assertions == []:
+        lines += [f"[holds] assertions: none ({report.directory}/assertions.toml holds none)", ""]
+    elif report.assertions is not None:
         passed = sum(1 for r in report.assertions if r.passed)
         mark = "holds" if passed == len(report.assertions) else "FAILS"
         lines.append(f"[{mark}] assertions: {passed}/{len(report.assertions)} proved")
