@@ -113,7 +113,7 @@ def render_text(report: Report) -> str:
         lines.append(f"[{mark}] assertions: {passed}/{len(report.assertions)} proved")
         for result in report.assertions:
             a = result.assertion
-            lines.append(f"  {result.outcome:<8}{a.name} ({', '.join(a.tool)}; {a.where})")
+            lines.append(f"  {result.outcome:<13}{a.name} ({', '.join(a.tool)}; {a.where})")
             if result.broken:
                 lines.append(f"      broken: {result.broken}")
             if result.note:

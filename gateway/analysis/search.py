@@ -101,8 +101,10 @@ class Searcher:
                 return problem
             refuted.append(problem)
             solver.add(z3.Or(*(m.block(found) for m in models)))
-        return Verdict("inconclusive", note="the candidates found were not confirmed by the "
-                       f"engine (first: {refuted[0]})")
+        return Verdict("inconclusive", note=(
+            f"the engine did not confirm the {len(refuted)} candidates found (first: {refuted[0]}): "
+            "they sit where a rule outside the subset decides, or where doubles round otherwise "
+            "than the reals"))
 
     def _try(self, models: Sequence[DecisionModel], found: Any,
              confirm: Confirm) -> Verdict | str:
