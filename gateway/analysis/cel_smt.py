@@ -18,7 +18,9 @@ What is modelled, and how (see ARCHITECTURE.md, "Policy analysis", for the limit
   arithmetic and logic an ERROR; a path read with a kind that cannot be inferred, or with two
   kinds, is unsupported. Nested paths need their parent to be an object.
 - numbers are reals: double literals keep their exact binary value, int overflow is an ERROR,
-  and a double division by zero is left unconstrained (the engine gives an infinity).
+  the result of a double operation is the exact one give or take half an ulp (free in between,
+  so a proof holds whichever way the engine rounds), and a double division by zero is left
+  unconstrained (the engine gives an infinity).
 - strings: equality, `in` a list, `+`, `startsWith`, `endsWith`, `contains`; a params string
   fits its schema's length and, when it is a simple one, its pattern (`patterns`).
 - lists: `size()` of a list param and list literals on the right of `in`.
@@ -52,6 +54,9 @@ _PARAM_KINDS = {"int": "num", "number": "num", "string": "string", "bool": "bool
 #: ratios); a preference only: a query that needs more gets more.
 _READABLE = 10_000_000
 _SMALL = 1_000
+#: A double operation's rounding error: relative (half an ulp), and absolute near zero.
+_HALF_ULP = z3.RealVal(f"1/{2**53}")
+_TINY = z3.RealVal(f"1/{2**1074}")
 #: The functions translated, by the kind they return.
 _KNOWN_CALLS = {"size": "num", "double": "num", "startsWith": "bool", "endsWith": "bool",
                 "contains": "bool"}
@@ -195,6 +200,7 @@ class Env:
         self.params: dict[str, Term] = {}  # params field → term (present or not)
         self.present: dict[str, Any] = {}  # path or params field → present
         self.paths: dict[str, Term] = {}  # untyped path → term
+        self.inexact = False  # a double operation's rounding is left free somewhere
         self.nice: list[Any] = []  # what a readable example prefers (ints as ints, ...)
         self.small: list[Any] = []  # and better still (small evidence numbers)
 
@@ -413,11 +419,13 @@ class Translator:
             arg = self.term(node.args[0])
             if arg.kind != "num":
                 raise Unsupported("double() of anything but a number")
-            if not arg.inferred:
+            if not arg.inferred:  # params: ints up to 2**53, which doubles hold exactly
                 return Term("num", arg.val, arg.err, dbl=TRUE)
             # a string holding a number converts too: another kind gives any value or ERROR
             other = z3.Not(arg.typed)
-            return Term("num", z3.If(other, self.fresh(z3.Real), arg.val),
+            # and an int beyond 2**53 rounds
+            value = self.rounded(arg.val, z3.Not(arg.dbl))
+            return Term("num", z3.If(other, self.fresh(z3.Real), value),
                         z3.Or(arg.err, z3.And(other, self.fresh(z3.Bool))), dbl=TRUE)
         if name in ("startsWith", "endsWith", "contains") and node.target is not None \
                 and len(node.args) == 1:
@@ -496,13 +504,25 @@ class Translator:
         if op == "/":
             if not (z3.is_true(z3.simplify(left.dbl)) and z3.is_true(z3.simplify(right.dbl))):
                 raise Unsupported("division of values that may be ints (wrap them in double())")
-            return Term("num", left.val / right.val, errs, dbl=TRUE)
+            return Term("num", self.rounded(left.val / right.val, TRUE), errs, dbl=TRUE)
         if op == "%":
             raise Unsupported("the remainder operator")
         value = {"+": lambda: left.val + right.val, "-": lambda: left.val - right.val,
                  "*": lambda: left.val * right.val}[op]()
         overflow = z3.And(z3.Not(left.dbl), z3.Or(value < INT64_MIN, value > INT64_MAX))
-        return Term("num", value, z3.Or(errs, overflow), dbl=left.dbl)
+        return Term("num", self.rounded(value, left.dbl), z3.Or(errs, overflow), dbl=left.dbl)
+
+    def rounded(self, exact: Any, double: Any) -> Any:
+        """`exact` as a double operation gives it: within half an ulp (a relative 2**-53, and
+        2**-1074 near zero), left free in between. Ints (`double` false) stay exact."""
+        if z3.is_false(z3.simplify(double)):
+            return exact
+        self.env.inexact = True
+        error = self.fresh(z3.Real)
+        size = z3.If(exact >= 0, exact, -exact)
+        bound = size * _HALF_ULP + _TINY
+        self.env.constraints += [error <= bound, error >= -bound]
+        return exact + z3.If(double, error, z3.RealVal(0))
 
 
 def _errs(*terms: Term) -> Any:

@@ -25,7 +25,6 @@ EXPRESSIONS = [
     "params.amount * 2 > 100001",
     "params.amount + 9223372036854775800 > 0",
     "-params.amount < -100",
-    "double(params.amount) / 3.0 > 10.0",
     "has(params.reason) && params.reason == 'fraudulent'",
     "params.reason == 'duplicate'",
     "params.reason in ['duplicate', 'fraudulent']",
@@ -35,7 +34,6 @@ EXPRESSIONS = [
     "evidence.reconciled == true",
     "!evidence.reconciled || params.amount < 100",
     "evidence.score < 0.3 && evidence.score >= 0.0",
-    "evidence.score + 1.0 > 1.2",
     "evidence.count * 2 > 10",
     "has(evidence.rec.status) && evidence.rec.status != 'matched'",
     "evidence.rec.status == 'matched' || has(context.compensation)",
@@ -44,8 +42,10 @@ EXPRESSIONS = [
     "(params.amount > 100 ? evidence.score : 1.0) < 0.5",
     "evidence.reconciled ? params.amount > 5 : params.amount < 5",
 ]
-#: Expressions whose value is left free on some packets (double() of a value of another kind).
-LOOSE = {"double(evidence.count) > 2.5"}
+#: Expressions whose value is left free on some packets: double() of a value of another kind,
+#: the rounding of double arithmetic (where it decides: `0.2 + 1.0 > 1.2` is false in doubles).
+LOOSE = {"double(evidence.count) > 2.5", "double(params.amount) / 3.0 > 10.0",
+         "evidence.score + 1.0 > 1.2"}
 
 
 @pytest.fixture(scope="module")

@@ -324,3 +324,25 @@ policy odd {
         "odd.halves": "division of values that may be ints (wrap them in double())",
         "odd.twice": "evidence.k is used as num and as string",
     }
+
+
+def test_double_rounding_never_makes_a_false_proof(tmp_path: Path) -> None:
+    # 0.2 + 1.0 is 1.2 in doubles, not more: the engine lets this refund through. Over the reals
+    # the sum is above the literal 1.2 (whose double is below 6/5), which would "prove" a denial.
+    policy_set = policies('''
+policy refunds {
+  applies to tool "stripe.refund"
+  risk L1
+  deny scored when evidence.score + 1.0 > 1.2 because "score"
+}
+''')
+    path = _assertions(tmp_path, '''
+[[assert]]
+name = "a score of 0.2 is denied"
+tool = "stripe.refund"
+when = "evidence.score == 0.2"
+only = "denied"
+''')
+    (result,) = check(Analysis(policy_set), load(path))
+    assert result.outcome == "failed"
+    assert check_witness(policy_set, result.witnesses[0]).status != "denied"

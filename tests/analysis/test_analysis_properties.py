@@ -1,7 +1,8 @@
 """The analysis against the engine, packet by packet.
 
 - The model reads a real packet as the engine does: pinned to a random packet, the SMT model
-  admits the engine's status, and nothing else when no rule of the tool is unsupported.
+  admits the engine's status, and nothing else when no rule of the tool is unsupported or does
+  double arithmetic (whose rounding the model leaves free).
 - Every "proved" claim survives random packets from the catalog's schemas (10,000 for the
   shipped policies, 2,000 for each small set): no L3 action executed or waiting for anyone but
   a founder, no action above L0 executed at A1, no rule proved dead firing, every proved
@@ -106,7 +107,7 @@ def test_the_model_reads_random_packets_as_the_engine_decides_them(tmp_path: Pat
             solver.push()
             solver.add(*model.constraints, *bind(model, example))
             assert solver.check(model.status == code) == z3.sat, (example, status)
-            if not any(f.unsupported for f in model.rules):
+            if not model.env.inexact and not any(f.unsupported for f in model.rules):
                 assert solver.check(model.status != code) == z3.unsat, (example, status)
             solver.pop()
 
