@@ -338,10 +338,10 @@ policy refunds {
 ''')
     path = _assertions(tmp_path, '''
 [[assert]]
-name = "a score of 0.2 is denied"
-tool = "stripe.refund"
+tool = ["stripe.refund"]
 when = "evidence.score == 0.2"
-only = "denied"
+name = "a score of 0.2 is denied"
+only = ["denied"]
 ''')
     (result,) = check(Analysis(policy_set), load(path))
     assert result.outcome == "failed"
