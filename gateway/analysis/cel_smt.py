@@ -201,6 +201,7 @@ class Env:
         self.present: dict[str, Any] = {}  # path or params field → present
         self.paths: dict[str, Term] = {}  # untyped path → term
         self.inexact = False  # a double operation's rounding is left free somewhere
+        self.rounding: dict[int, Any] = {}  # an operation's node id → its rounding error
         self.nice: list[Any] = []  # what a readable example prefers (ints as ints, ...)
         self.small: list[Any] = []  # and better still (small evidence numbers)
 
@@ -518,10 +519,15 @@ class Translator:
         if z3.is_false(z3.simplify(double)):
             return exact
         self.env.inexact = True
-        error = self.fresh(z3.Real)
-        size = z3.If(exact >= 0, exact, -exact)
-        bound = size * _HALF_ULP + _TINY
-        self.env.constraints += [error <= bound, error >= -bound]
+        # the same operation on the same values rounds the same way wherever it is written
+        # (Z3 shares one node per distinct expression, so its id names the operation)
+        error = self.env.rounding.get(exact.get_id())
+        if error is None:
+            error = self.fresh(z3.Real)
+            self.env.rounding[exact.get_id()] = error
+            size = z3.If(exact >= 0, exact, -exact)
+            bound = size * _HALF_ULP + _TINY
+            self.env.constraints += [error <= bound, error >= -bound]
         return exact + z3.If(double, error, z3.RealVal(0))
 
 
