@@ -1,7 +1,10 @@
 """`warden policy check | test | explain | show | diff | impact`: the policy author's loop.
 
     check [DIR]                 compile every policy file; errors as file:line:col with a caret
-    test [DIR] [-v] [-r RE]     run DIR/tests/*.toml like `opa test`: PASS: N/M, exit 1 on failure
+    test [DIR] [-v] [-r RE]     run DIR/tests/*.toml like `opa test`, and prove DIR/assertions.toml:
+                                PASS: N/M, exit 1 on failure
+    analyze [DIR] [--json] [--question NAME]
+                                prove properties of the policies (gateway.cli.analyze)
     explain PACKET.json --autonomy A2 [--json] [--dir DIR] [--agent-owner WHO] [--now T]
             [--opa URL [--opa-timeout S]]
                                 the decision a packet would get, and every reason why (dry run)
@@ -25,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gateway.cli import analyze
 from gateway.cli.compiling import compile_dir, policy_dir
 from gateway.cli.exits import EXIT_CHECK_FAILED, EXIT_OK
 from gateway.cli.guard import CommandError
@@ -71,6 +75,8 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
                          help="time budget of one OPA query (default 2 s)")
     add_config_option(explain)
     explain.set_defaults(handler=explain_command)
+
+    analyze.register(commands, DIR_HELP, compile_dir, policy_dir)
 
     from gateway.cli.replay import register_policy_commands
 
@@ -119,11 +125,13 @@ def test_command(args: argparse.Namespace) -> int:
             print(f"    ({result.case.about})")
         for failure in result.failures:
             print(f"    {failure}")
-    passed = sum(1 for r in results if r.passed)
+    proved, asserted = analyze.test_assertions(directory, policy_set, args.verbose, pattern)
+    passed = sum(1 for r in results if r.passed) + proved
+    total = len(results) + asserted
     print("-" * 80)
-    print(f"PASS: {passed}/{len(results)}")
-    if passed != len(results):
-        print(f"FAIL: {len(results) - passed}/{len(results)}")
+    print(f"PASS: {passed}/{total}" + (f" ({asserted} assertion(s))" if asserted else ""))
+    if passed != total:
+        print(f"FAIL: {total - passed}/{total}")
         return EXIT_CHECK_FAILED
     return EXIT_OK
 

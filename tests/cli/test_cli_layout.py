@@ -17,10 +17,11 @@ from gateway.cli.main import build_parser
 
 PACKAGE = Path(gateway.cli.__file__).parent
 MODULES = sorted(path.stem for path in PACKAGE.glob("*.py"))
-#: What `--help` must not load: the database, the policy compiler and CEL, the crypto stack,
-#: the server.
+#: What `--help` must not load: the database, the policy compiler and CEL, the crypto stack, the
+#: policy analysis (Z3), the server.
 HEAVY = ("sqlalchemy", "psycopg", "lark", "cel", "dsl", "invariants", "cryptography", "ledger", "connectors",
-         "uvicorn", "fastapi", "gateway.engine", "gateway.store", "gateway.runtime", "gateway.http")  # fmt: skip
+         "uvicorn", "fastapi", "gateway.engine", "gateway.store", "gateway.runtime", "gateway.http",
+         "z3", "celpy", "gateway.analysis")  # fmt: skip
 
 
 def _imports(module: str) -> set[str]:
@@ -65,7 +66,8 @@ def test_no_import_cycles() -> None:
         visit(module, ())
 
 
-@pytest.mark.parametrize("command", [[], ["serve"], ["policy", "explain"], ["agents", "add"], ["users"],
+@pytest.mark.parametrize("command", [[], ["serve"], ["policy", "explain"], ["policy", "analyze"],
+                                     ["agents", "add"], ["users"],
                                      ["config", "show"], ["db", "upgrade"], ["keys", "generate"], ["audit", "verify"]])
 def test_help_does_not_load_the_heavy_parts(tmp_path: Path, command: list[str]) -> None:
     done = subprocess.run([sys.executable, "-X", "importtime", "-m", "gateway.cli", *command, "--help"],
