@@ -96,10 +96,10 @@ def test_the_config_file_is_chosen_explicitly_by_variable_or_by_default(tmp_path
 
 def test_the_secrets_are_the_database_password_and_the_connectors_credentials() -> None:
     assert [spec.name for spec in SECRETS] == ["database_url", "stripe_api_key", "shopify_access_token",
-                                               "crm_access_token"]
+                                               "crm_access_token", "opa_token"]
 
 
-@pytest.mark.parametrize("name", ["stripe_api_key", "shopify_access_token", "crm_access_token"])
+@pytest.mark.parametrize("name", ["stripe_api_key", "shopify_access_token", "crm_access_token", "opa_token"])
 def test_a_credential_is_refused_in_the_file_and_never_shown(tmp_path: Path, name: str) -> None:
     path = _toml(tmp_path, f'{name} = "sk_test_s3cr3tvalue"\n')
     with pytest.raises(ConfigError) as raised:
@@ -278,6 +278,8 @@ def _samples(spec: config.Spec) -> tuple[str, str, object, object]:
         return str(int(default) + 1), str(default + 2.5), float(int(default) + 1), default + 2.5
     if spec.kind is Path:
         return "'from-file'", "from-env", Path("from-file"), Path("from-env")
+    if spec.name == "opa_url":  # checked as a server's base URL
+        return "'http://opa-file:8181'", "http://opa-env:8181", "http://opa-file:8181", "http://opa-env:8181"
     return "'from-file'", "from-env", "from-file", "from-env"
 
 
@@ -322,7 +324,7 @@ def test_the_full_tamper_check_interval_is_a_setting(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ("payments_engine = 'sandbox'\n", ":1:1: unknown setting 'payments_engine' (see `warden config list`)"),
-        ("port = 1\n\nbank_token = 'sk'\n", ":3:1: unknown setting 'bank_token' (see `warden config list`)"),
+        ("port = 1\n\nbank_pin = 'sk'\n", ":3:1: unknown setting 'bank_pin' (see `warden config list`)"),
         ("log_levels = 'debug'\n", ":1:1: unknown setting 'log_levels'; did you mean 'log_level'?"),
     ],
 )
