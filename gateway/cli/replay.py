@@ -216,20 +216,22 @@ def replay_command(args: argparse.Namespace) -> int:
 
 def _replay_all(replayer: Any, source: History, span: Window, *, as_json: bool) -> int:
     counts = {"identical": 0, "different": 0, "not_replayable": 0}
-    reconstructed = 0
-    for recorded in source.decisions(span):
+    reconstructed = redecisions = 0
+    for recorded in source.decisions(span, redecisions=True):
         result = replayer.replay(recorded)
         counts[result.verdict] += 1
         reconstructed += result.reconstructed
+        redecisions += recorded.kind == "reevaluation"
         if result.verdict != "identical":
             print(json.dumps(result.to_json(), sort_keys=True) if as_json else describe(result))
     total = sum(counts.values())
-    summary = {"replayed": total, **counts, "inputs_reconstructed": reconstructed}
+    summary = {"replayed": total, **counts, "inputs_reconstructed": reconstructed, "redecisions": redecisions}
     if as_json:
         print(json.dumps({"summary": summary}, sort_keys=True))
     else:
-        print(f"{total} decision(s) replayed: {counts['identical']} identical, {counts['different']} "
-              f"different, {counts['not_replayable']} not replayable"
+        print(f"{total} decision(s) replayed ({redecisions} of them re-decisions at the last approval): "
+              f"{counts['identical']} identical, {counts['different']} different, "
+              f"{counts['not_replayable']} not replayable"
               + (f" ({reconstructed} with inputs reconstructed)" if reconstructed else ""))
     # a decision made under inputs reconstructed from an old entry is not proof of a bug
     return EXIT_CHECK_FAILED if counts["different"] > 0 else EXIT_OK
@@ -237,7 +239,8 @@ def _replay_all(replayer: Any, source: History, span: Window, *, as_json: bool) 
 
 def describe(result: Replayed) -> str:
     """A replay's result in words."""
-    head = f"{result.recorded.decision_id} (seq {result.recorded.seq}, {result.policy_digest})"
+    what = " (the re-decision at its last approval)" if result.recorded.kind == "reevaluation" else ""
+    head = f"{result.recorded.decision_id}{what} (seq {result.recorded.seq}, {result.policy_digest})"
     lines = []
     if result.problem is not None:
         lines.append(f"{head}: not replayable: {result.problem}")

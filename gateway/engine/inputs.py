@@ -8,6 +8,9 @@ expiry it was built with; a `decision` entry holds the packet, the policy digest
     {"now": RFC 3339 with microseconds, "kill_switch": bool,
      "agent": {"name", "autonomy", "owner"}, "approval_expiry_seconds": number}
 
+A `reevaluation` entry (the decision made again at its last approval) records the same `inputs`
+(its kill switch is always false: the approval waits while the switch is engaged).
+
 `now` is the exact instant handed to the engine (CEL's `now`, an approval's expiry), the agent as
 policies see it (its allowlist is the gateway's check, before the engine). Entries written before
 `inputs` existed are replayed from what they do hold: the entry's time, the decision's autonomy,

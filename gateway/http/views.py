@@ -92,6 +92,7 @@ class ReplayView(BaseModel):
 
     decision_id: str
     seq: int = Field(description="the audit seq of its `decision` entry")
+    kind: str = Field(description="decision (the API replays the decision entry)")
     policy_digest: str | None
     verdict: str = Field(description="identical | different | not_replayable")
     inputs: str = Field(description="recorded, or reconstructed for an entry from before inputs were recorded")

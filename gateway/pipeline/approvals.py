@@ -34,6 +34,7 @@ from sqlalchemy import Connection, and_, insert, select
 from gateway.engine.agents import Agent
 from gateway.engine.decider import Decider
 from gateway.engine.delegation import Delegated, answers_json, delegated_answers
+from gateway.engine.inputs import inputs_record
 from gateway.store.identities import IdentityError, get_agent
 from gateway.store.killswitch import KillSwitch, read_kill_switch, set_kill_switch
 from gateway.engine.matrix import FOUNDER
@@ -270,9 +271,11 @@ class Approvals:
                 message=f"agent {row.agent!r} was revoked before the approval completed"))
             return None
         engine, delegated = asked if asked is not None else (self.gw.policies(), {})
-        again = engine.decide(packet, agent, now=datetime.fromtimestamp(now, UTC), delegated=delegated)
+        moment = datetime.fromtimestamp(now, UTC)
+        again = engine.decide(packet, agent, now=moment, delegated=delegated)
         note: dict[str, Any] = {"reevaluated_under": again.policy_digest, "status": again.status,
-                                "risk": again.risk.name, "reasons": [r.model_dump() for r in again.reasons]}
+                                "risk": again.risk.name, "reasons": [r.model_dump() for r in again.reasons],
+                                "inputs": inputs_record(agent, moment, False, engine.approval_expiry)}
         answered = delegated_answers(again)
         if answered:  # what OPA answered this time, as the decision entry records the first answers
             note["opa"] = answers_json(answered)

@@ -29,6 +29,9 @@ from ledger.store import Ledger
 
 _DECISION = b'"kind":"decision"'
 _ACTIVATED = b'"kind":"policy_activated"'
+_REEVALUATION = b'"kind":"reevaluation"'
+#: The entries that end a pending decision (after them no re-decision can follow).
+_SETTLED = (b'"kind":"expiry"', b'"kind":"rejection"')
 
 
 class HistoryError(Exception):
@@ -37,12 +40,16 @@ class HistoryError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Recorded:
-    """One `decision` entry: where it is in the log, and what it holds."""
+    """One `decision` entry: where it is in the log, and what it holds. A re-decision at the last
+    approval (`reevaluation` entry) is one too, `kind` "reevaluation": its data is the packet, the
+    decision as the entry records it (`policy_digest`, `status`, `risk`, `reasons`), its `inputs`
+    and the OPA answers it was made with (`opa`)."""
 
     seq: int
     time: str
     decision_id: str
     data: dict[str, Any]
+    kind: str = "decision"
 
     @property
     def packet(self) -> dict[str, Any]:
@@ -64,7 +71,7 @@ class Window:
 
 
 class History(Protocol):
-    def decisions(self, window: Window = Window()) -> Iterator[Recorded]: ...
+    def decisions(self, window: Window = Window(), *, redecisions: bool = False) -> Iterator[Recorded]: ...
     def decision(self, decision_id: str) -> Recorded: ...
     def policy_files(self, digest: str) -> dict[str, str] | None: ...
     def policy_digests(self) -> list[tuple[str, str]]: ...
@@ -87,6 +94,23 @@ def _recorded(entry: dict[str, Any]) -> Recorded:
     return Recorded(int(entry["seq"]), str(entry["time"]), str(entry["subject"]), data)
 
 
+def _redecided(entry: dict[str, Any], packet: dict[str, Any]) -> Recorded:
+    """A `reevaluation` entry that decided again (it has `inputs`), as a Recorded of its own."""
+    note = entry["data"]
+    decision = {"policy_digest": note.get("reevaluated_under"), "status": note.get("status"),
+                "risk": note.get("risk"), "reasons": note.get("reasons")}
+    data = {"packet": packet, "decision": decision, "inputs": note["inputs"], "opa": note.get("opa") or {}}
+    return Recorded(int(entry["seq"]), str(entry["time"]), str(entry["subject"]), data, "reevaluation")
+
+
+def _redecision(raw: bytes) -> dict[str, Any] | None:
+    """The entry, if `raw` is a `reevaluation` that decided again (with recorded inputs)."""
+    entry = _entry(raw)
+    if entry.get("kind") != "reevaluation" or not isinstance(entry["data"].get("inputs"), dict):
+        return None
+    return entry
+
+
 def _in_window(entry: dict[str, Any], window: Window) -> bool:
     if entry["seq"] < window.from_seq:
         return False
@@ -101,15 +125,27 @@ class DatabaseHistory:
         self.ledger = ledger or Ledger()
         self.page = page
 
-    def decisions(self, window: Window = Window()) -> Iterator[Recorded]:
+    def decisions(self, window: Window = Window(), *, redecisions: bool = False) -> Iterator[Recorded]:
+        """The window's `decision` entries in log order; with `redecisions`, the re-decisions at
+        the last approval among them."""
         start = max(window.from_seq, self._first_seq_since(window.since))
         with read_only(self.engine.connect()) as conn:
             for raw in self.ledger.iter_entries(conn, start, batch=self.page):
-                if _DECISION not in raw:
-                    continue
-                entry = _entry(raw)
-                if entry.get("kind") == "decision" and _in_window(entry, window):
-                    yield _recorded(entry)
+                if _DECISION in raw:
+                    entry = _entry(raw)
+                    if entry.get("kind") == "decision" and _in_window(entry, window):
+                        yield _recorded(entry)
+                elif redecisions and _REEVALUATION in raw:
+                    found = _redecision(raw)
+                    if found is not None and _in_window(found, window):
+                        yield _redecided(found, self._packet(conn, str(found["subject"])))
+
+    def _packet(self, conn: Any, decision_id: str) -> dict[str, Any]:
+        row = conn.execute(select(decisions.c.packet).where(decisions.c.decision_id == decision_id)).first()
+        if row is None:
+            raise HistoryError(f"a re-decision names decision {decision_id}, which the database does not hold")
+        packet: dict[str, Any] = json.loads(row.packet)
+        return packet
 
     def _first_seq_since(self, since: datetime | None) -> int:
         """The first seq at or after `since`: entries are appended in time order, so a binary
@@ -181,14 +217,35 @@ class ExportHistory:
             self._sets[digest] = {str(k): str(v) for k, v in data["sources"].items()}
             self._activated.append((digest, str(entry["time"])))
 
-    def decisions(self, window: Window = Window()) -> Iterator[Recorded]:
+    def decisions(self, window: Window = Window(), *, redecisions: bool = False) -> Iterator[Recorded]:
+        """As `DatabaseHistory.decisions`. For re-decisions, the packets of the decisions still
+        pending are kept while the file is read (the only ones a re-decision can follow)."""
+        pending: dict[str, dict[str, Any]] = {}
         for raw in self._lines():
             if _ACTIVATED in raw:
                 self._note_set(raw)
             elif _DECISION in raw:
                 entry = _entry(raw)
-                if entry.get("kind") == "decision" and _in_window(entry, window):
-                    yield _recorded(entry)
+                if entry.get("kind") != "decision":
+                    continue
+                recorded = _recorded(entry)
+                if redecisions and recorded.decision.get("status") == "pending_approval":
+                    pending[recorded.decision_id] = recorded.packet
+                if _in_window(entry, window):
+                    yield recorded
+            elif redecisions and _REEVALUATION in raw:
+                found = _redecision(raw)
+                if found is None:
+                    continue
+                packet = pending.get(str(found["subject"]))
+                if found["data"].get("outcome") != "still_pending":
+                    pending.pop(str(found["subject"]), None)
+                if packet is not None and _in_window(found, window):
+                    yield _redecided(found, packet)
+            elif redecisions and any(marker in raw for marker in _SETTLED):
+                entry = _entry(raw)
+                if entry.get("kind") in ("expiry", "rejection"):
+                    pending.pop(str(entry.get("subject")), None)
         self._scanned = True
 
     def decision(self, decision_id: str) -> Recorded:

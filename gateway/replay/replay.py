@@ -75,7 +75,7 @@ class Replayed:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "decision_id": self.recorded.decision_id, "seq": self.recorded.seq,
+            "decision_id": self.recorded.decision_id, "seq": self.recorded.seq, "kind": self.recorded.kind,
             "policy_digest": self.policy_digest, "verdict": self.verdict,
             "inputs": "reconstructed" if self.reconstructed else "recorded",
             "differences": [d.to_json() for d in self.differences],
@@ -141,7 +141,11 @@ class UnansweredDelegation(ValueError):
 
 
 def recorded_answers(recorded: Recorded) -> dict[str, Delegated]:
-    """What OPA answered when the decision was made (its `invariants` record each answer)."""
+    """What OPA answered when the decision was made (its `invariants` record each answer; a
+    re-decision's entry records them under `opa`)."""
+    if recorded.kind == "reevaluation":
+        given = recorded.data.get("opa") or {}
+        return {path: Delegated(a.get("answer"), a.get("failure"), a.get("detail")) for path, a in given.items()}
     invariants = recorded.decision.get("invariants") or ()
     if not any(isinstance(i, dict) and i.get("path") is not None for i in invariants):
         return {}
@@ -194,6 +198,8 @@ class Replayer:
             return Replayed(recorded, digest, reconstructed=inputs.reconstructed,
                             problem=f"the recorded packet is not a valid packet today: {exc}")
         replayed = comparable(again.model_dump(mode="json"))
+        if recorded.kind == "reevaluation":  # its entry records these members of the decision
+            replayed = {key: replayed.get(key) for key in recorded.decision}
         notes: tuple[str, ...] = ()
         if digest in self.sets.regrammared:
             notes = ("the policy files were compiled with today's grammar, which differs from the "

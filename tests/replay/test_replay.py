@@ -26,11 +26,19 @@ def test_the_generated_history_is_varied(recorded: History) -> None:
     assert any(r["rule"] == "kill_switch" for d in recorded.decisions for r in d["reasons"])
 
 
+def _redecisions(history: History) -> int:
+    """The re-decisions at a last approval the history holds (each replayed by --all too)."""
+    return sum(1 for e in audit(history.server, "reevaluation") if "inputs" in e["data"])
+
+
 def test_replay_all_finds_every_decision_identical(recorded: History, tmp_path: Path) -> None:
     done = warden("replay", "--all", "--db", _db(recorded), cwd=tmp_path)
     assert done.returncode == EXIT_OK, done.stdout + done.stderr
-    count = len(recorded.decisions)
-    assert f"{count} decision(s) replayed: {count} identical, 0 different, 0 not replayable" in done.stdout
+    again = _redecisions(recorded)
+    assert again > 0, "the history has approvals that decided again"
+    count = len(recorded.decisions) + again
+    assert (f"{count} decision(s) replayed ({again} of them re-decisions at the last approval): {count} "
+            "identical, 0 different, 0 not replayable") in done.stdout
 
 
 def test_one_decision_replays_identically_with_its_inputs(recorded: History, tmp_path: Path) -> None:
@@ -68,8 +76,10 @@ def test_an_export_replays_offline_and_shows_the_kept_sets(recorded: History, tm
     done = warden("replay", "--all", "--export", out, "--json", cwd=tmp_path)
     assert done.returncode == EXIT_OK, done.stdout + done.stderr
     summary = json.loads(done.stdout.splitlines()[-1])["summary"]
-    assert summary == {"replayed": len(recorded.decisions), "identical": len(recorded.decisions),
-                       "different": 0, "not_replayable": 0, "inputs_reconstructed": 0}
+    again = _redecisions(recorded)
+    count = len(recorded.decisions) + again
+    assert summary == {"replayed": count, "identical": count, "different": 0, "not_replayable": 0,
+                       "inputs_reconstructed": 0, "redecisions": again}
 
     listed = warden("policy", "show", "--list", "--export", out, cwd=tmp_path)
     first, second = (line.split()[0] for line in listed.stdout.splitlines())
@@ -121,7 +131,8 @@ def test_the_window_narrows_what_is_replayed(recorded: History, tmp_path: Path) 
     def replayed(*window: str) -> int:
         done = warden("replay", "--all", "--json", *window, "--db", _db(recorded), cwd=tmp_path)
         assert done.returncode == EXIT_OK, done.stderr
-        return int(json.loads(done.stdout.splitlines()[-1])["summary"]["replayed"])
+        summary = json.loads(done.stdout.splitlines()[-1])["summary"]
+        return int(summary["replayed"]) - int(summary["redecisions"])
 
     seqs = sorted(d["audit"]["seq"] for d in recorded.decisions)
     assert replayed("--since", "1d") == len(seqs)

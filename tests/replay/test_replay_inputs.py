@@ -72,3 +72,19 @@ def test_an_entry_without_inputs_replays_from_a_reconstruction(recorded: History
     unknown = {**entry.data, "decision": {**entry.data["decision"], "policy_digest": "sha256:" + "0" * 64}}
     lost = replayer.replay(Recorded(entry.seq, entry.time, entry.decision_id, unknown))
     assert lost.verdict == "not_replayable" and "is not kept" in (lost.problem or "")
+
+
+def test_a_redecision_at_the_last_approval_replays_and_a_changed_record_differs(recorded: History) -> None:
+    history = DatabaseHistory(recorded.server.runtime.db)
+    replayer = Replayer(history)
+    redecided = [r for r in history.decisions(redecisions=True) if r.kind == "reevaluation"]
+    assert redecided, "the history has approvals that decided again"
+    for one in redecided:
+        result = replayer.replay(one)
+        assert result.verdict == "identical", result.to_json()
+        assert set(result.to_json()["replayed"]) == {"policy_digest", "status", "risk", "reasons"}
+    first = redecided[0]
+    altered = {**first.data, "decision": {**first.decision, "status": "denied", "risk": "L0"}}
+    result = replayer.replay(Recorded(first.seq, first.time, first.decision_id, altered, first.kind))
+    assert result.verdict == "different"
+    assert [d.field for d in result.differences] == ["risk", "status"]
