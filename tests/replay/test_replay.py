@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 
 from cli_support import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, warden
+from dsl.shipped import builtin_policy_dir
 from gateway.store.schema import policy_sets
 from gateway_server import audit
 from history_support import History
@@ -139,3 +140,19 @@ def test_the_window_narrows_what_is_replayed(recorded: History, tmp_path: Path) 
     assert replayed("--since", "2999-01-01T00:00:00Z") == 0
     assert replayed("--from", str(seqs[10])) == len(seqs) - 10
     assert replayed("--from", str(seqs[10]), "--since", "2000-01-01") == len(seqs) - 10
+
+
+def test_a_damaged_export_is_a_one_line_error(tmp_path: Path) -> None:
+    for name, text, said in [
+        ("not-json", b'{"seq":0,"kind":"decision"\n', "an entry is not JSON"),
+        ("cut-short", b'{"seq":0}', "the last line does not end with a newline"),
+        ("no-packet", b'{"actor":"a","data":{"decision":{}},"kind":"decision","prev":"","seq":0,'
+                      b'"subject":"dec_1","time":"2026-12-07T00:00:00.000000Z"}\n', "holds no packet or decision"),
+    ]:
+        export = tmp_path / name
+        export.mkdir()
+        (export / "entries.jsonl").write_bytes(text)
+        for args in (("replay", "--all"), ("policy", "impact", str(builtin_policy_dir()))):
+            done = warden(*args, "--export", export, cwd=tmp_path)
+            assert done.returncode == EXIT_USAGE, (name, args, done.stdout, done.stderr)
+            assert said in done.stderr and "Traceback" not in done.stderr, done.stderr
