@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,6 +30,8 @@ from ledger.store import Ledger
 _DECISION = b'"kind":"decision"'
 _ACTIVATED = b'"kind":"policy_activated"'
 _REEVALUATION = b'"kind":"reevaluation"'
+#: How far apart the clocks of processes appending to one log may be, for `--since`.
+_CLOCK_SKEW = timedelta(minutes=1)
 #: The entries that end a pending decision (after them no re-decision can follow).
 _SETTLED = (b'"kind":"expiry"', b'"kind":"rejection"')
 
@@ -148,10 +150,13 @@ class DatabaseHistory:
         return packet
 
     def _first_seq_since(self, since: datetime | None) -> int:
-        """The first seq at or after `since`: entries are appended in time order, so a binary
-        search over a few entries finds it."""
+        """A seq before which no entry is at or after `since`: entries are appended in time
+        order, so a binary search over a few entries finds it. It searches for a minute earlier
+        (the processes of one database may write times a little out of order); every entry read
+        is still filtered by its own time."""
         if since is None:
             return 0
+        since = since - _CLOCK_SKEW
         with read_only(self.engine.connect()) as conn:
             low, high = 0, self.ledger.head(conn).size
             while low < high:
