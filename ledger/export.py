@@ -145,4 +145,14 @@ with status 1 if anything fails (0 when everything checks out).
 
 Keep the newest file from checkpoints/ somewhere safe: pass it as --trusted-checkpoint when you
 verify the next export.
+
+Deciding again
+--------------
+Every "policy_activated" entry holds the files of the policy set it activated ("sources"), and
+every "decision" entry the packet and what it was decided from ("inputs"), so this folder is all
+a policy author needs to decide recorded history again, offline:
+
+    warden replay --all --export THIS_FOLDER          every decision again: identical, or what differs
+    warden policy show --list --export THIS_FOLDER    the policy sets, by digest
+    warden policy impact CANDIDATE_DIR --export THIS_FOLDER --since 30d
 """

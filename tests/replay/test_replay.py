@@ -74,6 +74,7 @@ def test_an_export_replays_offline_and_shows_the_kept_sets(recorded: History, tm
     key = recorded.server.runtime.settings.signing_key_file
     exported = warden("audit", "export", "--db", _db(recorded), "--out", out, "--sign-with", key, cwd=tmp_path)
     assert exported.returncode == EXIT_OK, exported.stderr
+    assert "warden replay --all --export THIS_FOLDER" in (out / "README.txt").read_text()
     done = warden("replay", "--all", "--export", out, "--json", cwd=tmp_path)
     assert done.returncode == EXIT_OK, done.stdout + done.stderr
     summary = json.loads(done.stdout.splitlines()[-1])["summary"]
