@@ -17,10 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gateway.cli.compiling import DIR_HELP, compile_dir, policy_dir
 from gateway.cli.exits import EXIT_CHECK_FAILED, EXIT_OK
 from gateway.cli.guard import CommandError
 from gateway.cli.options import add_config_option
@@ -32,28 +32,26 @@ if TYPE_CHECKING:
 QUESTION_NAMES = ("l3-founder", "a1-approval", "dead-rules", "gaps", "conflicts", "assertions")
 
 
-def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]", dir_help: str,
-             compile_dir: Callable[[Path], PolicySet],
-             policy_dir: Callable[[argparse.Namespace], Path]) -> None:
-    """Add `warden policy analyze`; `compile_dir`/`policy_dir` are `warden policy`'s own."""
+def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Add `warden policy analyze`."""
     analyze = commands.add_parser(
         "analyze", help="prove properties of the policies with an SMT solver",
         description="Prove properties of the policies with Z3, for every packet the catalog "
                     "allows; each counter-example is a packet `warden policy explain` decides "
                     "as shown.")
-    analyze.add_argument("dir", nargs="?", type=Path, metavar="DIR", help=dir_help)
+    analyze.add_argument("dir", nargs="?", type=Path, metavar="DIR", help=DIR_HELP)
     analyze.add_argument("--json", action="store_true", help="print the report as JSON")
     analyze.add_argument("--question", action="append", choices=QUESTION_NAMES, metavar="NAME",
                          help=f"ask only this question (repeatable): {', '.join(QUESTION_NAMES)}")
     add_config_option(analyze)
-    analyze.set_defaults(handler=analyze_command, compile_dir=compile_dir, policy_dir=policy_dir)
+    analyze.set_defaults(handler=analyze_command)
 
 
 def analyze_command(args: argparse.Namespace) -> int:
     from gateway.analysis.report import as_json, render_text, run
 
-    directory: Path = args.policy_dir(args)
-    policy_set = args.compile_dir(directory)
+    directory = policy_dir(args)
+    policy_set = compile_dir(directory)
     asked = args.question or QUESTION_NAMES
     assertions = load_assertions(directory) if "assertions" in asked else None
     report = run(directory, policy_set, assertions, [q for q in asked if q != "assertions"])

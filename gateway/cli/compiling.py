@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from dsl.model import PolicySet
 
 
+DIR_HELP = "policy directory (default: the policy_dir setting, the shipped policies unless configured)"
+
+
 def policy_dir(args: argparse.Namespace) -> Path:
     """DIR (or --dir) if given, else the policy_dir setting."""
     directory: Path = args.dir or settings(args).policy_dir

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway.cli import analyze
-from gateway.cli.compiling import compile_dir, policy_dir
+from gateway.cli.compiling import DIR_HELP, compile_dir, policy_dir
 from gateway.cli.exits import EXIT_CHECK_FAILED, EXIT_OK
 from gateway.cli.guard import CommandError
 from gateway.cli.options import add_config_option
@@ -38,7 +38,6 @@ if TYPE_CHECKING:  # the compiler and the engine load the CEL engine: only when 
     from dsl.model import Diagnostic, PolicySet
     from gateway.engine.models import Decision, Packet
 
-DIR_HELP = "policy directory (default: the policy_dir setting, the shipped policies unless configured)"
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -76,7 +75,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     add_config_option(explain)
     explain.set_defaults(handler=explain_command)
 
-    analyze.register(commands, DIR_HELP, compile_dir, policy_dir)
+    analyze.register(commands)
 
     from gateway.cli.replay import register_policy_commands
 
