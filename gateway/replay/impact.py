@@ -32,6 +32,7 @@ then name), so two runs over the same history give the same bytes.
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -61,8 +62,8 @@ def money_of(params: dict[str, Any]) -> tuple[int, str] | None:
     amount, delta, unit_cost = _number(params, "amount"), _number(params, "delta"), _number(params, "unit_cost")
     if amount is not None:
         return int(amount), currency.lower()
-    if delta is not None and unit_cost is not None:
-        return int(abs(delta) * unit_cost), currency.lower()
+    if delta is not None and unit_cost is not None and math.isfinite(cost := abs(delta) * unit_cost):
+        return int(cost), currency.lower()
     for name in ("new_price", "price"):
         price = _number(params, name)
         if price is not None:
@@ -72,7 +73,9 @@ def money_of(params: dict[str, Any]) -> tuple[int, str] | None:
 
 def _number(params: dict[str, Any], name: str) -> float | None:
     value = params.get(name)
-    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return value
 
 
 def objects_of(params: dict[str, Any]) -> list[str]:
