@@ -128,7 +128,8 @@ def render_text(report: Report) -> str:
         lines.append("unsupported (left free: any outcome, so proofs still hold; not fatal)")
         lines += [f"  {u.label} ({', '.join(u.tools)}): {u.reason}" for u in report.unsupported]
         lines.append("")
-    lines.append(("ok: every question asked holds, every assertion is proved" if report.ok
+    checked = "" if report.assertions is None else ", every assertion is proved"
+    lines.append((f"ok: every question asked holds{checked}" if report.ok
                   else "FAILED: see the findings above")
                  + f" ({report.seconds:.2f} s, {report.solver_calls} solver calls)")
     return "\n".join(lines)
