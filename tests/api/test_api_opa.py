@@ -247,9 +247,9 @@ def test_the_decision_entry_holds_what_decides_the_packet_again(server: Server, 
     if again.status == "executed":
         again.status = "executing"  # as recorded: executed once the connector confirms
     assert again.model_dump(mode="json") == recorded.model_dump(mode="json")
-    # `warden replay` does the same from the log alone: OPA is not asked again
-    asked = len(opa.inputs(PATH))
+    # `warden replay` does the same from the log alone: with OPA now failing every query, the
+    # replay is still identical, so it used the recorded answers and asked OPA nothing
+    opa.fail(f"POST /v1/data/{PATH}", status=500, times=None, body={"code": "internal_error", "message": "down"})
     replayed = server.client("auditor").get(f"/v1/actions/{decision['decision_id']}/replay")
     assert replayed.status_code == 200, replayed.text
     assert (replayed.json()["verdict"], replayed.json()["differences"]) == ("identical", [])
-    assert len(opa.inputs(PATH)) == asked
